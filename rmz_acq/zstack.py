@@ -1,0 +1,133 @@
+"""A full mechanical z-stack through ``core.mda``: the ground-truth scan.
+
+Every plane is moved to by the MDA runner, snapped, and appended to the
+output file as it arrives, with the z the stage *reports* after the move
+(which differs from the commanded z on a stage with positioning error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import useq
+from pymmcore_plus import CMMCorePlus
+
+from .errors import AcquisitionError, StageSafetyError
+from .hardware import MicroscopeSummary, light_path_open, summarize
+from .io import FrameStackWriter
+
+__all__ = ["FrameRecord", "acquire_zstack", "check_within_limits"]
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRecord:
+    """One acquired frame: where it was asked for and where the stage was."""
+
+    index: int
+    commanded_z_um: float
+    measured_z_um: float
+
+
+def check_within_limits(planes_um: Sequence[float], limits_um: tuple[float, float] | None) -> None:
+    """Refuse a plan that would drive the focus outside its travel.
+
+    Raises
+    ------
+    StageSafetyError
+        A plane is outside ``limits_um``, or the limits are unknown.
+    """
+    if limits_um is None:
+        raise StageSafetyError(
+            "the focus stage does not report travel limits; give them explicitly "
+            "(--z-limits LOW:HIGH in micrometres) so no move can hit the sample"
+        )
+    lo, hi = limits_um
+    outside = [z for z in planes_um if not lo <= z <= hi]
+    if outside:
+        raise StageSafetyError(
+            f"{len(outside)} planned z position(s) ({min(outside):g} to {max(outside):g} um) "
+            f"are outside the focus travel limits [{lo:g}, {hi:g}] um; nothing was "
+            "moved. Narrow the z range."
+        )
+
+
+def acquire_zstack(
+    core: CMMCorePlus,
+    planes_um: Sequence[float],
+    output: str | Path,
+    *,
+    z_step_um: float | None = None,
+    limits_um: tuple[float, float] | None = None,
+    on_frame: Callable[[FrameRecord], None] | None = None,
+) -> list[FrameRecord]:
+    """Acquire one frame at each z through ``core.mda`` and write an OME-TIFF.
+
+    Parameters
+    ----------
+    core
+        A loaded core with camera, focus stage and shutter.
+    planes_um
+        Commanded focus positions, in acquisition order.
+    output
+        OME-TIFF path; frames are appended as they arrive.
+    z_step_um
+        Nominal spacing written as ``PhysicalSizeZ``.
+    limits_um
+        Focus travel limits; default: what the stage reports.
+    on_frame
+        Called on the runner thread after each frame is on disk.
+
+    Raises
+    ------
+    StageSafetyError
+        A plane is outside the limits (checked before anything moves).
+    AcquisitionError
+        Fewer frames arrived than planned (the file keeps those that did).
+    """
+    summary: MicroscopeSummary = summarize(core)
+    check_within_limits(planes_um, limits_um or summary.focus_limits_um)
+    if len(planes_um) == 0:
+        raise AcquisitionError("no z planes to acquire")
+
+    records: list[FrameRecord] = []
+    errors: list[BaseException] = []
+    writer = FrameStackWriter(output, summary.pixel_size_um, z_step_um=z_step_um)
+
+    def frame_ready(image: np.ndarray, event: useq.MDAEvent, meta: dict[str, Any]) -> None:
+        try:
+            measured = float(meta.get("position", {}).get("z", core.getPosition()))
+            commanded = float(event.z_pos if event.z_pos is not None else measured)
+            writer.append(
+                image,
+                measured,
+                exposure_ms=float(meta.get("exposure_ms", core.getExposure())),
+                commanded_z_um=commanded,
+            )
+            record = FrameRecord(len(records), commanded, measured)
+            records.append(record)
+            if on_frame is not None:
+                on_frame(record)
+        except BaseException as exc:  # surfaced after the run
+            errors.append(exc)
+            core.mda.cancel()
+
+    sequence = useq.MDASequence(z_plan=useq.ZAbsolutePositions(absolute=list(planes_um)))
+    core.mda.events.frameReady.connect(frame_ready)
+    try:
+        with light_path_open(core):
+            core.mda.run(sequence)
+    finally:
+        core.mda.events.frameReady.disconnect(frame_ready)
+        writer.close()
+    if errors:
+        raise errors[0]
+    if len(records) != len(planes_um):
+        raise AcquisitionError(
+            f"only {len(records)} of {len(planes_um)} frames arrived (the camera or "
+            f"stage failed; see the log); {output} holds the frames that did"
+        )
+    return records

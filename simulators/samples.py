@@ -1,0 +1,274 @@
+"""Three-dimensional fluorophore densities on a voxel grid.
+
+A `Sample` is the ground-truth stage of the simulation: fluorophore density
+(arbitrary units: one unit is the brightness of one 50 nm bead, or of one
+voxel inside a nucleus) on a ``(z, y, x)`` grid with lateral voxel equal to
+the camera pixel at the sample.
+
+Generated samples (beads, nuclei) are *laterally periodic*: they fill a field
+that tiles the plane, so light from beyond one edge is the light of real
+neighbouring structure, never of the same object twice as long as the field is
+at least twice the largest blur radius wide (the renderer sees to that).
+A sample read from a TIFF is an isolated object: the renderer surrounds it
+with empty space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "BeadSample",
+    "NucleiSample",
+    "Sample",
+    "SampleSpec",
+    "TiffSample",
+    "make_sample",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """Fluorophore density ``(z, y, x)`` float32 and where it sits.
+
+    ``z_origin_um`` is the z of plane 0; plane ``k`` is at
+    ``z_origin_um + k * voxel_z_um``.  ``periodic`` says whether the field
+    tiles laterally.  ``points_um`` lists point sources (beads) as
+    ``(z, y, x)`` in micrometres within the field, or is empty.
+    """
+
+    density: NDArray[np.float32]
+    voxel_xy_um: float
+    voxel_z_um: float
+    z_origin_um: float
+    periodic: bool
+    points_um: NDArray[np.float64]
+
+    @property
+    def depth_planes_um(self) -> NDArray[np.float64]:
+        planes = self.z_origin_um + self.voxel_z_um * np.arange(self.density.shape[0])
+        return planes.astype(np.float64)
+
+
+class _SpecBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seed: int = 0
+    depth_um: float = Field(10.0, gt=0.0, le=200.0)
+    voxel_z_um: float = Field(0.1, gt=0.0, le=5.0)
+
+
+class BeadSample(_SpecBase):
+    """Sub-resolution beads at random 3D positions, one voxel each."""
+
+    kind: Literal["beads"] = "beads"
+    density_per_1000_um3: float = Field(2.0, ge=0.0, le=1000.0)
+    brightness_spread: float = Field(0.1, ge=0.0, le=2.0, description="lognormal sigma")
+    edge_margin_um: float = Field(0.5, ge=0.0, description="no bead closer to z ends")
+
+
+class NucleiSample(_SpecBase):
+    """Worm-like band of ellipsoidal nuclei (C. elegans neuron nuclei)."""
+
+    kind: Literal["nuclei"] = "nuclei"
+    voxel_z_um: float = Field(0.2, gt=0.0, le=5.0)
+    depth_um: float = Field(18.0, gt=0.0, le=200.0)
+    nuclei_per_1000_um3: float = Field(6.0, ge=0.0, le=200.0)
+    diameter_range_um: tuple[float, float] = (2.0, 4.0)
+    band_half_width_um: float = Field(12.0, gt=0.0)
+    brightness_spread: float = Field(0.35, ge=0.0, le=2.0, description="lognormal sigma")
+    diffuse_background: float = Field(
+        0.01, ge=0.0, description="density of the tissue between nuclei"
+    )
+
+
+class TiffSample(_SpecBase):
+    """A 3D TIFF ``(z, y, x)`` resampled to the camera pixel and ``voxel_z_um``."""
+
+    kind: Literal["tiff"] = "tiff"
+    path: Path
+    tiff_voxel_xy_um: float = Field(gt=0.0)
+    tiff_voxel_z_um: float = Field(gt=0.0)
+    depth_um: float = Field(10.0, gt=0.0, le=200.0, description="ignored: from file")
+
+
+SampleSpec = Annotated[BeadSample | NucleiSample | TiffSample, Field(discriminator="kind")]
+
+
+def make_sample(spec: SampleSpec, field_px: int, voxel_xy_um: float) -> Sample:
+    """Build the density of ``spec`` on a ``field_px`` square field."""
+    if isinstance(spec, BeadSample):
+        return _make_beads(spec, field_px, voxel_xy_um)
+    if isinstance(spec, NucleiSample):
+        return _make_nuclei(spec, field_px, voxel_xy_um)
+    return _read_tiff_sample(spec, voxel_xy_um)
+
+
+def _n_planes(spec: _SpecBase) -> int:
+    return round(spec.depth_um / spec.voxel_z_um) + 1
+
+
+def _make_beads(spec: BeadSample, field_px: int, voxel_xy_um: float) -> Sample:
+    rng = np.random.default_rng(spec.seed)
+    nz = _n_planes(spec)
+    density = np.zeros((nz, field_px, field_px), np.float32)
+    side_um = field_px * voxel_xy_um
+    volume = side_um * side_um * spec.depth_um
+    count = rng.poisson(spec.density_per_1000_um3 * volume / 1000.0)
+    lo = min(spec.edge_margin_um, spec.depth_um / 2)
+    z = rng.uniform(lo, spec.depth_um - lo, count)
+    # Beads sit on pixel centres laterally: a 50 nm bead is far below one
+    # pixel, and off-centre splatting would blur the ground truth.
+    y = rng.integers(0, field_px, count)
+    x = rng.integers(0, field_px, count)
+    brightness = rng.lognormal(0.0, spec.brightness_spread, count).astype(np.float32)
+    # Linear split between the two nearest planes keeps the bead's axial
+    # centroid at its continuous z.
+    zf = z / spec.voxel_z_um
+    k0 = np.clip(np.floor(zf).astype(np.int64), 0, nz - 2)
+    w1 = (zf - k0).astype(np.float32)
+    np.add.at(density, (k0, y, x), brightness * (1.0 - w1))
+    np.add.at(density, (k0 + 1, y, x), brightness * w1)
+    points = np.stack([z, y * voxel_xy_um, x * voxel_xy_um], axis=1)
+    return Sample(density, voxel_xy_um, spec.voxel_z_um, 0.0, True, points)
+
+
+def _smoothstep(t: NDArray[np.float32]) -> NDArray[np.float32]:
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _make_nuclei(spec: NucleiSample, field_px: int, voxel_xy_um: float) -> Sample:
+    rng = np.random.default_rng(spec.seed)
+    nz = _n_planes(spec)
+    side_um = field_px * voxel_xy_um
+    density = np.zeros((nz, field_px, field_px), np.float32)
+
+    # The worm's centre line: one full sine period across the field, so the
+    # band tiles seamlessly.  Its amplitude and phase vary from sample to sample.
+    # It passes within a few micrometres of the field centre, where the camera
+    # looks.
+    amplitude = rng.uniform(0.05, 0.2) * side_um
+    phase = rng.uniform(0, 2 * np.pi)
+    y_centre = side_um / 2 - amplitude * np.sin(np.pi + phase) + rng.uniform(-3.0, 3.0)
+
+    def centre_y(x_um: NDArray[np.float64]) -> NDArray[np.float64]:
+        return y_centre + amplitude * np.sin(2 * np.pi * x_um / side_um + phase)
+
+    half_depth = spec.depth_um / 2
+    z_mid = half_depth
+    d_lo, d_hi = spec.diameter_range_um
+    band_volume = side_um * 2 * spec.band_half_width_um * spec.depth_um * np.pi / 4
+    count = rng.poisson(spec.nuclei_per_1000_um3 * band_volume / 1000.0)
+
+    centres: list[tuple[float, float, float]] = []
+    radii: list[float] = []
+    for _ in range(count * 20):
+        if len(centres) >= count:
+            break
+        # Uniform in the elliptical tube cross-section (half-width in y,
+        # half-depth in z, shrunk by the largest nucleus radius).
+        u, v = rng.uniform(-1, 1, 2)
+        if u * u + v * v > 1:
+            continue
+        x = rng.uniform(0, side_um)
+        radius = rng.uniform(d_lo, d_hi) / 2
+        y = centre_y(np.array([x]))[0] + u * max(spec.band_half_width_um - radius, 0.0)
+        z = z_mid + v * max(half_depth - radius, 0.0)
+        if any(
+            _periodic_distance((z, y, x), c, side_um) < 0.9 * (radius + r)
+            for c, r in zip(centres, radii, strict=True)
+        ):
+            continue
+        centres.append((z, y % side_um, x))
+        radii.append(radius)
+
+    zz = (np.arange(nz) * spec.voxel_z_um)[:, None, None].astype(np.float64)
+    for (cz, cy, cx), radius in zip(centres, radii, strict=True):
+        _add_nucleus(density, zz, (cz, cy, cx), radius, spec, rng, voxel_xy_um)
+
+    if spec.diffuse_background > 0:
+        x_um = ((np.arange(field_px) + 0.5) * voxel_xy_um).astype(np.float64)
+        y_um = x_um[:, None]
+        dy = (y_um - centre_y(x_um)[None, :] + side_um / 2) % side_um - side_um / 2
+        dzz = (zz - z_mid) / half_depth
+        inside = (dy / spec.band_half_width_um) ** 2 + dzz**2 <= 1.0
+        density += spec.diffuse_background * inside.astype(np.float32)
+
+    points = np.asarray(centres, dtype=np.float64).reshape(-1, 3)
+    return Sample(density, voxel_xy_um, spec.voxel_z_um, 0.0, True, points)
+
+
+def _periodic_distance(
+    a: tuple[float, float, float], b: tuple[float, float, float], side_um: float
+) -> float:
+    dz = a[0] - b[0]
+    dy = (a[1] - b[1] + side_um / 2) % side_um - side_um / 2
+    dx = (a[2] - b[2] + side_um / 2) % side_um - side_um / 2
+    return float(np.sqrt(dz * dz + dy * dy + dx * dx))
+
+
+def _add_nucleus(
+    density: NDArray[np.float32],
+    zz: NDArray[np.float64],
+    centre: tuple[float, float, float],
+    radius: float,
+    spec: NucleiSample,
+    rng: np.random.Generator,
+    voxel_xy_um: float,
+) -> None:
+    """Splat one soft-edged ellipsoid with a little texture, wrapping in x, y."""
+    field_px = density.shape[-1]
+    cz, cy, cx = centre
+    axes = radius * rng.uniform(0.8, 1.2, 3)
+    angle = rng.uniform(0, np.pi)
+    brightness = float(rng.lognormal(0.0, spec.brightness_spread))
+    reach = int(np.ceil(axes.max() / voxel_xy_um)) + 2
+    iy = (np.arange(-reach, reach + 1) + int(cy / voxel_xy_um)) % field_px
+    ix = (np.arange(-reach, reach + 1) + int(cx / voxel_xy_um)) % field_px
+    oy = (np.arange(-reach, reach + 1) + int(cy / voxel_xy_um) + 0.5) * voxel_xy_um - cy
+    ox = (np.arange(-reach, reach + 1) + int(cx / voxel_xy_um) + 0.5) * voxel_xy_um - cx
+    c, s = np.cos(angle), np.sin(angle)
+    u = (c * ox[None, :] + s * oy[:, None]) / axes[2]
+    v = (-s * ox[None, :] + c * oy[:, None]) / axes[1]
+    w = (zz - cz) / axes[0]
+    r = np.sqrt(u[None] ** 2 + v[None] ** 2 + w**2)
+    edge = 0.25 / radius  # a 0.25 um soft rim, in units of the radius
+    body = _smoothstep((1.0 - r) / edge).astype(np.float32)
+    texture = 1.0 + 0.15 * rng.standard_normal(body.shape).astype(np.float32)
+    block = brightness * body * np.clip(texture, 0.5, 1.5)
+    density[:, iy[:, None], ix[None, :]] += block
+
+
+def _read_tiff_sample(spec: TiffSample, voxel_xy_um: float) -> Sample:
+    import tifffile
+    from scipy.ndimage import zoom
+
+    if not spec.path.is_file():
+        raise FileNotFoundError(f"sample TIFF {str(spec.path)!r} does not exist")
+    data = np.asarray(tifffile.imread(spec.path), dtype=np.float32)
+    data = np.squeeze(data)
+    if data.ndim != 3:
+        raise ValueError(
+            f"sample TIFF {str(spec.path)!r} has shape {data.shape}; expected a 3D "
+            "(z, y, x) stack of one channel"
+        )
+    scale = (
+        spec.tiff_voxel_z_um / spec.voxel_z_um,
+        spec.tiff_voxel_xy_um / voxel_xy_um,
+        spec.tiff_voxel_xy_um / voxel_xy_um,
+    )
+    data = zoom(data, scale, order=1)
+    data -= float(np.percentile(data, 1))  # the camera offset is not fluorescence
+    np.clip(data, 0.0, None, out=data)
+    peak = float(data.max())
+    if peak > 0:
+        data /= peak
+    empty = np.zeros((0, 3))
+    return Sample(data.astype(np.float32), voxel_xy_um, spec.voxel_z_um, 0.0, False, empty)

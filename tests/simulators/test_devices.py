@@ -1,0 +1,146 @@
+"""The simulated devices through a real core, as a user's scripts drive them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import useq
+from pymmcore_plus import CMMCorePlus
+
+from rmz_acq.errors import ConfigError
+from rmz_acq.hardware import light_path_open, load_core, loaded_python_device
+from simulators.devices import SimulatedFocusStage, StageLimitError
+from tests.conftest import SHIPPED_CONFIGS, SMALL_BEADS
+
+
+def _snap(core: CMMCorePlus) -> np.ndarray:
+    core.snapImage()
+    return np.asarray(core.getImage())
+
+
+def test_closed_shutter_gives_dark_frames(small_core: CMMCorePlus) -> None:
+    small_core.setPosition(2.0)
+    small_core.setShutterOpen(False)
+    dark = _snap(small_core).astype(float)
+    small_core.setShutterOpen(True)
+    lit = _snap(small_core).astype(float)
+    offset = float(small_core.getProperty("Camera", "Offset"))
+    gain = float(small_core.getProperty("Camera", "Gain"))
+    read_noise = float(small_core.getProperty("Camera", "ReadNoiseE"))
+    assert dark.mean() == pytest.approx(offset, abs=0.1)
+    assert dark.std() == pytest.approx(np.hypot(read_noise * gain, 0.29), rel=0.15)
+    assert lit.mean() > offset + 5 and lit.max() > offset + 100
+
+
+def test_stage_refuses_moves_outside_its_limits(small_core: CMMCorePlus) -> None:
+    small_core.setPosition(1.0)
+    for target in (-1.5, 5.01, float("nan")):
+        with pytest.raises(StageLimitError, match="did not move"):
+            small_core.setPosition(target)
+        assert small_core.getPosition() == pytest.approx(1.0)
+
+
+def test_positioning_error_shows_in_measured_not_commanded_z(
+    make_config: Callable[..., Path],
+) -> None:
+    core = load_core(make_config(**SMALL_BEADS, Z__PositionErrorSigmaUm=0.2, Z__Seed=4))
+    stage = loaded_python_device(core, "Z")
+    assert isinstance(stage, SimulatedFocusStage)
+    errors = []
+    for target in (0.0, 1.0, 2.5, 4.0):
+        core.setPosition(target)
+        assert stage.commanded_um == target
+        errors.append(core.getPosition() - target)
+    assert np.std(errors) > 0.05
+    assert np.all(np.abs(errors) < 1.0)
+
+
+def test_drift_moves_the_focus_slowly(make_config: Callable[..., Path]) -> None:
+    core = load_core(make_config(**SMALL_BEADS, Z__DriftUmPerMin=60))  # 1 um/s
+    core.setPosition(2.0)
+    first = core.getPosition()
+
+    time.sleep(0.3)
+    assert first + 0.25 < core.getPosition() < first + 1.0
+
+
+def test_frame_depends_on_focus_and_noise_is_seeded(small_core: CMMCorePlus) -> None:
+    small_core.setShutterOpen(True)
+    small_core.setPosition(1.0)
+    a = _snap(small_core).astype(float)
+    small_core.setPosition(3.0)
+    b = _snap(small_core).astype(float)
+    assert np.abs(a - b).mean() > 1.0
+
+
+@pytest.mark.parametrize("config", SHIPPED_CONFIGS, ids=lambda p: p.stem)
+def test_mda_z_stack_runs_on_each_shipped_config(config: Path) -> None:
+    core = load_core(config)
+    assert core.getPixelSizeUm() == pytest.approx(0.1)
+    core.setProperty("Camera", "Width", "128")
+    core.setProperty("Camera", "Height", "120")
+    frames: list[tuple[np.ndarray, float]] = []
+    core.mda.events.frameReady.connect(
+        lambda image, event, meta: frames.append((image.copy(), meta["position"]["z"]))
+    )
+    planes = [1.0, 4.0, 7.0]
+    with light_path_open(core):
+        core.mda.run(useq.MDASequence(z_plan=useq.ZAbsolutePositions(absolute=planes)))
+    assert not core.getShutterOpen()
+    assert [z for _, z in frames] == pytest.approx(planes)
+    for image, _ in frames:
+        assert image.shape == (120, 128)
+        assert image.dtype == np.uint16
+        assert image.mean() > 101.5  # light on top of the 100 ADU offset
+    stack = np.stack([image for image, _ in frames]).astype(float)
+    assert stack.max() > 125  # structure: background alone stays below ~110
+    assert np.abs(stack[0] - stack[2]).mean() > 1.0
+
+
+CONFIG_ERRORS = [
+    ("unknown class", {"old": "SimulatedCamera", "new": "NoSuchCamera"}, "NoSuchCamera"),
+    ("unknown module", {"old": "simulators.devices,SimulatedShutter", "new": "nope,X"}, "nope"),
+    ("wrong type", {"old": "Camera,Width,256", "new": "Camera,Width,wide"}, "not a valid int"),
+    ("out of range", {"old": "Camera,Width,256", "new": "Camera,Width,99999"}, "outside"),
+    ("unknown property", {"old": "Camera,Width,256", "new": "Camera,Wdth,256"}, "Wdth"),
+    ("bad optics", {"old": "NumericalAperture,1.4", "new": "NumericalAperture,1.6"}, "immersion"),
+    ("bad limits", {"old": "UpperLimitUm,12", "new": "UpperLimitUm,-5"}, "LowerLimitUm"),
+    ("bad choice", {"old": "SampleKind,beads", "new": "SampleKind,cells"}, "cells"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "fragment"), CONFIG_ERRORS, ids=[c[0] for c in CONFIG_ERRORS]
+)
+def test_config_errors_are_clear(
+    tmp_path: Path, name: str, edit: dict[str, str], fragment: str
+) -> None:
+    text = (SHIPPED_CONFIGS[0].parent / "simulated_beads.cfg").read_text()
+    assert edit["old"] in text
+    path = tmp_path / "broken.cfg"
+    path.write_text(text.replace(edit["old"], edit["new"], 1))
+    with pytest.raises(ConfigError, match=fragment) as info:
+        load_core(path)
+    assert "broken.cfg" in str(info.value)
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_core(tmp_path / "nope.cfg")
+
+
+def test_real_hardware_config_without_micromanager_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MICROMANAGER_PATH", str(tmp_path / "no-mm-here"))
+    path = tmp_path / "demo.cfg"
+    path.write_text(
+        "Device,Camera,DemoCamera,DCam\nDevice,Z,DemoCamera,DStage\n"
+        "Property,Core,Initialize,1\nProperty,Core,Camera,Camera\n"
+    )
+    with pytest.raises(ConfigError, match="mmcore install"):
+        load_core(path)
