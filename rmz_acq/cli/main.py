@@ -31,8 +31,9 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USER_ERROR)
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
     ] = False,
@@ -41,6 +42,9 @@ def _root(
         from .. import __version__
 
         typer.echo(f"rmz-acq {__version__}")
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
         raise typer.Exit()
 
 

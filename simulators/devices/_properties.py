@@ -73,9 +73,14 @@ def register_settings(
             return store[name]
 
         def setter(dev: Device, value: Any, s: Setting = setting) -> None:
+            previous = store[s.name]
             store[s.name] = s.coerce(dev.get_label() or type(dev).__name__, value)
             if on_change is not None:
-                on_change(s.name)
+                try:
+                    on_change(s.name)
+                except Exception:
+                    store[s.name] = previous  # a refused value leaves no trace
+                    raise
 
         device.register_property(
             setting.name,

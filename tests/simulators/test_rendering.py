@@ -51,10 +51,7 @@ def test_bead_stack_peaks_at_each_bead_and_broadens_symmetrically() -> None:
     sample = make_sample(spec, field, OPTICS.pixel_size_um)
     stack = FocalStack(sample, OPTICS, (fov, fov), (-1.0, 5.0))
     offset = (field - fov) // 2
-    beads = [
-        (z, int(round(y / 0.1)) - offset, int(round(x / 0.1)) - offset)
-        for z, y, x in sample.points_um
-    ]
+    beads = [(z, round(y / 0.1) - offset, round(x / 0.1) - offset) for z, y, x in sample.points_um]
     inside = [b for b in beads if 12 <= b[1] < fov - 12 and 12 <= b[2] < fov - 12]
     # isolated: no other bead within 3 um laterally, so no neighbour's blur
     # disc reaches the patch
