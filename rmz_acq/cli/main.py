@@ -111,6 +111,148 @@ def simulate(
     )
 
 
+@app.command()
+def reconstruct(
+    frames: Annotated[Path, typer.Argument(help="Input frames (OME-TIFF with PositionZ).")],
+    z_range: Annotated[
+        str, typer.Option("--z-range", help="Output planes START:STOP:STEP in um, STOP included.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output volume .ome.tif.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Preset (beads, nuclei) or weights file.")
+    ] = "nuclei",
+    z: Annotated[
+        str | None,
+        typer.Option("--z", help="Frame z list in um (overrides PositionZ), e.g. 3,9,15."),
+    ] = None,
+    pixel_size_um: Annotated[
+        float | None, typer.Option("--pixel-size-um", help="If the frames do not state it.")
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu or cuda.")] = None,
+) -> None:
+    """Reconstruct a volume from M frames at arbitrary z."""
+    from ..reconstruct import reconstruct_file
+    from ..session import PushResult
+    from ..zgrid import parse_z_list, parse_z_range
+
+    try:
+        planes = parse_z_range(z_range).planes_um()
+        z_list = parse_z_list(z) if z is not None else None
+
+        def report(result: PushResult) -> None:
+            change = (
+                "-" if result.frobenius_change is None else f"{result.relative_change:.4f} relative"
+            )
+            typer.echo(
+                f"frame {result.frame_index + 1}: {result.reconstruction_s:.2f} s, change {change}",
+                err=True,
+            )
+
+        path = reconstruct_file(
+            frames,
+            output,
+            planes,
+            model,
+            z_override=z_list,
+            pixel_size_um=pixel_size_um,
+            device=device,
+            on_push=report,
+        )
+    except (RmzError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"wrote {path}: {len(planes)} planes from {planes[0]:g} to {planes[-1]:g} um")
+
+
+@app.command()
+def train(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Run folder (checkpoints, log, weights).")
+    ],
+    preset: Annotated[
+        str, typer.Option("--preset", help="Imaging conditions: beads or nuclei.")
+    ] = "nuclei",
+    stacks: Annotated[
+        Path | None,
+        typer.Option("--stacks", help="Folder of your own OME-TIFF z-stacks (default: simulate)."),
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Optimiser steps.")] = 3000,
+    crop_px: Annotated[int, typer.Option("--crop", help="Training crop size (px).")] = 128,
+    volumes: Annotated[int, typer.Option("--volumes", help="Simulated volumes to draw from.")] = 24,
+    base_channels: Annotated[int, typer.Option("--base-channels")] = 8,
+    depth: Annotated[int, typer.Option("--depth")] = 4,
+    learning_rate: Annotated[float, typer.Option("--lr")] = 1e-3,
+    foreground_weight: Annotated[
+        float, typer.Option("--foreground-weight", help="Extra BerHu weight of bright pixels.")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu or cuda (default: best).")
+    ] = None,
+) -> None:
+    """Train Recurrent-MZ on simulated volumes or your own z-stacks."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from ..training.conditions import PRESET_CONDITIONS
+    from ..training.data import load_stack_volumes
+    from ..training.trainer import TrainingSettings
+    from ..training.trainer import train as run_training
+
+    try:
+        if preset not in PRESET_CONDITIONS:
+            raise RmzError(f"unknown --preset {preset!r}; choose {', '.join(PRESET_CONDITIONS)}")
+        settings = TrainingSettings(
+            steps=steps,
+            crop_px=crop_px,
+            n_volumes=volumes,
+            base_channels=base_channels,
+            depth=depth,
+            learning_rate=learning_rate,
+            foreground_weight=foreground_weight,
+            seed=seed,
+        )
+        own = load_stack_volumes(stacks) if stacks is not None else None
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            disable=not sys.stderr.isatty(),
+        ) as progress:
+            tasks: dict[str, TaskID] = {}
+
+            def show(phase: str, done: int, total: int, metrics: dict[str, float]) -> None:
+                if phase not in tasks:
+                    tasks[phase] = progress.add_task(phase, total=total, info="")
+                info = " ".join(f"{k}={v:.3g}" for k, v in metrics.items())
+                progress.update(tasks[phase], completed=done, info=info)
+
+            summary = run_training(
+                output,
+                PRESET_CONDITIONS[preset],
+                settings,
+                name=preset,
+                stacks=own,
+                device=device,
+                resume=resume,
+                on_progress=show,
+            )
+    except (RmzError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    scores = " ".join(f"{k}={v:.3f}" for k, v in summary.last_validation.items())
+    typer.echo(
+        f"wrote {summary.weights} after {summary.steps} steps ({summary.seconds:.0f} s); {scores}"
+    )
+
+
 def _parse_limits(text: str | None) -> tuple[float, float] | None:
     if text is None:
         return None

@@ -1,0 +1,1 @@
+"""Scores against ground truth, simple baselines, and the evaluate command's report."""

@@ -1,0 +1,107 @@
+"""Training losses of eq. 7: BerHu (eq. 9) and multi-scale SSIM (eq. 8).
+
+The adversarial term of eq. 7 is left out (the paper weighs it 0.5 against
+3 for BerHu and 1 for MS-SSIM; it sharpens texture but makes training on a
+CPU budget unstable), so the total here is ``alpha BerHu + beta (1 - MS-SSIM)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["berhu", "ms_ssim", "reconstruction_loss"]
+
+# Wang et al. 2003 scale weights (5 scales); fewer scales renormalise them.
+_MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def berhu(
+    prediction: Tensor, target: Tensor, c: float = 0.1, weight: Tensor | None = None
+) -> Tensor:
+    """Reverse Huber loss, eq. 9: L1 below ``c``, scaled L2 above; mean over pixels.
+
+    ``weight`` (broadcastable to the images) lets sparse bright structure
+    count as much as the background it sits in.
+    """
+    diff = (prediction - target).abs()
+    loss = torch.where(diff <= c, diff, (diff * diff + c * c) / (2 * c))
+    if weight is not None:
+        return (loss * weight).sum() / weight.expand_as(loss).sum()
+    return loss.mean()
+
+
+def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> Tensor:
+    coords = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).view(1, 1, size, size)
+
+
+def _ssim_parts(
+    x: Tensor, y: Tensor, window: Tensor, c1: float, c2: float
+) -> tuple[Tensor, Tensor]:
+    mu_x = F.conv2d(x, window)
+    mu_y = F.conv2d(y, window)
+    sxx = F.conv2d(x * x, window) - mu_x**2
+    syy = F.conv2d(y * y, window) - mu_y**2
+    sxy = F.conv2d(x * y, window) - mu_x * mu_y
+    luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
+    contrast_structure = (2 * sxy + c2) / (sxx + syy + c2)
+    return luminance.mean(dim=(1, 2, 3)), contrast_structure.mean(dim=(1, 2, 3))
+
+
+def ms_ssim(
+    x: Tensor, y: Tensor, *, data_range: float = 1.0, scales: int = 3, window: int = 7
+) -> Tensor:
+    """Multi-scale SSIM (eq. 8) per image, ``(B,)``, for ``(B, 1, H, W)`` inputs.
+
+    Contrast-structure terms at every scale, luminance at the coarsest, with
+    the standard weights renormalised to ``scales``.  Negative similarities
+    are clamped to a small positive value so the product stays defined.
+    """
+    if x.shape != y.shape or x.ndim != 4:
+        raise ValueError(f"ms_ssim needs two (B, 1, H, W) tensors, got {x.shape} and {y.shape}")
+    smallest = min(x.shape[-2:]) // 2 ** (scales - 1)
+    if smallest < window:
+        raise ValueError(
+            f"images of {tuple(x.shape[-2:])} are too small for {scales} scales "
+            f"with a {window}-pixel window"
+        )
+    weights = torch.tensor(_MS_SSIM_WEIGHTS[:scales], device=x.device, dtype=x.dtype)
+    weights = weights / weights.sum()
+    g = _gaussian_window(window, 1.5, x.device, x.dtype)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    result = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
+    for s in range(scales):
+        luminance, cs = _ssim_parts(x, y, g, c1, c2)
+        if s == scales - 1:
+            result = result * (luminance * cs).clamp_min(1e-4) ** weights[s]
+        else:
+            result = result * cs.clamp_min(1e-4) ** weights[s]
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+    return result
+
+
+def reconstruction_loss(
+    prediction: Tensor,
+    target: Tensor,
+    *,
+    alpha: float = 3.0,
+    beta: float = 1.0,
+    foreground_weight: float = 0.0,
+    ms_ssim_scales: int = 3,
+) -> Tensor:
+    """``alpha BerHu + beta (1 - MS-SSIM)`` (eq. 7 without the GAN term).
+
+    With ``foreground_weight > 0``, pixels of the target above half its
+    per-image maximum weigh ``1 + foreground_weight`` in BerHu.
+    """
+    weight = None
+    if foreground_weight > 0:
+        peak = target.amax(dim=(1, 2, 3), keepdim=True)
+        weight = 1.0 + foreground_weight * (target > 0.5 * peak).to(target.dtype)
+    data_range = float((target.amax() - target.amin()).clamp_min(1e-3))
+    similarity = ms_ssim(prediction, target, data_range=data_range, scales=ms_ssim_scales)
+    return alpha * berhu(prediction, target, weight=weight) + beta * (1 - similarity).mean()

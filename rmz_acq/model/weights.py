@@ -1,0 +1,139 @@
+"""Weights on disk: safetensors with the architecture and provenance as metadata.
+
+A weights file is self-describing: its metadata holds the `NetworkConfig`,
+the imaging conditions it was trained for and a format tag, so loading never
+needs to guess, and loading never runs code (safetensors stores tensors only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import RmzError
+from .network import NetworkConfig, RecurrentMZ
+
+__all__ = ["PRESETS", "LoadedModel", "load_model", "save_weights"]
+
+FORMAT = "rmz_acq.recurrent_mz/1"
+PRESETS = ("beads", "nuclei")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready for inference and where it came from."""
+
+    model: RecurrentMZ
+    name: str
+    sha256: str
+    path: Path
+    conditions: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def save_weights(
+    model: RecurrentMZ,
+    path: str | Path,
+    *,
+    name: str,
+    conditions: dict[str, Any] | None = None,
+    extra: dict[str, str] | None = None,
+) -> Path:
+    """Write ``model``'s weights and description as safetensors."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        "format": FORMAT,
+        "name": name,
+        "conditions": json.dumps(conditions or {}),
+        **model.config.as_dict(),
+        **(extra or {}),
+    }
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".partial")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(path)
+    return path
+
+
+def preset_path(name: str) -> Path:
+    return Path(str(resources.files("rmz_acq") / "presets" / f"{name}.safetensors"))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_model(name_or_path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
+    """Load a shipped preset (``beads``, ``nuclei``) or a weights file.
+
+    Raises
+    ------
+    RmzError
+        Unknown preset, missing file, corrupt file, a file of another format,
+        or weights that do not fit the architecture they claim.
+    """
+    text = str(name_or_path)
+    if text in PRESETS:
+        path = preset_path(text)
+        if not path.is_file():
+            raise RmzError(f"preset {text!r} is not installed ({path} is missing)")
+    else:
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise RmzError(
+                f"unknown model {text!r}: give a shipped preset ({', '.join(PRESETS)}) "
+                "or the path of a .safetensors weights file"
+            )
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:  # type: ignore[no-untyped-call]
+            metadata = dict(fh.metadata() or {})
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise RmzError(
+            f"{path} is not a readable weights file (corrupt or truncated?): {exc}"
+        ) from exc
+    if metadata.get("format") != FORMAT:
+        raise RmzError(
+            f"{path} is not an rmz_acq weights file (format {metadata.get('format')!r}, "
+            f"expected {FORMAT!r}); train one with `rmz-acq train`"
+        )
+    try:
+        config = NetworkConfig.from_dict(metadata)
+    except (KeyError, ValueError) as exc:
+        raise RmzError(f"{path} has an incomplete architecture description: {exc}") from exc
+    model = RecurrentMZ(
+        base_channels=config.base_channels,
+        depth=config.depth,
+        norm=config.norm,
+        dpm_scale_um=config.dpm_scale_um,
+    )
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise RmzError(f"{path} holds weights for another architecture: {first}") from exc
+    model.eval().to(device)
+    conditions = json.loads(metadata.get("conditions", "{}") or "{}")
+    return LoadedModel(
+        model=model,
+        name=metadata.get("name", path.stem),
+        sha256=_sha256(path),
+        path=path,
+        conditions=conditions,
+        metadata=metadata,
+    )

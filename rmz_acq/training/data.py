@@ -1,0 +1,275 @@
+"""Training data: volumes to draw input frames and target planes from.
+
+A `Volume` gives the image at any focus z, noisy (what the camera records,
+the network's input) or clean (the target).  Simulated volumes come from the
+simulator with sample, brightness, noise and optics varied within the
+imaging conditions; stack volumes are a user's own OME-TIFF z-stacks, where
+inputs and targets are both recorded planes.
+
+`TrainingSampler` draws batches the way an adaptive scan presents frames: a
+variable number of inputs M, spaced around the nominal input spacing with
+jitter (sometimes anywhere), optionally shuffled, each with its DPM to a
+random output plane.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from simulators.camera_model import CameraModel
+from simulators.optics import Optics
+from simulators.rendering import FocalStack, field_size_px
+from simulators.samples import BeadSample, NucleiSample, SampleSpec, make_sample
+
+from ..errors import RmzError
+from ..io import read_zstack
+from ..model.normalization import IntensityNormalization
+from .conditions import ImagingConditions
+
+__all__ = [
+    "Batch",
+    "SimulatedVolume",
+    "StackVolume",
+    "TrainingSampler",
+    "Volume",
+    "load_stack_volumes",
+    "make_simulated_volume",
+]
+
+
+class Volume(Protocol):
+    """A specimen that can be imaged at any focus within ``z_range_um``."""
+
+    @property
+    def z_range_um(self) -> tuple[float, float]: ...
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    def frame(self, z_um: float, rng: np.random.Generator) -> NDArray[np.float32]:
+        """What the camera records at ``z_um`` (ADU)."""
+        ...
+
+    def target(self, z_um: float) -> NDArray[np.float32]:
+        """The best available image of the plane at ``z_um`` (ADU)."""
+        ...
+
+
+@dataclass
+class SimulatedVolume:
+    """A simulated sample: noise-free optics, then a camera, in ADU."""
+
+    stack: FocalStack
+    photons_per_unit: float
+    background_photons: float
+    camera: CameraModel
+
+    @property
+    def z_range_um(self) -> tuple[float, float]:
+        return self.stack.focus_range_um
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.stack.fov_shape
+
+    def photons(self, z_um: float) -> NDArray[np.float32]:
+        return self.stack.image_at(z_um) * np.float32(self.photons_per_unit) + np.float32(
+            self.background_photons
+        )
+
+    def frame(self, z_um: float, rng: np.random.Generator) -> NDArray[np.float32]:
+        return self.camera.capture(self.photons(z_um), rng).astype(np.float32)
+
+    def target(self, z_um: float) -> NDArray[np.float32]:
+        return self.camera.expected_adu(self.photons(z_um)).astype(np.float32)
+
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def make_simulated_volume(
+    conditions: ImagingConditions, seed: int, fov_px: int = 256
+) -> SimulatedVolume:
+    """One random specimen within ``conditions``, fully determined by ``seed``.
+
+    Varied: the sample (layout, density, brightness spread), optics within
+    +-0.03 NA and +-10 nm, photon flux (x0.3-3), background (x0.2-3) and the
+    camera (QE, gain, offset, read noise).
+    """
+    rng = np.random.default_rng([seed, 7919])
+    spec: SampleSpec
+    if conditions.sample == "beads":
+        spec = BeadSample(
+            seed=seed,
+            depth_um=conditions.depth_um,
+            voxel_z_um=conditions.voxel_z_um,
+            density_per_1000_um3=rng.uniform(2.0, 8.0),
+            brightness_spread=rng.uniform(0.0, 0.3),
+        )
+    else:
+        spec = NucleiSample(
+            seed=seed,
+            depth_um=conditions.depth_um,
+            voxel_z_um=conditions.voxel_z_um,
+            nuclei_per_1000_um3=rng.uniform(3.0, 9.0),
+            brightness_spread=rng.uniform(0.2, 0.5),
+            diffuse_background=rng.uniform(0.0, 0.03),
+        )
+    optics = Optics(
+        numerical_aperture=float(
+            np.clip(
+                conditions.numerical_aperture + rng.uniform(-0.03, 0.03),
+                0.1,
+                conditions.immersion_index - 0.02,
+            )
+        ),
+        emission_wavelength_nm=conditions.emission_wavelength_nm + rng.uniform(-10, 10),
+        immersion_index=conditions.immersion_index,
+        pixel_size_um=conditions.pixel_size_um,
+    )
+    field = field_size_px(optics, fov_px, conditions.depth_um, periodic=True)
+    sample = make_sample(spec, field, optics.pixel_size_um)
+    stack = FocalStack(sample, optics, (fov_px, fov_px), (0.0, conditions.depth_um))
+    exposure_s = conditions.exposure_ms / 1000.0
+    camera = CameraModel(
+        quantum_efficiency=rng.uniform(0.6, 0.9),
+        read_noise_e=rng.uniform(1.0, 3.0),
+        offset_adu=rng.uniform(90.0, 110.0),
+        gain_adu_per_e=rng.uniform(0.3, 1.0),
+    )
+    return SimulatedVolume(
+        stack=stack,
+        photons_per_unit=conditions.photon_flux_per_s * exposure_s * _log_uniform(rng, 0.3, 3.0),
+        background_photons=conditions.background_photons_per_s
+        * exposure_s
+        * _log_uniform(rng, 0.2, 3.0),
+        camera=camera,
+    )
+
+
+@dataclass
+class StackVolume:
+    """A recorded z-stack: every plane is both a possible input and a target."""
+
+    data: NDArray[np.float32]
+    z_um: NDArray[np.float64]
+
+    @property
+    def z_range_um(self) -> tuple[float, float]:
+        return float(self.z_um[0]), float(self.z_um[-1])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.data.shape[1]), int(self.data.shape[2]))
+
+    def _nearest(self, z_um: float) -> int:
+        return int(np.argmin(np.abs(self.z_um - z_um)))
+
+    def frame(self, z_um: float, rng: np.random.Generator) -> NDArray[np.float32]:
+        return self.data[self._nearest(z_um)]
+
+    def target(self, z_um: float) -> NDArray[np.float32]:
+        return self.data[self._nearest(z_um)]
+
+    def snap_z(self, z_um: float) -> float:
+        """Recorded planes are the only z a stack can offer."""
+        return float(self.z_um[self._nearest(z_um)])
+
+
+def load_stack_volumes(folder: str | Path) -> list[StackVolume]:
+    """Every OME-TIFF z-stack in ``folder`` (z from ``PositionZ`` or ``PhysicalSizeZ``)."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.tif")) + sorted(folder.glob("*.tiff"))
+    if not files:
+        raise RmzError(f"no .tif z-stacks in {str(folder)!r}")
+    volumes = []
+    for path in files:
+        stack = read_zstack(path)
+        if stack.z_um is not None:
+            z = stack.z_um
+        elif stack.z_step_um is not None:
+            z = (np.arange(stack.data.shape[0]) * stack.z_step_um).astype(np.float64)
+        else:
+            raise RmzError(
+                f"{path.name} has no z positions (OME PositionZ) or z step (PhysicalSizeZ); "
+                "write it as OME-TIFF with its voxel size"
+            )
+        order = np.argsort(z)
+        volumes.append(StackVolume(stack.data[order].astype(np.float32), z[order]))
+    return volumes
+
+
+@dataclass(frozen=True)
+class Batch:
+    """``frames (N, M, c, c)``, ``dpm_um (N, M)``, ``targets (N, 1, c, c)``, normalised."""
+
+    frames: torch.Tensor
+    dpm_um: torch.Tensor
+    targets: torch.Tensor
+
+
+@dataclass
+class TrainingSampler:
+    """Random training batches from a list of volumes."""
+
+    volumes: list[SimulatedVolume] | list[StackVolume]
+    input_spacing_um: float
+    crop_px: int = 128
+    items: int = 4
+    targets_per_item: int = 2
+    m_choices: tuple[int, ...] = (1, 2, 3, 4)
+    m_weights: tuple[float, ...] = (0.1, 0.25, 0.4, 0.25)
+    shuffle_probability: float = 0.5
+
+    def input_planes(
+        self, rng: np.random.Generator, m: int, z_range: tuple[float, float]
+    ) -> list[float]:
+        """M input positions: a jittered regular grid, or (1 in 4) anywhere."""
+        lo, hi = z_range
+        if rng.random() < 0.25:
+            z = rng.uniform(lo, hi, m)
+        else:
+            spacing = self.input_spacing_um * rng.uniform(0.8, 1.2)
+            span = spacing * (m - 1)
+            start = rng.uniform(lo, max(lo, hi - span))
+            z = start + spacing * np.arange(m) + rng.normal(0, 0.1 * spacing, m)
+        z = np.clip(z, lo, hi)
+        if rng.random() < self.shuffle_probability:
+            rng.shuffle(z)
+        return [float(v) for v in z]
+
+    def sample(self, rng: np.random.Generator) -> Batch:
+        m = int(rng.choice(self.m_choices, p=np.asarray(self.m_weights) / sum(self.m_weights)))
+        c = self.crop_px
+        frames, dpms, targets = [], [], []
+        for _ in range(self.items):
+            volume = self.volumes[int(rng.integers(len(self.volumes)))]
+            z_in = self.input_planes(rng, m, volume.z_range_um)
+            if isinstance(volume, StackVolume):
+                z_in = [volume.snap_z(z) for z in z_in]
+            raw = [volume.frame(z, rng) for z in z_in]
+            norm = IntensityNormalization.from_frame(raw[0])
+            height, width = volume.shape
+            y0 = int(rng.integers(0, height - c + 1))
+            x0 = int(rng.integers(0, width - c + 1))
+            crop = (slice(y0, y0 + c), slice(x0, x0 + c))
+            inputs = np.stack([norm.apply(f[crop]) for f in raw])
+            for _ in range(self.targets_per_item):
+                z_out = float(rng.uniform(*volume.z_range_um))
+                if isinstance(volume, StackVolume):
+                    z_out = volume.snap_z(z_out)
+                frames.append(inputs)
+                dpms.append([z_out - z for z in z_in])
+                targets.append(norm.apply(volume.target(z_out)[crop])[None])
+        return Batch(
+            frames=torch.from_numpy(np.stack(frames)),
+            dpm_um=torch.tensor(dpms, dtype=torch.float32),
+            targets=torch.from_numpy(np.stack(targets)),
+        )

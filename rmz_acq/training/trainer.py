@@ -1,0 +1,249 @@
+"""Training loop: Adam, resumable checkpoints, validation, reproducible.
+
+Every batch is drawn from a generator seeded by ``(seed, step)``, and the
+network has no random layers, so a run resumed from a checkpoint continues
+exactly as the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import RmzError
+from ..evaluation.metrics import psnr
+from ..model.losses import reconstruction_loss
+from ..model.network import RecurrentMZ
+from ..model.normalization import IntensityNormalization
+from ..model.weights import save_weights
+from .conditions import ImagingConditions
+from .data import SimulatedVolume, StackVolume, TrainingSampler, make_simulated_volume
+
+__all__ = ["TrainingSettings", "TrainingSummary", "train"]
+
+# Seeds of simulated volumes: training draws from [0, 10000) + 1000 * seed,
+# validation from 10000 up, and model-card evaluations from 20000 up, so no
+# model is ever scored on a volume it was trained or validated on.
+VALIDATION_SEED = 10_000
+EVALUATION_SEED = 20_000
+
+
+class TrainingSettings(BaseModel):
+    """Everything that decides a training run (stored in the checkpoint)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps: int = Field(3000, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    batch_items: int = Field(4, ge=1)
+    targets_per_item: int = Field(2, ge=1)
+    crop_px: int = Field(128, ge=32)
+    n_volumes: int = Field(24, ge=1)
+    fov_px: int = Field(256, ge=64)
+    base_channels: int = Field(8, ge=2)
+    depth: int = Field(4, ge=1, le=7)
+    dpm_scale_um: float = Field(5.0, gt=0)
+    foreground_weight: float = Field(0.0, ge=0)
+    seed: int = 0
+    checkpoint_every: int = Field(250, ge=1)
+    validate_every: int = Field(250, ge=1)
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    weights: Path
+    steps: int
+    seconds: float
+    last_validation: dict[str, float]
+
+
+def _validation_set(
+    volumes: list[SimulatedVolume] | list[StackVolume], spacing_um: float, planes: int = 6
+) -> list[tuple[np.ndarray, list[float], list[np.ndarray], list[float], IntensityNormalization]]:
+    """Fixed full-frame checks: three evenly spaced inputs, targets between."""
+    rng = np.random.default_rng(1234)
+    cases = []
+    for volume in volumes:
+        lo, hi = volume.z_range_um
+        centre = (lo + hi) / 2
+        z_in = [centre - spacing_um, centre, centre + spacing_um]
+        z_in = [float(np.clip(z, lo, hi)) for z in z_in]
+        frames = [volume.frame(z, rng) for z in z_in]
+        norm = IntensityNormalization.from_frame(frames[0])
+        z_out = [float(z) for z in np.linspace(z_in[0], z_in[-1], planes + 2)[1:-1]]
+        targets = [norm.apply(volume.target(z)) for z in z_out]
+        cases.append((np.stack([norm.apply(f) for f in frames]), z_in, targets, z_out, norm))
+    return cases
+
+
+def _validate(model: RecurrentMZ, cases: list[Any], device: torch.device) -> dict[str, float]:
+    model.eval()
+    scores, linear_scores = [], []
+    with torch.inference_mode():
+        for frames, z_in, targets, z_out, _ in cases:
+            height, width = frames.shape[1:]
+            crop_h, crop_w = height - height % model.multiple, width - width % model.multiple
+            f = torch.from_numpy(frames[:, :crop_h, :crop_w]).to(device)
+            for target, z in zip(targets, z_out, strict=True):
+                dpm = torch.tensor([[z - zi for zi in z_in]], device=device)
+                out = model(f[None], dpm)[0, 0].cpu().numpy()
+                truth = target[:crop_h, :crop_w]
+                scores.append(psnr(out, truth))
+                order = np.argsort(z_in)
+                zs = np.asarray(z_in)[order]
+                stack = frames[order][:, :crop_h, :crop_w]
+                j = int(np.clip(np.searchsorted(zs, z) - 1, 0, len(zs) - 2))
+                t = float(np.clip((z - zs[j]) / (zs[j + 1] - zs[j]), 0, 1))
+                linear_scores.append(psnr((1 - t) * stack[j] + t * stack[j + 1], truth))
+    model.train()
+    return {
+        "psnr": float(np.mean(scores)),
+        "linear_psnr": float(np.mean(linear_scores)),
+    }
+
+
+def _learning_rate(settings: TrainingSettings, step: int) -> float:
+    warmup = min(100, settings.steps // 10)
+    if step < warmup:
+        return settings.learning_rate * (step + 1) / warmup
+    progress = (step - warmup) / max(1, settings.steps - warmup)
+    floor = settings.learning_rate / 20
+    return floor + (settings.learning_rate - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train(
+    output_dir: str | Path,
+    conditions: ImagingConditions,
+    settings: TrainingSettings,
+    *,
+    name: str,
+    stacks: list[StackVolume] | None = None,
+    device: str | torch.device | None = None,
+    resume: bool = True,
+    on_progress: Callable[[str, int, int, dict[str, float]], None] | None = None,
+) -> TrainingSummary:
+    """Train a Recurrent-MZ model and write ``output_dir/model.safetensors``.
+
+    Parameters
+    ----------
+    output_dir
+        Checkpoints (``checkpoint.pt``), the log (``log.jsonl``) and the weights.
+    conditions
+        The imaging conditions (simulated data are drawn within them).
+    settings
+        Steps, batch, crop, architecture, seed.
+    stacks
+        The user's own z-stacks; ``None`` simulates volumes on the fly.
+    resume
+        Continue from ``checkpoint.pt`` if present (same settings required).
+    on_progress
+        ``(phase, done, total, metrics)`` for a progress display.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(settings.seed)
+    notify = on_progress or (lambda *args: None)
+
+    volumes: list[SimulatedVolume] | list[StackVolume]
+    validation_volumes: list[SimulatedVolume] | list[StackVolume]
+    if stacks is None:
+        sim: list[SimulatedVolume] = []
+        for i in range(settings.n_volumes):
+            sim.append(make_simulated_volume(conditions, 1000 * settings.seed + i, settings.fov_px))
+            notify("simulating", i + 1, settings.n_volumes, {})
+        volumes = sim
+        validation_volumes = [
+            make_simulated_volume(conditions, VALIDATION_SEED + i, settings.fov_px)
+            for i in range(2)
+        ]
+    else:
+        if len(stacks) < 2:
+            raise RmzError("training on your own data needs at least 2 z-stacks (one is held out)")
+        volumes, validation_volumes = stacks[:-1], stacks[-1:]
+        small = min(min(v.shape) for v in stacks)
+        if small < settings.crop_px:
+            raise RmzError(
+                f"z-stacks of {small} px are smaller than the {settings.crop_px} px crop"
+            )
+
+    model = RecurrentMZ(
+        base_channels=settings.base_channels,
+        depth=settings.depth,
+        dpm_scale_um=settings.dpm_scale_um,
+    ).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    start_step = 0
+    checkpoint = out / "checkpoint.pt"
+    if resume and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        if state["settings"] != settings.model_dump_json():
+            raise RmzError(
+                f"{checkpoint} was written with other settings; use another output folder "
+                "or --no-resume"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_step = int(state["step"])
+
+    sampler = TrainingSampler(
+        volumes,
+        input_spacing_um=conditions.input_spacing_um,
+        crop_px=settings.crop_px,
+        items=settings.batch_items,
+        targets_per_item=settings.targets_per_item,
+    )
+    cases = _validation_set(validation_volumes, conditions.input_spacing_um)
+    log = (out / "log.jsonl").open("a")
+    started = time.perf_counter()
+    metrics: dict[str, float] = {}
+    model.train()
+    for step in range(start_step, settings.steps):
+        batch = sampler.sample(np.random.default_rng([settings.seed, step]))
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(settings, step)
+        prediction = model(batch.frames.to(device), batch.dpm_um.to(device))
+        loss = reconstruction_loss(
+            prediction, batch.targets.to(device), foreground_weight=settings.foreground_weight
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        metrics = {"loss": float(loss.detach())}
+        done = step + 1
+        if done % settings.validate_every == 0 or done == settings.steps:
+            metrics |= _validate(model, cases, device)
+        if done % 10 == 0 or "psnr" in metrics:
+            record = {"step": done, "time_s": round(time.perf_counter() - started, 1), **metrics}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+        if done % settings.checkpoint_every == 0 or done == settings.steps:
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": done,
+                    "settings": settings.model_dump_json(),
+                },
+                checkpoint,
+            )
+        notify("training", done, settings.steps, metrics)
+    log.close()
+    weights = save_weights(
+        model.cpu(),
+        out / "model.safetensors",
+        name=name,
+        conditions=conditions.model_dump(),
+        extra={"training": settings.model_dump_json()},
+    )
+    return TrainingSummary(weights, settings.steps, time.perf_counter() - started, metrics)
