@@ -60,7 +60,7 @@ class TrainingSettings(BaseModel):
 
 @dataclass(frozen=True)
 class TrainingSummary:
-    weights: Path
+    weights: Path | None  # None when stopped early (resume to finish)
     steps: int
     seconds: float
     last_validation: dict[str, float]
@@ -129,6 +129,7 @@ def train(
     stacks: list[StackVolume] | None = None,
     device: str | torch.device | None = None,
     resume: bool = True,
+    stop_after: int | None = None,
     on_progress: Callable[[str, int, int, dict[str, float]], None] | None = None,
 ) -> TrainingSummary:
     """Train a Recurrent-MZ model and write ``output_dir/model.safetensors``.
@@ -145,6 +146,9 @@ def train(
         The user's own z-stacks; ``None`` simulates volumes on the fly.
     resume
         Continue from ``checkpoint.pt`` if present (same settings required).
+    stop_after
+        Stop (with a checkpoint) once this many steps are done, e.g. to fit a
+        time budget; a later call with ``resume`` finishes the run.
     on_progress
         ``(phase, done, total, metrics)`` for a progress display.
     """
@@ -227,7 +231,8 @@ def train(
             record = {"step": done, "time_s": round(time.perf_counter() - started, 1), **metrics}
             log.write(json.dumps(record) + "\n")
             log.flush()
-        if done % settings.checkpoint_every == 0 or done == settings.steps:
+        stopping = stop_after is not None and done >= stop_after and done < settings.steps
+        if done % settings.checkpoint_every == 0 or done == settings.steps or stopping:
             torch.save(
                 {
                     "model": model.state_dict(),
@@ -238,6 +243,9 @@ def train(
                 checkpoint,
             )
         notify("training", done, settings.steps, metrics)
+        if stopping:
+            log.close()
+            return TrainingSummary(None, done, time.perf_counter() - started, metrics)
     log.close()
     weights = save_weights(
         model.cpu(),

@@ -1,0 +1,68 @@
+"""Score the shipped presets on held-out simulated volumes (the model cards' numbers).
+
+    python benchmarks/evaluate_presets.py --preset nuclei [--weights FILE] [--volumes 4]
+
+nuclei: inputs at 3, 9, 15 um, output every 0.2 um over 0-18 um.
+beads:  inputs at 3, 6, 9 um, output every 0.1 um over 0-10 um (plus bead FWHM).
+Prints the mean over non-input planes for Recurrent-MZ and the baselines, and
+writes the whole summary as JSON with --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from rmz_acq.evaluation.simulated import score_on_simulated
+from rmz_acq.model.weights import load_model
+from rmz_acq.training.conditions import PRESET_CONDITIONS
+
+PROTOCOL = {
+    "nuclei": ([3.0, 9.0, 15.0], np.round(np.arange(0, 18.0001, 0.2), 4)),
+    "beads": ([3.0, 6.0, 9.0], np.round(np.arange(0, 10.0001, 0.1), 4)),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PROTOCOL), required=True)
+    parser.add_argument("--weights", default=None, help="weights file (default: the preset)")
+    parser.add_argument("--volumes", type=int, default=4)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    model = load_model(args.weights or args.preset)
+    inputs, planes = PROTOCOL[args.preset]
+    started = time.perf_counter()
+    score = score_on_simulated(
+        model,
+        PRESET_CONDITIONS[args.preset],
+        inputs,
+        planes,
+        n_volumes=args.volumes,
+        beads=args.preset == "beads",
+    )
+    summary = score.summary()
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    summary["model"] = {"name": model.name, "sha256": model.sha256}
+    for truth in ("vs_noisy_scan", "vs_noise_free"):
+        print(f"\n{args.preset}, {summary['volumes']} held-out volumes, {truth}")
+        print(f"{'method':<22}{'PSNR dB':>9}{'NRMSE %':>9}{'SSIM':>7}")
+        for method, s in summary[truth].items():
+            print(f"{method:<22}{s['psnr']:>9.2f}{s['nrmse']:>9.2f}{s['ssim']:>7.3f}")
+    if "beads_vs_noise_free" in summary:
+        print(f"\n{'volume':<22}{'beads':>7}{'fitted':>8}{'FWHM um':>9}{'KL':>7}")
+        for name, s in summary["beads_vs_noise_free"].items():
+            print(
+                f"{name:<22}{s['beads']:>7}{100 * s['fitted_fraction']:>7.0f}%"
+                f"{s['mean_fwhm_um']:>9.3f}{s['mean_kl']:>7.3f}"
+            )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(summary, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from rmz_acq.errors import RmzError
+from rmz_acq.model.losses import berhu, ms_ssim, reconstruction_loss
+from rmz_acq.model.network import RecurrentMZ
+from rmz_acq.model.weights import load_model, save_weights
+
+
+def test_berhu_is_l1_below_c_and_scaled_l2_above() -> None:
+    target = torch.zeros(1, 1, 1, 3)
+    prediction = torch.tensor([[[[0.05, -0.1, 0.3]]]])
+    expected = torch.tensor([0.05, 0.1, (0.09 + 0.01) / 0.2]).mean()
+    torch.testing.assert_close(berhu(prediction, target, c=0.1), expected)
+
+
+def test_ms_ssim_is_one_for_identical_images_and_falls_with_noise() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 64, 64)
+    assert ms_ssim(x, x).tolist() == pytest.approx([1.0, 1.0], abs=1e-5)
+    slightly = ms_ssim(x + 0.05 * torch.randn_like(x), x)
+    badly = ms_ssim(x + 0.5 * torch.randn_like(x), x)
+    assert (badly < slightly).all() and (slightly < 1).all()
+    with pytest.raises(ValueError, match="too small"):
+        ms_ssim(torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16))
+
+
+def test_foreground_weight_makes_missing_sparse_points_cost_more() -> None:
+    target = torch.zeros(1, 1, 64, 64)
+    target[0, 0, 30:32, 30:32] = 1.0
+    blank = torch.zeros_like(target)
+    plain = reconstruction_loss(blank, target)
+    weighted = reconstruction_loss(blank, target, foreground_weight=50.0)
+    assert weighted > plain
+    prediction = torch.zeros_like(target, requires_grad=True)
+    reconstruction_loss(prediction, target).backward()
+    assert prediction.grad is not None and torch.isfinite(prediction.grad).all()
+
+
+def _tiny() -> RecurrentMZ:
+    torch.manual_seed(3)
+    return RecurrentMZ(base_channels=4, depth=2, dpm_scale_um=3.0)
+
+
+def test_weights_round_trip_with_metadata(tmp_path: Path) -> None:
+    model = _tiny()
+    path = save_weights(model, tmp_path / "m.safetensors", name="tiny", conditions={"a": 1})
+    loaded = load_model(path)
+    assert loaded.name == "tiny" and loaded.conditions == {"a": 1}
+    assert len(loaded.sha256) == 64
+    assert loaded.model.config == model.config
+    frames, dpm = torch.randn(1, 2, 16, 16), torch.tensor([[1.0, 2.0]])
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.model(frames, dpm), model.eval()(frames, dpm))
+
+
+def test_corrupt_foreign_and_mismatched_weights_are_refused(tmp_path: Path) -> None:
+    good = save_weights(_tiny(), tmp_path / "good.safetensors", name="tiny")
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    with pytest.raises(RmzError, match="corrupt"):
+        load_model(corrupt)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(RmzError, match="not an rmz_acq weights file"):
+        load_model(foreign)
+    # weights of a depth-2 network described as depth 3
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(good), framework="pt") as fh:  # type: ignore[no-untyped-call]
+        metadata = dict(fh.metadata())
+    metadata["depth"] = "3"
+    other = tmp_path / "other.safetensors"
+    save_file(load_file(str(good)), str(other), metadata=metadata)
+    with pytest.raises(RmzError, match="another architecture"):
+        load_model(other)
+    with pytest.raises(RmzError, match="unknown model"):
+        load_model("no-such-preset")
+    assert json.loads(metadata["conditions"]) == {}

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rmz_acq.model.network import ConvGRU, RecurrentMZ
+
+
+def _model(depth: int = 3, norm: str = "none") -> RecurrentMZ:
+    torch.manual_seed(0)
+    return RecurrentMZ(base_channels=4, depth=depth, norm=norm).eval()  # type: ignore[arg-type]
+
+
+def test_forward_is_the_sequence_of_steps_then_decode() -> None:
+    model = _model()
+    frames = torch.randn(2, 3, 32, 40)
+    dpm = torch.tensor([[1.0, -2.0, 0.5], [3.0, 0.0, -1.0]])
+    with torch.inference_mode():
+        whole = model(frames, dpm)
+        state = model.init_state(2, 32, 40)
+        for t in range(3):
+            state = model.step(frames[:, t : t + 1], dpm[:, t], state)
+        stepped = model.decode(state)
+    assert whole.shape == (2, 1, 32, 40)
+    torch.testing.assert_close(whole, stepped)
+    assert [h.shape[1] for h in state.hidden] == [4, 8, 16]
+    assert state.hidden[2].shape[-2:] == (8, 10)
+
+
+def test_dpm_and_order_change_the_output() -> None:
+    model = _model()
+    frames = torch.randn(1, 2, 32, 32)
+    with torch.inference_mode():
+        a = model(frames, torch.tensor([[1.0, -1.0]]))
+        b = model(frames, torch.tensor([[2.0, -1.0]]))
+        c = model(frames.flip(1), torch.tensor([[-1.0, 1.0]]))
+    assert not torch.allclose(a, b)
+    assert not torch.allclose(a, c)  # recurrent: order matters (training shuffles)
+
+
+def test_no_normalisation_makes_the_output_independent_of_crop_size() -> None:
+    # The design choice that keeps inference on full frames consistent with
+    # training on crops: away from the border, the output of a crop equals
+    # the same region of the full-frame output.
+    model = _model(depth=3)
+    frames = torch.randn(1, 2, 192, 192)
+    dpm = torch.tensor([[0.5, -1.5]])
+    radius = model.receptive_radius()
+    with torch.inference_mode():
+        full = model(frames, dpm)
+        crop = model(frames[..., 32:160, 32:160], dpm)
+    inner = slice(radius - 32 + 8, 128 - (radius - 32) - 8) if radius > 32 else slice(8, 120)
+    torch.testing.assert_close(
+        crop[..., inner, inner], full[..., 32:160, 32:160][..., inner, inner], atol=1e-5, rtol=1e-4
+    )
+
+
+def test_batch_norm_variant_uses_running_statistics_at_inference() -> None:
+    model = _model(norm="batch")
+    frames = torch.randn(1, 1, 32, 32)
+    with torch.inference_mode():
+        alone = model(frames, torch.zeros(1, 1))
+        with_others = model(torch.cat([frames, 5 * torch.randn(3, 1, 32, 32)]), torch.zeros(4, 1))
+    torch.testing.assert_close(alone, with_others[:1])
+
+
+def test_conv_gru_state_stays_bounded() -> None:
+    torch.manual_seed(1)
+    gru = ConvGRU(channels=3)
+    h = torch.zeros(1, 3, 8, 8)
+    with torch.no_grad():
+        for _ in range(20):
+            h = gru(10 * torch.randn(1, 3, 8, 8), h)
+    assert h.abs().max() < 1.0
+
+
+@pytest.mark.parametrize(
+    ("frames", "dpm", "fragment"),
+    [
+        (torch.randn(1, 2, 30, 32), torch.zeros(1, 2), "multiple of 4"),
+        (torch.randn(1, 2, 32, 32), torch.zeros(1, 3), "dpm_um"),
+        (torch.randn(2, 32, 32), torch.zeros(2), "frames must be"),
+    ],
+)
+def test_shape_errors_state_expected_and_actual(
+    frames: torch.Tensor, dpm: torch.Tensor, fragment: str
+) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        _model()(frames, dpm)

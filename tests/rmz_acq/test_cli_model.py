@@ -1,0 +1,151 @@
+"""``rmz-acq reconstruct``, ``evaluate`` and ``train`` through the real entry point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from rmz_acq.errors import RmzError
+from rmz_acq.io import read_zstack, write_zstack
+from rmz_acq.model.network import RecurrentMZ
+from rmz_acq.model.weights import load_model, save_weights
+from rmz_acq.reconstruct import FrameSet, reconstruct_frames
+from rmz_acq.session import ReconstructionSession
+from rmz_acq.training.conditions import ImagingConditions
+from rmz_acq.training.trainer import TrainingSettings, train
+from tests.rmz_acq.test_cli_simulate import rmz_acq
+
+
+@pytest.fixture
+def tiny_weights(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    model = RecurrentMZ(base_channels=4, depth=2)
+    return save_weights(model, tmp_path / "tiny.safetensors", name="tiny")
+
+
+@pytest.fixture
+def frames_file(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    frames = (100 + 200 * rng.random((3, 32, 36))).astype(np.uint16)
+    return write_zstack(tmp_path / "frames.ome.tif", frames, [3.02, 8.97, 6.01], 0.1)
+
+
+def test_reconstruct_writes_the_contract_volume(
+    tiny_weights: Path, frames_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "volume.ome.tif"
+    result = rmz_acq(
+        "reconstruct", frames_file, "--z-range", "2:10:0.5", "--model", tiny_weights, "-o", out
+    )
+    assert result.returncode == 0, result.stderr
+    volume = read_zstack(out)
+    assert volume.data.dtype == np.float32 and volume.data.shape == (17, 32, 36)
+    assert volume.z_um == pytest.approx(np.arange(17) * 0.5 + 2)
+    assert volume.pixel_size_um == pytest.approx(0.1) and volume.z_step_um == pytest.approx(0.5)
+    # the same as the session fed in the file's order
+    session = ReconstructionSession(load_model(tiny_weights).model, volume.z_um)
+    stack = read_zstack(frames_file)
+    assert stack.z_um is not None
+    expected = session.run(list(stack.data), list(stack.z_um)).volume
+    np.testing.assert_allclose(volume.data, expected, rtol=1e-5, atol=1e-3)
+    # --z overrides the stored positions
+    other = tmp_path / "other.ome.tif"
+    args = ("--z-range", "2:10:0.5", "--model", tiny_weights, "-o", other, "--z", "1,2,3")
+    assert rmz_acq("reconstruct", frames_file, *args).returncode == 0
+    assert not np.allclose(read_zstack(other).data, volume.data)
+
+
+def test_reconstruct_bad_input(tiny_weights: Path, frames_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "v.ome.tif"
+    nan_frames = tmp_path / "nan.ome.tif"
+    data = np.ones((2, 16, 16), np.float32)
+    data[1, 3, 3] = np.nan
+    write_zstack(nan_frames, data, [1.0, 2.0], 0.1)
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, np.ones((2, 16, 16), np.uint16), photometric="minisblack")
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x00" * 20)
+    cases = [
+        ((frames_file, "--z-range", "0:1:0.1", "-m", "no-such-model"), "unknown model"),
+        ((frames_file, "--z-range", "0:1:0.1", "-m", corrupt), "corrupt"),
+        ((frames_file, "--z-range", "5:1:0.1", "-m", tiny_weights), "below start"),
+        ((frames_file, "--z-range", "0:1:0.1", "-m", tiny_weights, "--z", "1,2"), "3 frames"),
+        ((nan_frames, "--z-range", "0:1:0.1", "-m", tiny_weights), "NaN"),
+        ((plain, "--z-range", "0:1:0.1", "-m", tiny_weights), "no z positions"),
+    ]
+    for args, fragment in cases:
+        result = rmz_acq("reconstruct", *args, "-o", out)
+        assert result.returncode == 2, (args, result.stderr)
+        assert fragment in result.stderr, (fragment, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_reconstruct_needs_at_least_one_frame(tiny_weights: Path) -> None:
+    empty = FrameSet(np.zeros((0, 8, 8), np.float32), np.zeros(0), 0.1)
+    with pytest.raises(RmzError, match="at least one"):
+        reconstruct_frames(load_model(tiny_weights), empty, np.array([0.0]))
+
+
+def test_evaluate_scores_methods_and_writes_json_and_plot(
+    tiny_weights: Path, frames_file: Path, tmp_path: Path
+) -> None:
+    planes = np.arange(0, 10.01, 0.5)
+    rng = np.random.default_rng(1)
+    truth = (100 + 200 * rng.random((len(planes), 32, 36))).astype(np.uint16)
+    truth_path = write_zstack(tmp_path / "gt.ome.tif", truth, planes, 0.1, z_step_um=0.5)
+    volume_path = tmp_path / "volume.ome.tif"
+    args = ("--z-range", "0:10:0.5", "-m", tiny_weights, "-o", volume_path)
+    assert rmz_acq("reconstruct", frames_file, *args).returncode == 0
+    result = rmz_acq(
+        "evaluate", volume_path, "--ground-truth", truth_path, "--frames", frames_file,
+        "--model", tiny_weights,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for method in ("recurrent_mz", "nearest_plane", "linear_interpolation", "single_input"):
+        assert method in result.stdout
+    report = json.loads((tmp_path / "volume.evaluation.json").read_text())
+    assert len(report["planes_um"]) == len(planes)
+    assert sum(report["input_planes"]) == 3
+    assert set(report["mean_non_input_planes"]) >= {"recurrent_mz", "linear_interpolation"}
+    assert (tmp_path / "volume.psnr.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_resumes_exactly(tmp_path: Path) -> None:
+    conditions = ImagingConditions(
+        sample="beads", emission_wavelength_nm=615, depth_um=2.0, voxel_z_um=0.1,
+        input_spacing_um=0.8, output_step_um=0.1, photon_flux_per_s=2e6,
+    )  # fmt: skip
+    settings = TrainingSettings(
+        steps=4, crop_px=32, n_volumes=1, fov_px=64, base_channels=2, depth=2,
+        checkpoint_every=10, validate_every=2,
+    )  # fmt: skip
+    straight = train(tmp_path / "a", conditions, settings, name="t")
+    stopped = train(tmp_path / "b", conditions, settings, name="t", stop_after=2)
+    assert stopped.weights is None and stopped.steps == 2
+    resumed = train(tmp_path / "b", conditions, settings, name="t")
+    assert straight.weights is not None and resumed.weights is not None
+    a = load_model(straight.weights).model.state_dict()
+    b = load_model(resumed.weights).model.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 4 and "psnr" in log[-1] and "linear_psnr" in log[-1]
+    with pytest.raises(RmzError, match="other settings"):
+        train(tmp_path / "b", conditions, settings.model_copy(update={"steps": 5}), name="t")
+
+
+def test_train_command_runs_and_stops_with_a_checkpoint(tmp_path: Path) -> None:
+    args = ("--preset", "beads", "--volumes", "1", "--crop", "32", "--fov", "64")
+    args += ("--base-channels", "2", "--depth", "2", "--steps", "3", "--stop-after", "1")
+    result = rmz_acq("train", *args, "-o", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    assert "run again to resume" in result.stdout
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    bad = rmz_acq("train", "--preset", "cells", "-o", tmp_path / "x")
+    assert bad.returncode == 2 and "unknown --preset" in bad.stderr
