@@ -37,7 +37,8 @@ class ZRange(BaseModel):
         return int(np.floor((self.stop_um - self.start_um) / self.step_um + 1e-6)) + 1
 
     def planes_um(self) -> NDArray[np.float64]:
-        return (self.start_um + self.step_um * np.arange(self.n_planes)).astype(np.float64)
+        planes = self.start_um + self.step_um * np.arange(self.n_planes)
+        return np.round(planes, 9).astype(np.float64)  # 0.6, not 0.6000000000000001
 
     def __str__(self) -> str:
         return f"{self.start_um:g}:{self.stop_um:g}:{self.step_um:g}"

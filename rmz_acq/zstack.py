@@ -16,11 +16,12 @@ import numpy as np
 import useq
 from pymmcore_plus import CMMCorePlus
 
-from .errors import AcquisitionError, StageSafetyError
+from .errors import AcquisitionError
 from .hardware import MicroscopeSummary, light_path_open, summarize
 from .io import FrameStackWriter
+from .safety import check_within_limits
 
-__all__ = ["FrameRecord", "acquire_zstack", "check_within_limits"]
+__all__ = ["FrameRecord", "acquire_zstack"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,29 +31,6 @@ class FrameRecord:
     index: int
     commanded_z_um: float
     measured_z_um: float
-
-
-def check_within_limits(planes_um: Sequence[float], limits_um: tuple[float, float] | None) -> None:
-    """Refuse a plan that would drive the focus outside its travel.
-
-    Raises
-    ------
-    StageSafetyError
-        A plane is outside ``limits_um``, or the limits are unknown.
-    """
-    if limits_um is None:
-        raise StageSafetyError(
-            "the focus stage does not report travel limits; give them explicitly "
-            "(--z-limits LOW:HIGH in micrometres) so no move can hit the sample"
-        )
-    lo, hi = limits_um
-    outside = [z for z in planes_um if not lo <= z <= hi]
-    if outside:
-        raise StageSafetyError(
-            f"{len(outside)} planned z position(s) ({min(outside):g} to {max(outside):g} um) "
-            f"are outside the focus travel limits [{lo:g}, {hi:g}] um; nothing was "
-            "moved. Narrow the z range."
-        )
 
 
 def acquire_zstack(

@@ -1,0 +1,113 @@
+"""Cost and memory of the streaming reconstruction session.
+
+    python benchmarks/bench_session.py cost    [--size 256] [--planes 16] [--max-m 6]
+    python benchmarks/bench_session.py memory  [--size 1024] [--planes 101]
+    python benchmarks/bench_session.py seams   [--size 1024] [--planes 4] [--tile 512]
+
+cost:   time of the M-th push of a streaming session against recomputing the
+        volume from all M frames from scratch (a new session fed M frames),
+        M = 1..max-m, measured in the same run; prints their ratio.
+memory: peak resident memory (and the state's share) of one push of a frame
+        into a session with the given number of output planes.
+seams:  largest difference between tiled and untiled reconstruction after
+        three frames, relative to the volume's range.
+Uses the nuclei preset when installed, else a randomly initialised network
+of the same architecture (timings and memory do not depend on the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+
+from rmz_acq.model.network import RecurrentMZ
+from rmz_acq.model.weights import load_model
+from rmz_acq.session import ReconstructionSession
+
+
+def _model() -> RecurrentMZ:
+    try:
+        return load_model("nuclei").model
+    except Exception:
+        torch.manual_seed(0)
+        return RecurrentMZ(base_channels=8, depth=4).eval()
+
+
+def _frames(n: int, size: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    base = rng.random((size, size)).astype(np.float32)
+    return [100 + 400 * np.roll(base, 7 * i, axis=0) for i in range(n)]
+
+
+def cost(size: int, planes: int, max_m: int) -> None:
+    model = _model()
+    grid = np.linspace(0, 18, planes)
+    frames = _frames(max_m, size)
+    z = np.linspace(3, 15, max_m)
+    stream = ReconstructionSession(model, grid, plane_batch=8)
+    print(f"{size}x{size}, {planes} output planes")
+    print(f"{'M':>3}{'push s':>9}{'scratch s':>11}{'scratch/push':>14}")
+    for m in range(1, max_m + 1):
+        started = time.perf_counter()
+        stream.push(frames[m - 1], float(z[m - 1]))
+        push = time.perf_counter() - started
+        started = time.perf_counter()
+        ReconstructionSession(model, grid, plane_batch=8).run(frames[:m], list(z[:m]))
+        scratch = time.perf_counter() - started
+        print(f"{m:>3}{push:>9.2f}{scratch:>11.2f}{scratch / push:>14.2f}")
+
+
+def memory(size: int, planes: int) -> None:
+    model = _model()
+    session = ReconstructionSession(model, np.linspace(0, 18, planes), plane_batch=4)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    started = time.perf_counter()
+    session.push(_frames(1, size)[0], 3.0)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    volume = session.volume.nbytes / 2**30 if session.volume is not None else 0.0
+    print(
+        f"{size}x{size}, {planes} planes: peak RSS {peak:.2f} GiB (before {before:.2f}), "
+        f"state {session.state_nbytes / 2**30:.2f} GiB ({session.state_dtype}), "
+        f"volume {volume:.2f} GiB, push {seconds:.1f} s"
+    )
+
+
+def seams(size: int, planes: int, tile: int) -> None:
+    model = _model()
+    grid = np.linspace(0, 18, planes)
+    frames, z = _frames(3, size), [3.0, 15.0, 9.0]
+    whole = ReconstructionSession(model, grid, tile_px=0, state_dtype=torch.float32).run(frames, z)
+    tiled = ReconstructionSession(model, grid, tile_px=tile, state_dtype=torch.float32).run(
+        frames, z
+    )
+    span = float(whole.volume.max() - whole.volume.min())
+    error = float(np.abs(whole.volume - tiled.volume).max())
+    print(
+        f"{size}x{size}, {planes} planes, {tile} px tiles: largest seam error {error:.3g} "
+        f"({error / span:.2e} of the volume's range)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("cost", "memory", "seams"))
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--planes", type=int, default=None)
+    parser.add_argument("--max-m", type=int, default=6)
+    parser.add_argument("--tile", type=int, default=512)
+    args = parser.parse_args()
+    if args.what == "cost":
+        cost(args.size or 256, args.planes or 16, args.max_m)
+    elif args.what == "memory":
+        memory(args.size or 1024, args.planes or 101)
+    else:
+        seams(args.size or 1024, args.planes or 4, args.tile)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,407 @@
+"""The adaptive scan: sparse planes through ``core.mda``, a volume after every frame.
+
+Events are produced one at a time by a generator that the MDA runner pulls
+from.  The runner asks for the next event only after the previous one was
+executed, and the generator asks the frame queue for that frame before it
+decides anything, so each frame is on disk, pushed into the session and
+judged by the stop rules before the stage moves again.  Reconstruction runs
+inside the generator, on the runner's thread, never in a ``frameReady``
+callback (which pymmcore-plus delivers on the Qt main thread once a
+QApplication exists).
+
+Signals (psygnal), all emitted on the thread that runs `AdaptiveScan.run`
+(the MDA runner's thread):
+
+- ``frameAcquired(AcquiredFrame)``: a frame is on disk (before the push);
+- ``volumeUpdated(VolumeUpdate)``: the volume after a push, and its change;
+- ``finished(ScanReport)``: the scan ended, files are written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import useq
+from numpy.typing import NDArray
+from psygnal import Signal, SignalGroup
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pymmcore_plus import CMMCorePlus
+
+from ..errors import AcquisitionError, ConfigError, RmzError
+from ..hardware import MicroscopeSummary, light_path_open, summarize
+from ..io import FrameStackWriter, write_zstack
+from ..model.weights import LoadedModel
+from ..session import ReconstructionSession
+from .plan import ScanPlan
+from .report import FrameRecord, ScanReport, write_preview
+from .stop_rules import (
+    FrobeniusChange,
+    MaxFrames,
+    RelativeChange,
+    ScanProgress,
+    StopReason,
+    StopRule,
+    TimeBudget,
+    first_stop,
+)
+
+__all__ = [
+    "AcquiredFrame",
+    "AdaptiveScan",
+    "ScanSettings",
+    "VolumeUpdate",
+    "compatibility_warnings",
+]
+
+DEFAULT_RELATIVE_EPSILON = 0.05
+
+
+def _frame_timeout_s() -> float:
+    # Without Qt, frameReady is emitted on the runner thread before it asks
+    # for the next event, so a missing frame is a failed snap (pymmcore-plus
+    # only logs those).  With a QApplication the frame is delivered through
+    # the Qt event loop and may come a little later.
+    import sys
+
+    qt = sys.modules.get("qtpy.QtWidgets") or sys.modules.get("PyQt6.QtWidgets")
+    app = getattr(qt, "QApplication", None)
+    return 30.0 if app is not None and app.instance() is not None else 2.0
+
+
+class ScanSettings(BaseModel):
+    """Stop rule and limits of an adaptive scan."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    epsilon: float | None = Field(None, ge=0, description="absolute ||V_M - V_(M-1)||_F")
+    relative_epsilon: float | None = Field(DEFAULT_RELATIVE_EPSILON, ge=0)
+    min_frames: int = Field(2, ge=1)
+    max_frames: int | None = Field(None, ge=1)
+    time_budget_s: float | None = Field(None, gt=0)
+    exposure_ms: float | None = Field(None, gt=0)
+    save_history: bool = False
+    strict: bool = False
+
+    @model_validator(mode="after")
+    def _a_rule(self) -> ScanSettings:
+        if self.max_frames is not None and self.max_frames < self.min_frames:
+            raise ValueError(f"max_frames {self.max_frames} is below min_frames {self.min_frames}")
+        return self
+
+    def rules(self) -> list[StopRule]:
+        rules: list[StopRule] = []
+        if self.epsilon is not None:
+            rules.append(FrobeniusChange(self.epsilon))
+        if self.relative_epsilon is not None and self.epsilon is None:
+            rules.append(RelativeChange(self.relative_epsilon))
+        if self.max_frames is not None:
+            rules.append(MaxFrames(self.max_frames))
+        if self.time_budget_s is not None:
+            rules.append(TimeBudget(self.time_budget_s))
+        return rules
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeUpdate:
+    """The volume after frame ``record.index`` (live array: copy to keep)."""
+
+    record: FrameRecord
+    volume: NDArray[np.float32]
+    output_planes_um: NDArray[np.float64]
+
+
+class AcquiredFrame(NamedTuple):
+    """A frame on disk, not yet pushed."""
+
+    frame_index: int
+    commanded_z_um: float
+    measured_z_um: float
+
+
+class ScanSignals(SignalGroup):
+    frameAcquired = Signal(AcquiredFrame)
+    volumeUpdated = Signal(VolumeUpdate)
+    finished = Signal(ScanReport)
+
+
+def compatibility_warnings(
+    core: CMMCorePlus, summary: MicroscopeSummary, model: LoadedModel
+) -> list[str]:
+    """Where the microscope differs from what the model was trained for."""
+    wanted = model.conditions
+    notes = []
+    trained_pixel = wanted.get("pixel_size_um")
+    if trained_pixel and abs(summary.pixel_size_um / trained_pixel - 1) > 0.05:
+        notes.append(
+            f"pixel size {summary.pixel_size_um:g} um differs from the {trained_pixel:g} um "
+            f"model {model.name!r} was trained for"
+        )
+    optics = simulated_optics(core)
+    if optics is None:
+        if wanted:
+            notes.append(
+                "the configuration does not state its optics; model "
+                f"{model.name!r} expects NA {wanted.get('numerical_aperture')} and "
+                f"{wanted.get('emission_wavelength_nm')} nm emission"
+            )
+        return notes
+    na, wavelength = optics
+    if wanted.get("numerical_aperture") and abs(na - wanted["numerical_aperture"]) > 0.05:
+        notes.append(f"NA {na:g} differs from the model's {wanted['numerical_aperture']:g}")
+    if (
+        wanted.get("emission_wavelength_nm")
+        and abs(wavelength - wanted["emission_wavelength_nm"]) > 20
+    ):
+        notes.append(
+            f"emission {wavelength:g} nm differs from the model's "
+            f"{wanted['emission_wavelength_nm']:g} nm"
+        )
+    return notes
+
+
+def simulated_optics(core: CMMCorePlus) -> tuple[float, float] | None:
+    for label in core.getLoadedDevices():
+        if core.hasProperty(label, "NumericalAperture") and core.hasProperty(
+            label, "EmissionWavelengthNm"
+        ):
+            return (
+                float(core.getProperty(label, "NumericalAperture")),
+                float(core.getProperty(label, "EmissionWavelengthNm")),
+            )
+    return None
+
+
+class AdaptiveScan:
+    """One adaptive scan of one sample.
+
+    Parameters
+    ----------
+    core
+        A loaded core with camera, focus stage and shutter.
+    model
+        The network (preset or weights file).
+    plan
+        Candidate planes in acquisition order and the output grid.
+    settings
+        Stop rule and limits.
+    run_dir
+        Where ``frames.ome.tif``, ``volume.ome.tif``, ``report.json`` and
+        ``preview.png`` go.
+    limits_um
+        Focus travel limits when the stage does not report them.
+    """
+
+    def __init__(
+        self,
+        core: CMMCorePlus,
+        model: LoadedModel,
+        plan: ScanPlan,
+        settings: ScanSettings,
+        run_dir: str | Path,
+        *,
+        limits_um: tuple[float, float] | None = None,
+        device: str | None = None,
+    ) -> None:
+        self.core = core
+        self.model = model
+        self.plan = plan
+        self.settings = settings
+        self.run_dir = Path(run_dir)
+        self.events = ScanSignals()
+        self.summary = summarize(core)
+        self.warnings = compatibility_warnings(core, self.summary, model)
+        if settings.strict and self.warnings:
+            raise ConfigError("refusing to scan (--strict): " + "; ".join(self.warnings))
+        plan.check_stage_limits(limits_um or self.summary.focus_limits_um)
+        self.session = ReconstructionSession(model, plan.output_planes_um, device=device)
+        self._frames: queue.Queue[tuple[NDArray[Any], float] | None] = queue.Queue()
+        self._cancel = threading.Event()
+        self.report: ScanReport | None = None
+
+    # control -------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop after the frame in flight; safe from any thread."""
+        self._cancel.set()
+        self._frames.put(None)  # wake the generator if it waits for a frame
+        self.core.mda.cancel()
+
+    def toggle_pause(self) -> None:
+        """Pause or resume between frames (the microscope stays idle, shutter as is)."""
+        self.core.mda.toggle_pause()
+
+    # the scan ------------------------------------------------------------------
+
+    def _on_frame(self, image: NDArray[Any], event: useq.MDAEvent, meta: dict[str, Any]) -> None:
+        position = meta.get("position", {}) if isinstance(meta, dict) else {}
+        measured = position.get("z")
+        if measured is None:
+            measured = self.core.getPosition()
+        self._frames.put((np.array(image, copy=True), float(measured)))
+
+    def run(self) -> ScanReport:
+        """Scan until a stop rule fires; returns (and writes) the report.
+
+        Errors from the hardware end the scan with stop reason ``error``:
+        the frames taken so far, the volume and the report are still written,
+        and the exception is raised again afterwards.
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        pixel = self.summary.pixel_size_um
+        frames_writer = FrameStackWriter(self.run_dir / "frames.ome.tif", pixel)
+        unused_writer: FrameStackWriter | None = None
+        report = ScanReport(
+            stop_reason=StopReason.MAX_FRAMES,
+            epsilon=self.settings.epsilon,
+            relative_epsilon=None
+            if self.settings.epsilon is not None
+            else self.settings.relative_epsilon,
+            model={
+                "name": self.model.name,
+                "sha256": self.model.sha256,
+                "path": str(self.model.path),
+            },
+            output_planes_um=list(self.plan.output_planes_um),
+            candidates_um=list(self.plan.candidates_um),
+            settings=self.settings.model_dump(),
+            warnings=list(self.warnings),
+        )
+        history: list[NDArray[np.float32]] = []
+        started = time.perf_counter()
+        reconstruction_s = 0.0
+        rules = self.settings.rules()
+        decided: list[StopReason] = []
+        failure: BaseException | None = None
+
+        def event_stream() -> Iterator[useq.MDAEvent]:
+            nonlocal reconstruction_s
+            for index, z in enumerate(self.plan.candidates_um):
+                if self._cancel.is_set():
+                    decided.append(StopReason.CANCELLED)
+                    return
+                yield useq.MDAEvent(index={"z": index}, z_pos=z, exposure=self.settings.exposure_ms)
+                try:
+                    item = self._frames.get(timeout=_frame_timeout_s())
+                except queue.Empty:
+                    raise AcquisitionError(
+                        f"the camera delivered no frame at z = {z:g} um (the snap failed; "
+                        "see the log)"
+                    ) from None
+                if item is None:  # cancelled while waiting
+                    decided.append(StopReason.CANCELLED)
+                    return
+                image, measured = item
+                arrived = time.perf_counter() - started
+                if self._cancel.is_set():
+                    nonlocal unused_writer
+                    unused_writer = unused_writer or FrameStackWriter(
+                        self.run_dir / "unused_frames.ome.tif", pixel
+                    )
+                    unused_writer.append(image, measured, commanded_z_um=z)
+                    report.unused_frames.append({"commanded_z_um": z, "measured_z_um": measured})
+                    decided.append(StopReason.CANCELLED)
+                    return
+                frames_writer.append(
+                    image, measured, exposure_ms=self.core.getExposure(), commanded_z_um=z
+                )
+                self.events.frameAcquired.emit(AcquiredFrame(index, z, measured))
+                result = self.session.push(image, measured)
+                reconstruction_s += result.reconstruction_s
+                record = FrameRecord(
+                    index=index,
+                    commanded_z_um=z,
+                    measured_z_um=measured,
+                    time_s=arrived,
+                    frobenius_change=result.frobenius_change,
+                    relative_change=result.relative_change,
+                    reconstruction_s=result.reconstruction_s,
+                )
+                report.frames.append(record)
+                if self.settings.save_history:
+                    history.append(result.volume.copy())
+                self.events.volumeUpdated.emit(
+                    VolumeUpdate(record, result.volume, self.session.output_planes_um)
+                )
+                progress = ScanProgress(
+                    frames=index + 1,
+                    frobenius_change=result.frobenius_change,
+                    relative_change=result.relative_change,
+                    elapsed_s=time.perf_counter() - started,
+                    candidates_left=len(self.plan.candidates_um) - index - 1,
+                )
+                reason = first_stop(rules, progress, min_frames=self.settings.min_frames)
+                if reason is not None:
+                    decided.append(reason)
+                    return
+
+        self.core.mda.events.frameReady.connect(self._on_frame)
+        try:
+            with light_path_open(self.core):
+                self.core.mda.run(event_stream())
+        except BaseException as exc:  # the hardware or our own checks failed
+            failure = exc
+        finally:
+            self.core.mda.events.frameReady.disconnect(self._on_frame)
+            if self._cancel.is_set() and not decided:
+                decided.append(StopReason.CANCELLED)
+            report.stop_reason = (
+                StopReason.ERROR
+                if failure is not None
+                else (decided[0] if decided else StopReason.MAX_FRAMES)
+            )
+            if failure is not None:
+                report.error = f"{type(failure).__name__}: {failure}"
+            total = time.perf_counter() - started
+            report.durations_s = {
+                "acquisition": max(total - reconstruction_s, 0.0),
+                "reconstruction": reconstruction_s,
+                "total": total,
+            }
+            self._finish(report, frames_writer, unused_writer, history)
+        self.report = report
+        self.events.finished.emit(report)
+        if failure is None:
+            return report
+        if isinstance(failure, RmzError) or not isinstance(failure, Exception):
+            raise failure
+        raise AcquisitionError(f"scan ended with an error: {report.error}") from failure
+
+    def _finish(
+        self,
+        report: ScanReport,
+        frames_writer: FrameStackWriter,
+        unused_writer: FrameStackWriter | None,
+        history: list[NDArray[np.float32]],
+    ) -> None:
+        frames_writer.close()
+        if unused_writer is not None:
+            unused_writer.close()
+        planes = self.session.output_planes_um
+        pixel = self.summary.pixel_size_um
+        step = float(np.diff(planes).mean()) if len(planes) > 1 else None
+        volume = self.session.volume
+        if volume is not None:
+            name = f"rmz_acq {self.model.name} {self.model.sha256[:12]}"
+            write_zstack(
+                self.run_dir / "volume.ome.tif", volume, planes, pixel, z_step_um=step, name=name
+            )
+            for i, past in enumerate(history):
+                write_zstack(
+                    self.run_dir / f"volume_after_{i + 1:02d}_frames.ome.tif",
+                    past,
+                    planes,
+                    pixel,
+                    z_step_um=step,
+                    name=name,
+                )
+            with contextlib.suppress(Exception):  # a preview must never lose the data
+                write_preview(volume, planes, pixel, report, self.run_dir / "preview.png")
+        report.write(self.run_dir / "report.json")

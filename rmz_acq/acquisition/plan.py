@@ -1,0 +1,140 @@
+"""Which focus planes a scan may visit, and in what order.
+
+The candidates are the planes the scan is allowed to take; the order decides
+which come first, and the stop rule decides how many are taken.  Coarse-to-fine
+bisection (the default) spreads the first frames over the whole range, so
+every frame adds the most new information while M is small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..errors import RmzError
+from ..safety import check_within_limits
+
+__all__ = ["PlaneOrder", "ScanPlan", "order_planes"]
+
+
+class PlaneOrder(str, Enum):
+    """How candidate planes are ordered."""
+
+    AS_GIVEN = "as-given"
+    CENTRE_OUT = "centre-out"
+    BISECTION = "bisection"
+
+
+def _bisection(planes: NDArray[np.float64]) -> list[int]:
+    """Coarse to fine: the plane nearest the centre, then each time the
+    candidate farthest from every plane already taken (ties: the lower z),
+    i.e. the ends, then the quarter points, halving the largest gap each time.
+    Indices into the sorted ``planes``.
+    """
+    order = [int(np.argmin(np.abs(planes - (planes[0] + planes[-1]) / 2)))]
+    remaining = set(range(len(planes))) - set(order)
+    while remaining:
+        taken = planes[order]
+        best = max(
+            sorted(remaining),
+            key=lambda i: float(np.min(np.abs(taken - planes[i]))),
+        )
+        order.append(best)
+        remaining.remove(best)
+    return order
+
+
+def order_planes(planes: Sequence[float], order: PlaneOrder) -> list[float]:
+    """Return ``planes`` in acquisition order."""
+    values = [float(p) for p in planes]
+    if order is PlaneOrder.AS_GIVEN:
+        return values
+    sorted_planes = np.sort(np.asarray(values))
+    if order is PlaneOrder.CENTRE_OUT:
+        centre = (sorted_planes[0] + sorted_planes[-1]) / 2
+        idx = np.argsort(np.abs(sorted_planes - centre), kind="stable")
+        return [float(sorted_planes[i]) for i in idx]
+    return [float(sorted_planes[i]) for i in _bisection(sorted_planes)]
+
+
+class ScanPlan(BaseModel):
+    """Candidate planes (acquisition order) and the output grid, checked.
+
+    ``output_planes_um`` is the volume reconstructed; ``candidates_um`` are the
+    focus positions the scan may visit, already ordered.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    candidates_um: tuple[float, ...] = Field(min_length=1)
+    output_planes_um: tuple[float, ...] = Field(min_length=1)
+    order: PlaneOrder = PlaneOrder.BISECTION
+    reach_um: float = Field(
+        6.0, gt=0, description="how far from the nearest candidate an output plane may lie"
+    )
+
+    @model_validator(mode="after")
+    def _output_within_reach(self) -> ScanPlan:
+        candidates = np.asarray(self.candidates_um)
+        distance = [float(np.min(np.abs(candidates - z))) for z in self.output_planes_um]
+        far = [z for z, d in zip(self.output_planes_um, distance, strict=True) if d > self.reach_um]
+        if far:
+            raise ValueError(
+                f"output planes {min(far):g} to {max(far):g} um are more than {self.reach_um:g} um "
+                "from every candidate plane; add candidates nearer them or narrow the output range"
+            )
+        return self
+
+    @classmethod
+    def build(
+        cls,
+        output_planes_um: Sequence[float] | NDArray[np.floating],
+        *,
+        candidates_um: Sequence[float] | None = None,
+        candidate_step_um: float | None = None,
+        order: PlaneOrder = PlaneOrder.BISECTION,
+        reach_um: float = 6.0,
+    ) -> ScanPlan:
+        """Candidates from a list, or every ``candidate_step_um`` over the output range."""
+        output = [float(z) for z in output_planes_um]
+        if not output:
+            raise RmzError("the output grid has no planes")
+        if candidates_um is not None:
+            candidates = [float(z) for z in candidates_um]
+            if not candidates:
+                raise RmzError("the candidate list is empty; give at least one focus plane")
+        else:
+            step = candidate_step_um or 1.0
+            if step <= 0:
+                raise RmzError(f"candidate spacing must be positive, got {step:g} um")
+            lo, hi = min(output), max(output)
+            n = int(np.floor((hi - lo) / step + 1e-6)) + 1
+            candidates = [lo + step * i for i in range(n)]
+        if len(set(candidates)) != len(candidates):
+            raise RmzError("the candidate list repeats a plane; give each focus position once")
+        try:
+            return cls(
+                candidates_um=tuple(order_planes(candidates, order)),
+                output_planes_um=tuple(output),
+                order=order,
+                reach_um=reach_um,
+            )
+        except ValueError as exc:
+            raise RmzError(str(exc).split("\n")[-1].strip().removeprefix("Value error, ")) from None
+
+    def check_stage_limits(self, limits_um: tuple[float, float] | None) -> None:
+        """Refuse the whole plan, before anything moves, if a candidate is out of travel."""
+        check_within_limits(self.candidates_um, limits_um)
+
+    def describe(self) -> str:
+        """The plan in words (for ``--dry-run``)."""
+        out = self.output_planes_um
+        return (
+            f"output: {len(out)} planes, {min(out):g} to {max(out):g} um\n"
+            f"candidates ({self.order.value} order): "
+            + ", ".join(f"{z:g}" for z in self.candidates_um)
+        )
