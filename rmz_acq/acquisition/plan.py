@@ -13,7 +13,7 @@ from enum import Enum
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import RmzError
 from ..safety import check_within_limits
@@ -123,8 +123,10 @@ class ScanPlan(BaseModel):
                 order=order,
                 reach_um=reach_um,
             )
-        except ValueError as exc:
-            raise RmzError(str(exc).split("\n")[-1].strip().removeprefix("Value error, ")) from None
+        except ValidationError as exc:
+            raise RmzError(
+                "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            ) from None
 
     def check_stage_limits(self, limits_um: tuple[float, float] | None) -> None:
         """Refuse the whole plan, before anything moves, if a candidate is out of travel."""

@@ -1,0 +1,90 @@
+"""``rmz-acq acquire`` through the real entry point."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from rmz_acq.model.network import RecurrentMZ
+from rmz_acq.model.weights import save_weights
+from rmz_acq.training.conditions import PRESET_CONDITIONS
+from tests.conftest import SMALL_BEADS
+from tests.rmz_acq.test_cli_simulate import rmz_acq
+
+
+@pytest.fixture
+def tiny_weights(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    conditions = PRESET_CONDITIONS["beads"].model_dump() | {"depth_um": 4.0}
+    model = RecurrentMZ(base_channels=2, depth=2)
+    return save_weights(model, tmp_path / "tiny.safetensors", name="tiny", conditions=conditions)
+
+
+def test_acquire_runs_and_summarises(
+    make_config: Callable[..., Path], tiny_weights: Path, tmp_path: Path
+) -> None:
+    config = make_config(**SMALL_BEADS)
+    run = tmp_path / "run"
+    result = rmz_acq("acquire", "--config", config, "-m", tiny_weights, "-o", run, "--epsilon", "0")
+    assert result.returncode == 0, result.stderr
+    assert "max_frames after" in result.stdout
+    report = json.loads((run / "report.json").read_text())
+    assert report["stop_reason"] == "max_frames"
+    assert report["output_planes_um"][:3] == [0.0, 0.1, 0.2]
+    assert "frame 1/" in result.stderr
+
+
+def test_dry_run_prints_the_plan_and_moves_nothing(
+    make_config: Callable[..., Path], tiny_weights: Path, tmp_path: Path
+) -> None:
+    config = make_config(**SMALL_BEADS)
+    result = rmz_acq(
+        "acquire", "--config", config, "-m", tiny_weights, "-o", tmp_path / "r", "--dry-run"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "candidates (bisection order)" in result.stdout
+    assert not (tmp_path / "r").exists()
+
+
+BAD = [
+    ("negative epsilon", ["--epsilon", "-1"], None, "--epsilon must be >= 0"),
+    ("empty candidates", ["--candidates", ","], None, "z list"),
+    ("out of reach", ["--candidates", "0.5", "--z-range", "0:4:0.1"], None, "from every candidate"),
+    (
+        "outside limits",
+        ["--candidates", "1,9", "--z-range", "0:4:0.1"],
+        None,
+        "outside the focus travel",
+    ),
+    ("unknown model", ["-m", "no-such-model"], None, "unknown model"),
+    ("bad order", ["--order", "random"], None, "--order"),
+    ("no focus", [], "#py Property,Core,Focus", "no focus stage"),
+    ("no camera", [], "#py Property,Core,Camera", "no camera"),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "drop", "fragment"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_a_one_line_error(
+    make_config: Callable[..., Path],
+    tiny_weights: Path,
+    tmp_path: Path,
+    name: str,
+    args: list[str],
+    drop: str | None,
+    fragment: str,
+) -> None:
+    config = make_config(**SMALL_BEADS)
+    if drop is not None:
+        text = config.read_text()
+        kept = [line for line in text.splitlines() if not line.startswith(drop)]
+        config.write_text("\n".join(kept))
+    if "-m" not in args:
+        args = [*args, "-m", str(tiny_weights)]
+    result = rmz_acq("acquire", "--config", config, "-o", tmp_path / "run", *args)
+    assert result.returncode == 2, (name, result.stdout, result.stderr)
+    assert fragment in result.stderr, (name, result.stderr)
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import pytest
+
+from rmz_acq.acquisition import (
+    FrobeniusChange,
+    MaxFrames,
+    PlaneOrder,
+    RelativeChange,
+    ScanPlan,
+    ScanProgress,
+    StopReason,
+    TimeBudget,
+    first_stop,
+    order_planes,
+)
+from rmz_acq.errors import RmzError, StageSafetyError
+
+ORDERS = [
+    ("as given", [6, 0, 3], PlaneOrder.AS_GIVEN, [6, 0, 3]),
+    ("centre out", [0, 2, 4, 6, 8], PlaneOrder.CENTRE_OUT, [4, 2, 6, 0, 8]),
+    ("bisection", [0, 1, 2, 3, 4, 5, 6, 7, 8], PlaneOrder.BISECTION, [4, 0, 8, 2, 6, 1, 3, 5, 7]),
+    ("bisection, paper planes first", [3, 6, 9, 12, 15], PlaneOrder.BISECTION, [9, 3, 15, 6, 12]),
+]
+
+
+@pytest.mark.parametrize(("name", "planes", "order", "expected"), ORDERS)
+def test_plane_orders(
+    name: str, planes: list[float], order: PlaneOrder, expected: list[float]
+) -> None:
+    assert order_planes(planes, order) == pytest.approx(expected), name
+
+
+def test_plan_from_a_spacing_and_its_checks() -> None:
+    plan = ScanPlan.build([0.0, 0.5, 1.0, 1.5, 2.0], candidate_step_um=1.0)
+    assert sorted(plan.candidates_um) == [0.0, 1.0, 2.0]
+    plan.check_stage_limits((-1.0, 3.0))
+    with pytest.raises(StageSafetyError, match="outside the focus travel"):
+        plan.check_stage_limits((0.5, 3.0))
+    with pytest.raises(StageSafetyError, match="--z-limits"):
+        plan.check_stage_limits(None)
+    assert "candidates (bisection order)" in plan.describe()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"candidates_um": []}, "empty"),
+        ({"candidates_um": [1.0, 1.0]}, "repeats"),
+        ({"candidates_um": [1.0], "reach_um": 2.0}, "more than 2 um"),
+        ({"candidate_step_um": -1.0}, "positive"),
+    ],
+)
+def test_bad_plans(kwargs: dict, fragment: str) -> None:
+    with pytest.raises(RmzError, match=fragment):
+        ScanPlan.build([0.0, 5.0, 10.0], **kwargs)
+
+
+def _progress(
+    frames: int, change: float | None, relative: float | None, t: float = 0.0
+) -> ScanProgress:
+    return ScanProgress(frames, change, relative, t, candidates_left=5)
+
+
+RULES = [
+    ("absolute above", FrobeniusChange(10.0), _progress(3, 12.0, 0.1), None),
+    ("absolute below", FrobeniusChange(10.0), _progress(3, 9.0, 0.1), StopReason.CONVERGED),
+    ("absolute, first frame", FrobeniusChange(10.0), _progress(1, None, None), None),
+    ("relative below", RelativeChange(0.05), _progress(3, 99.0, 0.04), StopReason.CONVERGED),
+    ("relative above", RelativeChange(0.05), _progress(3, 1.0, 0.06), None),
+    ("max frames", MaxFrames(3), _progress(3, 1.0, 1.0), StopReason.MAX_FRAMES),
+    ("time budget", TimeBudget(5.0), _progress(2, 1.0, 1.0, t=5.5), StopReason.TIME_BUDGET),
+    ("epsilon zero never converges", FrobeniusChange(0.0), _progress(9, 1e-9, 1e-9), None),
+]
+
+
+@pytest.mark.parametrize(("name", "rule", "progress", "expected"), RULES, ids=[r[0] for r in RULES])
+def test_stop_rules(
+    name: str, rule: object, progress: ScanProgress, expected: StopReason | None
+) -> None:
+    assert rule.check(progress) is expected  # type: ignore[attr-defined]
+
+
+def test_first_stop_honours_min_frames_and_running_out() -> None:
+    rules = [RelativeChange(0.5), MaxFrames(10)]
+    assert first_stop(rules, _progress(2, 1.0, 0.1), min_frames=3) is None
+    assert first_stop(rules, _progress(3, 1.0, 0.1), min_frames=3) is StopReason.CONVERGED
+    done = ScanProgress(4, 1.0, 0.9, 0.0, candidates_left=0)
+    assert first_stop(rules, done) is StopReason.MAX_FRAMES
+
+
+def test_negative_thresholds_are_refused() -> None:
+    with pytest.raises(ValueError, match="epsilon must be >= 0"):
+        FrobeniusChange(-1.0)
+    with pytest.raises(ValueError, match="max frames"):
+        MaxFrames(0)

@@ -1,0 +1,164 @@
+"""Adaptive scans on the simulated microscope, through the real ``core.mda``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pymmcore_plus import CMMCorePlus
+
+from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings, StopReason, VolumeUpdate
+from rmz_acq.errors import AcquisitionError, StageSafetyError
+from rmz_acq.hardware import load_core
+from rmz_acq.io import read_zstack
+from rmz_acq.model.network import RecurrentMZ
+from rmz_acq.model.weights import LoadedModel, load_model, save_weights
+from rmz_acq.reconstruct import read_frames, reconstruct_frames
+from rmz_acq.training.conditions import PRESET_CONDITIONS
+from simulators.devices import SimulatedCamera, SimulatedFocusStage
+from tests.conftest import SMALL_BEADS
+
+OUTPUT = np.round(np.arange(0.0, 4.01, 0.25), 6)
+CANDIDATES = [0.5, 1.5, 2.5, 3.5]
+
+
+@pytest.fixture
+def tiny_model(tmp_path: Path) -> LoadedModel:
+    torch.manual_seed(0)
+    model = RecurrentMZ(base_channels=2, depth=2)
+    conditions = PRESET_CONDITIONS["beads"].model_dump()
+    return load_model(
+        save_weights(model, tmp_path / "tiny.safetensors", name="tiny", conditions=conditions)
+    )
+
+
+def _scan(core: CMMCorePlus, model: LoadedModel, run_dir: Path, **settings: object) -> AdaptiveScan:
+    plan = ScanPlan.build(OUTPUT, candidates_um=CANDIDATES)
+    return AdaptiveScan(core, model, plan, ScanSettings(**settings), run_dir)  # type: ignore[arg-type]
+
+
+def test_epsilon_zero_takes_every_candidate_and_writes_the_run(
+    small_core: CMMCorePlus, tiny_model: LoadedModel, tmp_path: Path
+) -> None:
+    updates: list[VolumeUpdate] = []
+    scan = _scan(small_core, tiny_model, tmp_path / "run", epsilon=0.0)
+    scan.events.volumeUpdated.connect(updates.append)
+    report = scan.run()
+    assert report.stop_reason is StopReason.MAX_FRAMES
+    assert len(report.frames) == len(CANDIDATES) == len(updates)
+    assert not small_core.getShutterOpen()
+    run = tmp_path / "run"
+    data = json.loads((run / "report.json").read_text())
+    assert data["stop_reason"] == "max_frames" and data["epsilon"] == 0.0
+    assert data["model"]["sha256"] == tiny_model.sha256
+    assert set(data["durations_s"]) == {"acquisition", "reconstruction", "total"}
+    assert data["frames"][0]["frobenius_change"] is None
+    assert all(f["frobenius_change"] > 0 for f in data["frames"][1:])
+    frames = read_zstack(run / "frames.ome.tif")
+    assert frames.data.shape == (4, 64, 64)
+    volume = read_zstack(run / "volume.ome.tif")
+    assert volume.data.shape == (len(OUTPUT), 64, 64) and volume.data.dtype == np.float32
+    assert (run / "preview.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (run / "unused_frames.ome.tif").exists()
+    # the written volume is what offline reconstruction gives from frames.ome.tif
+    again = reconstruct_frames(tiny_model, read_frames(run / "frames.ome.tif"), OUTPUT)
+    np.testing.assert_allclose(volume.data, again, rtol=1e-5, atol=1e-3)
+
+
+def test_a_loose_epsilon_stops_early(
+    small_core: CMMCorePlus, tiny_model: LoadedModel, tmp_path: Path
+) -> None:
+    report = _scan(small_core, tiny_model, tmp_path / "run", relative_epsilon=10.0).run()
+    assert report.stop_reason is StopReason.CONVERGED
+    assert len(report.frames) == 2  # min_frames
+
+
+def test_the_session_uses_the_measured_z(
+    make_config: Callable[..., Path], tiny_model: LoadedModel, tmp_path: Path
+) -> None:
+    core = load_core(make_config(**SMALL_BEADS, Z__PositionErrorSigmaUm=0.1, Z__Seed=3))
+    scan = _scan(core, tiny_model, tmp_path / "run", epsilon=0.0)
+    report = scan.run()
+    measured = [f.measured_z_um for f in report.frames]
+    commanded = [f.commanded_z_um for f in report.frames]
+    assert commanded == pytest.approx(scan.plan.candidates_um)
+    assert not np.allclose(measured, commanded, atol=0.01)
+    assert scan.session.frames_z_um == pytest.approx(measured)
+    assert read_zstack(tmp_path / "run" / "frames.ome.tif").z_um == pytest.approx(measured)
+
+
+def _check_partial_run(run: Path, core: CMMCorePlus, frames: int, reason: str) -> None:
+    assert not core.getShutterOpen()
+    report = json.loads((run / "report.json").read_text())
+    assert report["stop_reason"] == reason
+    assert len(report["frames"]) == frames
+    assert read_zstack(run / "frames.ome.tif").data.shape[0] == frames
+
+
+def test_camera_failure_mid_scan(
+    small_core: CMMCorePlus,
+    tiny_model: LoadedModel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = {"n": 0}
+    original = SimulatedCamera.snap
+
+    def flaky(self: SimulatedCamera, buffer: np.ndarray) -> object:
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise RuntimeError("camera disconnected")
+        return original(self, buffer)
+
+    monkeypatch.setattr(SimulatedCamera, "snap", flaky)
+    with pytest.raises(AcquisitionError, match="no frame"):
+        _scan(small_core, tiny_model, tmp_path / "run", epsilon=0.0).run()
+    _check_partial_run(tmp_path / "run", small_core, 2, "error")
+
+
+def test_stage_timeout_mid_scan(
+    small_core: CMMCorePlus,
+    tiny_model: LoadedModel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    moves = {"n": 0}
+    original = SimulatedFocusStage.set_position_um
+
+    def stuck(self: SimulatedFocusStage, value: float) -> None:
+        moves["n"] += 1
+        if moves["n"] > 3:
+            raise TimeoutError("Z stage did not reach its target in 5000 ms")
+        original(self, value)
+
+    monkeypatch.setattr(SimulatedFocusStage, "set_position_um", stuck)
+    with pytest.raises(AcquisitionError, match="did not reach"):
+        _scan(small_core, tiny_model, tmp_path / "run", epsilon=0.0).run()
+    _check_partial_run(tmp_path / "run", small_core, 3, "error")
+
+
+def test_cancel_takes_effect_within_a_frame(
+    small_core: CMMCorePlus, tiny_model: LoadedModel, tmp_path: Path
+) -> None:
+    scan = _scan(small_core, tiny_model, tmp_path / "run", epsilon=0.0)
+    scan.events.volumeUpdated.connect(
+        lambda update: scan.cancel() if update.record.index == 1 else None
+    )
+    report = scan.run()
+    assert report.stop_reason is StopReason.CANCELLED
+    _check_partial_run(tmp_path / "run", small_core, 2, "cancelled")
+
+
+def test_plan_outside_the_stage_limits_moves_nothing(
+    small_core: CMMCorePlus, tiny_model: LoadedModel, tmp_path: Path
+) -> None:
+    small_core.setPosition(2.0)
+    plan = ScanPlan.build(OUTPUT, candidates_um=[1.0, 9.0])
+    with pytest.raises(StageSafetyError, match="outside the focus travel"):
+        AdaptiveScan(small_core, tiny_model, plan, ScanSettings(), tmp_path / "run")
+    assert small_core.getPosition() == pytest.approx(2.0)
+    assert not (tmp_path / "run").exists()
