@@ -105,13 +105,17 @@ def write_preview(
         for ax in (xz, yz):
             ax.axvline(frame.measured_z_um, color="cyan", linewidth=0.8, alpha=0.8)
     curve = fig.add_subplot(grid[:, 2])
-    changes = [f.relative_change for f in report.frames]
-    m = [f.index + 1 for f in report.frames if f.relative_change is not None]
-    values = [c for c in changes if c is not None]
-    if values:
-        curve.semilogy(m, values, "o-", label="||V_M - V_(M-1)|| / ||V_M||")
-    if report.relative_epsilon is not None:
-        curve.axhline(report.relative_epsilon, color="red", linestyle="--", label="epsilon")
+    absolute = report.epsilon is not None
+    label = "||V_M - V_(M-1)||_F" if absolute else "||V_M - V_(M-1)||_F / ||V_M||_F"
+    points = [
+        (f.index + 1, f.frobenius_change if absolute else f.relative_change) for f in report.frames
+    ]
+    points = [(m, c) for m, c in points if c is not None and c > 0]
+    if points:
+        curve.semilogy(*zip(*points, strict=True), "o-", label=label)
+    threshold = report.epsilon if absolute else report.relative_epsilon
+    if threshold:
+        curve.axhline(threshold, color="red", linestyle="--", label="epsilon")
     curve.set_xlabel("frames M")
     curve.set_title(f"stop: {report.stop_reason.value}")
     curve.legend(fontsize=8)

@@ -428,6 +428,9 @@ def train(
         typer.Option("--stop-after", help="Stop with a checkpoint after N steps; resume later."),
     ] = None,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every")] = 250,
+    init: Annotated[
+        Path | None, typer.Option("--init", help="Start from these weights (fine-tune).")
+    ] = None,
     device: Annotated[
         str | None, typer.Option("--device", help="cpu or cuda (default: best).")
     ] = None,
@@ -494,6 +497,7 @@ def train(
                 device=device,
                 resume=resume,
                 stop_after=stop_after,
+                init_from=init,
                 on_progress=show,
             )
     except (RmzError, ValueError) as exc:

@@ -58,10 +58,12 @@ class Evaluation:
         }
 
 
-def _normalise(volume: NDArray[np.floating]) -> NDArray[np.float32]:
-    # Each volume on its own scale (background 0, foreground 99th pct 1), as
-    # the paper normalises before scoring.
-    return IntensityNormalization.from_frame(np.asarray(volume).max(axis=0)).apply(volume)
+def _common_normalisation(truth: NDArray[np.floating]) -> IntensityNormalization:
+    # One scale for every volume, from the ground truth (background 0,
+    # foreground 1): all volumes are in the camera's units, so a shared
+    # affine map keeps intensity errors visible, and PSNR / NRMSE (relative
+    # to the truth's range) do not depend on it.
+    return IntensityNormalization.from_frame(np.asarray(truth).max(axis=0))
 
 
 def evaluate_arrays(
@@ -101,10 +103,12 @@ def evaluate_arrays(
         methods["single_input"] = single_input_propagation(
             model, frames, frames_z_um, planes, device
         )
-    reference = _normalise(np.asarray(truth, np.float32)[matched])
+    truth_planes = np.asarray(truth, np.float32)[matched]
+    norm = _common_normalisation(truth_planes)
+    reference = norm.apply(truth_planes)
     scores: dict[str, dict[str, list[float]]] = {}
     for name, estimate in methods.items():
-        normalised = _normalise(estimate)
+        normalised = norm.apply(estimate)
         scores[name] = {
             "psnr": [psnr(a, b) for a, b in zip(normalised, reference, strict=True)],
             "nrmse": [nrmse(a, b) for a, b in zip(normalised, reference, strict=True)],
@@ -120,7 +124,6 @@ def evaluate_arrays(
         frames_z_um=[float(z) for z in frame_z],
     )
     if beads:
-        truth_planes = np.asarray(truth, np.float32)[matched]
         found = find_isolated_beads(truth_planes, planes, pixel_um)
         truth_widths = measure_bead_widths(truth_planes, planes, found, pixel_um)
         stats: dict[str, Any] = {"isolated_beads": len(found)}

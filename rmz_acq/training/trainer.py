@@ -130,6 +130,7 @@ def train(
     device: str | torch.device | None = None,
     resume: bool = True,
     stop_after: int | None = None,
+    init_from: str | Path | None = None,
     on_progress: Callable[[str, int, int, dict[str, float]], None] | None = None,
 ) -> TrainingSummary:
     """Train a Recurrent-MZ model and write ``output_dir/model.safetensors``.
@@ -146,6 +147,9 @@ def train(
         The user's own z-stacks; ``None`` simulates volumes on the fly.
     resume
         Continue from ``checkpoint.pt`` if present (same settings required).
+    init_from
+        Start from these weights (fine-tuning) instead of a random network;
+        the architecture settings must match them.
     stop_after
         Stop (with a checkpoint) once this many steps are done, e.g. to fit a
         time budget; a later call with ``resume`` finishes the run.
@@ -185,6 +189,16 @@ def train(
         depth=settings.depth,
         dpm_scale_um=settings.dpm_scale_um,
     ).to(device)
+    if init_from is not None:
+        from ..model.weights import load_model
+
+        initial = load_model(init_from)
+        if initial.model.config != model.config:
+            raise RmzError(
+                f"{init_from} is a {initial.model.config} network; give matching "
+                "--base-channels and --depth"
+            )
+        model.load_state_dict(initial.model.state_dict())
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     start_step = 0
     checkpoint = out / "checkpoint.pt"

@@ -88,3 +88,18 @@ def test_bad_input_is_a_one_line_error(
     assert result.returncode == 2, (name, result.stdout, result.stderr)
     assert fragment in result.stderr, (name, result.stderr)
     assert "Traceback" not in result.stderr
+
+
+def test_pixel_size_mismatch_warns_and_strict_refuses(
+    make_config: Callable[..., Path], tiny_weights: Path, tmp_path: Path
+) -> None:
+    config = make_config(**SMALL_BEADS)
+    config.write_text(
+        config.read_text().replace("PixelSize_um,Res100x,0.1", "PixelSize_um,Res100x,0.2")
+    )
+    args = ("acquire", "--config", config, "-m", tiny_weights, "-o", tmp_path / "run")
+    relaxed = rmz_acq(*args, "--dry-run")
+    assert relaxed.returncode == 0
+    assert "warning: pixel size 0.2 um differs" in relaxed.stderr
+    strict = rmz_acq(*args, "--strict")
+    assert strict.returncode == 2 and "refusing to scan (--strict)" in strict.stderr
