@@ -361,7 +361,12 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    from ..evaluation.report import evaluate_files, plot_evaluation, write_json
+    from ..evaluation.report import (
+        evaluate_files,
+        plot_bead_histograms,
+        plot_evaluation,
+        write_json,
+    )
     from ..model.weights import load_model
 
     try:
@@ -374,6 +379,8 @@ def evaluate(
     stem = volume.name.removesuffix(".tif").removesuffix(".ome")
     json_path = write_json(result, output or volume.with_name(f"{stem}.evaluation.json"))
     png_path = plot_evaluation(result, plot or volume.with_name(f"{stem}.psnr.png"))
+    if result.beads:
+        plot_bead_histograms(result, volume.with_name(f"{stem}.fwhm.png"))
     table = Table(title="mean over non-input planes")
     for column in ("method", "PSNR dB", "NRMSE %", "SSIM"):
         table.add_column(column, justify="right" if column != "method" else "left")

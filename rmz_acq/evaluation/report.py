@@ -203,3 +203,24 @@ def plot_evaluation(evaluation: Evaluation, path: str | Path) -> Path:
 def write_json(evaluation: Evaluation, path: str | Path) -> Path:
     Path(path).write_text(json.dumps(evaluation.to_json(), indent=1))
     return Path(path)
+
+
+def plot_bead_histograms(evaluation: Evaluation, path: str | Path) -> Path:
+    """Histograms of the fitted lateral bead FWHM of every volume (paper Fig. 3)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    volumes = {k: v for k, v in evaluation.beads.items() if isinstance(v, dict)}
+    fig, axes = plt.subplots(1, len(volumes), figsize=(3 * len(volumes), 3), dpi=110, sharex=True)
+    edges = np.linspace(0.1, 0.8, 29)
+    for ax, (name, stats) in zip(np.atleast_1d(axes), volumes.items(), strict=True):
+        values = [v for v in stats["fwhm_um"] if v is not None]
+        ax.hist(values, bins=edges, color="tab:blue" if name != "ground_truth" else "0.4")
+        ax.set_title(f"{name.replace('_', ' ')}\nmean {stats['mean_fwhm_um']:.3f} µm", fontsize=8)
+        ax.set_xlabel("lateral FWHM (µm)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

@@ -104,7 +104,7 @@ def test_evaluate_scores_methods_and_writes_json_and_plot(
     assert rmz_acq("reconstruct", frames_file, *args).returncode == 0
     result = rmz_acq(
         "evaluate", volume_path, "--ground-truth", truth_path, "--frames", frames_file,
-        "--model", tiny_weights,
+        "--model", tiny_weights, "--beads",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     for method in ("recurrent_mz", "nearest_plane", "linear_interpolation", "single_input"):
@@ -114,6 +114,8 @@ def test_evaluate_scores_methods_and_writes_json_and_plot(
     assert sum(report["input_planes"]) == 3
     assert set(report["mean_non_input_planes"]) >= {"recurrent_mz", "linear_interpolation"}
     assert (tmp_path / "volume.psnr.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "volume.fwhm.png").read_bytes()[:4] == b"\x89PNG"
+    assert "isolated beads" in result.stdout
 
 
 def test_train_resumes_exactly(tmp_path: Path) -> None:
