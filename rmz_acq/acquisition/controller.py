@@ -403,5 +403,14 @@ class AdaptiveScan:
                     name=name,
                 )
             with contextlib.suppress(Exception):  # a preview must never lose the data
-                write_preview(volume, planes, pixel, report, self.run_dir / "preview.png")
+                write_preview(
+                    volume,
+                    planes,
+                    pixel,
+                    report.frames,
+                    self.run_dir / "preview.png",
+                    epsilon=report.epsilon,
+                    relative_epsilon=report.relative_epsilon,
+                    title=f"{len(report.frames)} frames, stop: {report.stop_reason.value}",
+                )
         report.write(self.run_dir / "report.json")

@@ -66,10 +66,18 @@ def write_preview(
     volume: NDArray[np.floating],
     planes_um: NDArray[np.floating],
     pixel_um: float,
-    report: ScanReport,
+    frames: list[FrameRecord],
     path: str | Path,
+    *,
+    epsilon: float | None,
+    relative_epsilon: float | None,
+    title: str,
 ) -> Path:
-    """Orthogonal maximum projections of the volume and the convergence curve."""
+    """Orthogonal maximum projections (acquired planes marked) and the convergence curve.
+
+    Used for ``preview.png`` at the end of a scan and for ``--snapshots``
+    after every frame.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,23 +109,21 @@ def write_preview(
         extent=(planes[0], planes[-1], height * pixel_um, 0),
     )
     yz.set_xlabel("z (µm)")
-    for frame in report.frames:
+    for frame in frames:
         for ax in (xz, yz):
             ax.axvline(frame.measured_z_um, color="cyan", linewidth=0.8, alpha=0.8)
     curve = fig.add_subplot(grid[:, 2])
-    absolute = report.epsilon is not None
+    absolute = epsilon is not None
     label = "||V_M - V_(M-1)||_F" if absolute else "||V_M - V_(M-1)||_F / ||V_M||_F"
-    points = [
-        (f.index + 1, f.frobenius_change if absolute else f.relative_change) for f in report.frames
-    ]
+    points = [(f.index + 1, f.frobenius_change if absolute else f.relative_change) for f in frames]
     points = [(m, c) for m, c in points if c is not None and c > 0]
     if points:
         curve.semilogy(*zip(*points, strict=True), "o-", label=label)
-    threshold = report.epsilon if absolute else report.relative_epsilon
+    threshold = epsilon if absolute else relative_epsilon
     if threshold:
         curve.axhline(threshold, color="red", linestyle="--", label="epsilon")
     curve.set_xlabel("frames M")
-    curve.set_title(f"stop: {report.stop_reason.value}")
+    curve.set_title(title)
     curve.legend(fontsize=8)
     curve.grid(alpha=0.3)
     fig.tight_layout()

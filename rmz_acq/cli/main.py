@@ -163,6 +163,9 @@ def acquire(
     save_history: Annotated[
         bool, typer.Option("--save-history", help="Also write the volume after every frame.")
     ] = False,
+    snapshots: Annotated[
+        bool, typer.Option("--snapshots", help="Write RUN_DIR/snapshots/frame_NN.png per frame.")
+    ] = False,
     device: Annotated[str | None, typer.Option("--device")] = None,
 ) -> None:
     """Adaptive scan: sparse planes until the volume stops changing."""
@@ -251,6 +254,17 @@ def acquire(
             )
 
         scan.events.volumeUpdated.connect(show)
+        if snapshots:
+            from ..preview import SnapshotWriter
+
+            # psygnal holds callbacks weakly: keep the writer alive for the scan.
+            writer = SnapshotWriter(
+                output / "snapshots",
+                scan.summary.pixel_size_um,
+                epsilon=settings.epsilon,
+                relative_epsilon=settings.relative_epsilon,
+            )
+            scan.events.volumeUpdated.connect(writer)
         try:
             report = scan.run()
         except AcquisitionError as exc:

@@ -29,13 +29,17 @@ def test_acquire_runs_and_summarises(
 ) -> None:
     config = make_config(**SMALL_BEADS)
     run = tmp_path / "run"
-    result = rmz_acq("acquire", "--config", config, "-m", tiny_weights, "-o", run, "--epsilon", "0")
+    args = ("--config", config, "-m", tiny_weights, "-o", run, "--epsilon", "0", "--snapshots")
+    result = rmz_acq("acquire", *args, "--candidates", "0.5,1.5,2.5,3.5")
     assert result.returncode == 0, result.stderr
     assert "max_frames after" in result.stdout
     report = json.loads((run / "report.json").read_text())
     assert report["stop_reason"] == "max_frames"
     assert report["output_planes_um"][:3] == [0.0, 0.1, 0.2]
     assert "frame 1/" in result.stderr
+    snapshots = sorted((run / "snapshots").glob("frame_*.png"))
+    assert len(snapshots) == len(report["frames"]) > 1
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in snapshots)
 
 
 def test_dry_run_prints_the_plan_and_moves_nothing(
