@@ -62,6 +62,56 @@ class ScanReport:
         return path
 
 
+def render_preview(
+    volume: NDArray[np.floating],
+    planes_um: NDArray[np.floating],
+    pixel_um: float,
+    frames: list[FrameRecord],
+    *,
+    epsilon: float | None,
+    relative_epsilon: float | None,
+    title: str,
+) -> NDArray[np.uint8]:
+    """Orthogonal views (acquired planes marked) beside the convergence curve, RGB.
+
+    The orthogonal views start at pixel (0, 0) with the layout of
+    `render_orthoviews`, so the picture can be checked pixel by pixel.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ..preview.projections import render_orthoviews
+
+    ortho, layout = render_orthoviews(
+        volume, planes_um, pixel_um, [f.measured_z_um for f in frames]
+    )
+    height = max(layout.height, 320)
+    fig = Figure(figsize=(4.2, height / 100), dpi=100)
+    FigureCanvasAgg(fig)
+    curve = fig.add_subplot()
+    absolute = epsilon is not None
+    label = "||V_M - V_(M-1)||_F" if absolute else "||V_M - V_(M-1)||_F / ||V_M||_F"
+    points = [(f.index + 1, f.frobenius_change if absolute else f.relative_change) for f in frames]
+    points = [(m, c) for m, c in points if c is not None and c > 0]
+    if points:
+        curve.semilogy(*zip(*points, strict=True), "o-", label=label)
+    threshold = epsilon if absolute else relative_epsilon
+    if threshold:
+        curve.axhline(threshold, color="red", linestyle="--", label="epsilon")
+    curve.set_xlabel("frames M")
+    curve.set_title(title, fontsize=9)
+    if points or threshold:
+        curve.legend(fontsize=7)
+    curve.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.canvas.draw()
+    chart = np.asarray(fig.canvas.buffer_rgba())[..., :3]  # type: ignore[attr-defined]
+    image = np.full((height, layout.width + chart.shape[1], 3), 255, np.uint8)
+    image[: layout.height, : layout.width] = ortho
+    image[: chart.shape[0], layout.width :] = chart[:height]
+    return image
+
+
 def write_preview(
     volume: NDArray[np.floating],
     planes_um: NDArray[np.floating],
@@ -73,60 +123,17 @@ def write_preview(
     relative_epsilon: float | None,
     title: str,
 ) -> Path:
-    """Orthogonal maximum projections (acquired planes marked) and the convergence curve.
+    """`render_preview` written as PNG (``preview.png``, snapshots)."""
+    from matplotlib.image import imsave
 
-    Used for ``preview.png`` at the end of a scan and for ``--snapshots``
-    after every frame.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    planes = np.asarray(planes_um, np.float64)
-    depth = float(planes[-1] - planes[0]) if len(planes) > 1 else 1.0
-    height, width = volume.shape[1:]
-    fig = plt.figure(figsize=(11, 4.5), dpi=100)
-    grid = fig.add_gridspec(2, 3, width_ratios=[width, max(depth / pixel_um, 1), width * 0.9])
-    xy = fig.add_subplot(grid[:, 0])
-    xy.imshow(volume.max(axis=0), cmap="magma", extent=(0, width * pixel_um, height * pixel_um, 0))
-    xy.set_title("XY max projection")
-    xy.set_xlabel("x (µm)")
-    xy.set_ylabel("y (µm)")
-    xz = fig.add_subplot(grid[0, 1])
-    xz.imshow(
-        volume.max(axis=1).T,
-        cmap="magma",
-        aspect="auto",
-        extent=(planes[0], planes[-1], width * pixel_um, 0),
+    image = render_preview(
+        volume,
+        planes_um,
+        pixel_um,
+        frames,
+        epsilon=epsilon,
+        relative_epsilon=relative_epsilon,
+        title=title,
     )
-    xz.set_title("XZ / YZ (z across)")
-    yz = fig.add_subplot(grid[1, 1])
-    yz.imshow(
-        volume.max(axis=2).T,
-        cmap="magma",
-        aspect="auto",
-        extent=(planes[0], planes[-1], height * pixel_um, 0),
-    )
-    yz.set_xlabel("z (µm)")
-    for frame in frames:
-        for ax in (xz, yz):
-            ax.axvline(frame.measured_z_um, color="cyan", linewidth=0.8, alpha=0.8)
-    curve = fig.add_subplot(grid[:, 2])
-    absolute = epsilon is not None
-    label = "||V_M - V_(M-1)||_F" if absolute else "||V_M - V_(M-1)||_F / ||V_M||_F"
-    points = [(f.index + 1, f.frobenius_change if absolute else f.relative_change) for f in frames]
-    points = [(m, c) for m, c in points if c is not None and c > 0]
-    if points:
-        curve.semilogy(*zip(*points, strict=True), "o-", label=label)
-    threshold = epsilon if absolute else relative_epsilon
-    if threshold:
-        curve.axhline(threshold, color="red", linestyle="--", label="epsilon")
-    curve.set_xlabel("frames M")
-    curve.set_title(title)
-    curve.legend(fontsize=8)
-    curve.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    imsave(path, image)
     return Path(path)

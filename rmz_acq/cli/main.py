@@ -255,7 +255,7 @@ def acquire(
 
         scan.events.volumeUpdated.connect(show)
         if snapshots:
-            from ..preview import SnapshotWriter
+            from ..preview.snapshots import SnapshotWriter
 
             # psygnal holds callbacks weakly: keep the writer alive for the scan.
             writer = SnapshotWriter(

@@ -1,5 +1,5 @@
-"""Watching a scan: PNG snapshots after every frame (headless)."""
+"""Watching a scan: orthogonal views, PNG snapshots after every frame, the Qt viewer.
 
-from .snapshots import SnapshotWriter
-
-__all__ = ["SnapshotWriter"]
+Import the parts you need (``rmz_acq.preview.snapshots``,
+``rmz_acq.preview.viewer``); this package imports nothing heavy on its own.
+"""
