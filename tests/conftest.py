@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,9 @@ import pytest
 from pymmcore_plus import CMMCorePlus
 
 from rmz_acq.hardware import load_core
+
+# Qt widgets (the viewer tests) render without a display.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "device_configs"

@@ -166,6 +166,9 @@ def acquire(
     snapshots: Annotated[
         bool, typer.Option("--snapshots", help="Write RUN_DIR/snapshots/frame_NN.png per frame.")
     ] = False,
+    view: Annotated[
+        bool, typer.Option("--view", help="Open the live viewer (needs rmz_acq[view]).")
+    ] = False,
     device: Annotated[str | None, typer.Option("--device")] = None,
 ) -> None:
     """Adaptive scan: sparse planes until the volume stops changing."""
@@ -266,7 +269,7 @@ def acquire(
             )
             scan.events.volumeUpdated.connect(writer)
         try:
-            report = scan.run()
+            report = _run_with_viewer(scan, settings) if view else scan.run()
         except AcquisitionError as exc:
             typer.echo(f"error: {exc} (frames so far and report.json are in {output})", err=True)
             raise typer.Exit(1) from None
@@ -278,6 +281,57 @@ def acquire(
         f"candidate planes; {d['total']:.1f} s (acquisition {d['acquisition']:.1f} s, "
         f"reconstruction {d['reconstruction']:.1f} s); wrote {output}"
     )
+
+
+def _run_with_viewer(scan: Any, settings: Any) -> Any:
+    """Scan on a worker thread while the Qt viewer runs on this (main) thread."""
+    try:
+        from qtpy.QtWidgets import QApplication
+
+        from ..preview.viewer import ScanViewer, start_scan
+    except ImportError as exc:
+        raise RmzError(
+            f"--view needs the viewer extra: pip install 'rmz_acq[view]' ({exc})"
+        ) from None
+    qt_app = QApplication.instance() or QApplication([])
+    viewer = ScanViewer(
+        scan.summary.pixel_size_um,
+        epsilon=settings.epsilon,
+        relative_epsilon=settings.relative_epsilon,
+    )
+    viewer.resize(1100, 800)
+    viewer.show()
+    worker = start_scan(scan, viewer)
+    qt_app.exec()  # returns when the window is closed
+    if worker.is_alive():  # closed mid-scan: stop the microscope, keep what was taken
+        scan.cancel()
+        worker.join()
+    if worker.failures:  # type: ignore[attr-defined]
+        raise worker.failures[0]  # type: ignore[attr-defined]
+    return scan.report
+
+
+@app.command("view")
+def view_run(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `rmz-acq acquire`.")],
+) -> None:
+    """Open a finished run (volume, acquired planes, convergence) in the viewer."""
+    try:
+        from qtpy.QtWidgets import QApplication
+
+        from ..preview.viewer import open_run
+    except ImportError as exc:
+        raise _fail(f"the viewer needs: pip install 'rmz_acq[view]' ({exc})") from None
+    if not (run_dir / "volume.ome.tif").is_file() or not (run_dir / "report.json").is_file():
+        raise _fail(f"{run_dir} is not a run folder (volume.ome.tif and report.json expected)")
+    qt_app = QApplication.instance() or QApplication([])
+    try:
+        viewer = open_run(run_dir)
+    except (RmzError, ValueError, KeyError) as exc:
+        raise _fail(f"cannot open {run_dir}: {exc}") from None
+    viewer.resize(1100, 800)
+    viewer.show()
+    qt_app.exec()
 
 
 def _preset_for(core: Any) -> str:
