@@ -17,6 +17,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication
 
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings
@@ -36,20 +37,27 @@ def main() -> None:
     core = load_core(CONFIG)
     planes = np.round(np.arange(0, 18.0001, 0.2), 6)
     plan = ScanPlan.build(planes, candidates_um=[3, 6, 9, 12, 15])
-    settings = ScanSettings(relative_epsilon=0.05)
+    settings = ScanSettings(relative_epsilon=0.1)
     with tempfile.TemporaryDirectory() as tmp:
         scan = AdaptiveScan(core, load_model("nuclei"), plan, settings, Path(tmp) / "run")
-        viewer = ScanViewer(0.1, relative_epsilon=0.05)
+        viewer = ScanViewer(0.1, relative_epsilon=0.1)
         viewer.resize(1000, 560)
         viewer.show()
         worker = start_scan(scan, viewer)
-        while len(viewer.updates) < args.after and worker.is_alive():
-            app.processEvents()
-        app.processEvents()
-        viewer.grab().save(args.out)
-        scan.cancel()
-        while worker.is_alive():
-            app.processEvents()
+        timer = QTimer()
+
+        def poll() -> None:
+            if len(viewer.updates) >= args.after or not worker.is_alive():
+                if not Path(args.out).exists():
+                    viewer.grab().save(args.out)
+                    scan.cancel()
+                if not worker.is_alive():
+                    app.quit()
+
+        timer.timeout.connect(poll)
+        timer.start(100)
+        app.exec()
+        worker.join()
     print(f"wrote {args.out}")
 
 

@@ -61,7 +61,7 @@ __all__ = [
     "compatibility_warnings",
 ]
 
-DEFAULT_RELATIVE_EPSILON = 0.05
+DEFAULT_RELATIVE_EPSILON = 0.1  # from benchmarks/bench_adaptive.py, see README
 
 
 def _frame_timeout_s() -> float:

@@ -5,9 +5,9 @@ signals are forwarded through a Qt signal, so every update is drawn on the
 GUI thread and the GUI never waits on the microscope.  The window shows the
 orthogonal maximum projections with the acquired planes marked and the
 convergence curve against epsilon (the same picture as the snapshots), the
-frame count and the stop reason, and an ndv viewer of the volume for
-slicing through it (ndv draws with OpenGL; without it that panel stays
-empty and the rest works).
+frame count and the stop reason; with ``slicer=True`` an ndv viewer of the
+volume for slicing through it (ndv draws with OpenGL, and fetches icons
+online on first use, so it is opt-in).
 
 Needs the ``view`` extra: ``pip install "rmz_acq[view]"``.
 """
@@ -54,6 +54,7 @@ class ScanViewer(QWidget):
         *,
         epsilon: float | None = None,
         relative_epsilon: float | None = None,
+        slicer: bool = False,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -77,13 +78,13 @@ class ScanViewer(QWidget):
         self._ndv: Any = None
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.picture)
-        try:
+        if slicer:
+            # ndv needs OpenGL and fetches its icons from the internet on first
+            # use (falling back when offline), so it is opt-in.
             import ndv
 
             self._ndv = ndv.ArrayViewer(np.zeros((1, 8, 8), np.float32))
             splitter.addWidget(self._ndv.widget())
-        except Exception:  # ndv missing or no canvas backend: projections only
-            self._ndv = None
         layout = QVBoxLayout(self)
         layout.addWidget(self.status)
         layout.addWidget(splitter)
