@@ -169,6 +169,9 @@ def acquire(
     view: Annotated[
         bool, typer.Option("--view", help="Open the live viewer (needs rmz_acq[view]).")
     ] = False,
+    slicer: Annotated[
+        bool, typer.Option("--slicer", help="With --view: add ndv's 2D/3D slicer (OpenGL).")
+    ] = False,
     device: Annotated[str | None, typer.Option("--device")] = None,
 ) -> None:
     """Adaptive scan: sparse planes until the volume stops changing."""
@@ -269,7 +272,7 @@ def acquire(
             )
             scan.events.volumeUpdated.connect(writer)
         try:
-            report = _run_with_viewer(scan, settings) if view else scan.run()
+            report = _run_with_viewer(scan, settings, slicer) if view else scan.run()
         except AcquisitionError as exc:
             typer.echo(f"error: {exc} (frames so far and report.json are in {output})", err=True)
             raise typer.Exit(1) from None
@@ -283,7 +286,7 @@ def acquire(
     )
 
 
-def _run_with_viewer(scan: Any, settings: Any) -> Any:
+def _run_with_viewer(scan: Any, settings: Any, slicer: bool) -> Any:
     """Scan on a worker thread while the Qt viewer runs on this (main) thread."""
     try:
         from qtpy.QtWidgets import QApplication
@@ -298,6 +301,7 @@ def _run_with_viewer(scan: Any, settings: Any) -> Any:
         scan.summary.pixel_size_um,
         epsilon=settings.epsilon,
         relative_epsilon=settings.relative_epsilon,
+        slicer=slicer,
     )
     viewer.resize(1100, 800)
     viewer.show()
@@ -314,6 +318,9 @@ def _run_with_viewer(scan: Any, settings: Any) -> Any:
 @app.command("view")
 def view_run(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `rmz-acq acquire`.")],
+    slicer: Annotated[
+        bool, typer.Option("--slicer", help="Add ndv's 2D/3D slicer (OpenGL).")
+    ] = False,
 ) -> None:
     """Open a finished run (volume, acquired planes, convergence) in the viewer."""
     try:
@@ -326,7 +333,7 @@ def view_run(
         raise _fail(f"{run_dir} is not a run folder (volume.ome.tif and report.json expected)")
     qt_app = QApplication.instance() or QApplication([])
     try:
-        viewer = open_run(run_dir)
+        viewer = open_run(run_dir, slicer=slicer)
     except (RmzError, ValueError, KeyError) as exc:
         raise _fail(f"cannot open {run_dir}: {exc}") from None
     viewer.resize(1100, 800)

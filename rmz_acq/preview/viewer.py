@@ -167,7 +167,7 @@ def start_scan(scan: AdaptiveScan, viewer: ScanViewer) -> threading.Thread:
     return thread
 
 
-def open_run(run_dir: str | Path) -> ScanViewer:
+def open_run(run_dir: str | Path, *, slicer: bool = False) -> ScanViewer:
     """A viewer of a finished run folder (volume, frames' planes, report)."""
     import json
 
@@ -193,9 +193,12 @@ def open_run(run_dir: str | Path) -> ScanViewer:
         volume.pixel_size_um or 0.1,
         epsilon=report.epsilon,
         relative_epsilon=report.relative_epsilon,
+        slicer=slicer,
     )
     viewer.setWindowTitle(f"rmz_acq: {run}")
     viewer.volume = volume.data.astype(np.float32)
     viewer.planes_um = np.asarray(report.output_planes_um)
     viewer._on_finished(report)
+    if viewer._ndv is not None:
+        viewer._ndv.data = viewer.volume
     return viewer
