@@ -199,6 +199,7 @@ def train(
                 "--base-channels and --depth"
             )
         model.load_state_dict(initial.model.state_dict())
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     start_step = 0
     checkpoint = out / "checkpoint.pt"
@@ -229,7 +230,8 @@ def train(
         batch = sampler.sample(np.random.default_rng([settings.seed, step]))
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(settings, step)
-        prediction = model(batch.frames.to(device), batch.dpm_um.to(device))
+        frames = batch.frames.to(device).contiguous(memory_format=torch.channels_last)
+        prediction = model(frames, batch.dpm_um.to(device))
         loss = reconstruction_loss(
             prediction, batch.targets.to(device), foreground_weight=settings.foreground_weight
         )
