@@ -3,6 +3,7 @@
     python benchmarks/bench_session.py cost    [--size 256] [--planes 16] [--max-m 6]
     python benchmarks/bench_session.py memory  [--size 1024] [--planes 101]
     python benchmarks/bench_session.py seams   [--size 1024] [--planes 4] [--tile 512]
+    python benchmarks/bench_session.py throughput [--size 256] [--planes 16]
 
 cost:   time of the M-th push of a streaming session against recomputing the
         volume from all M frames from scratch (a new session fed M frames),
@@ -11,6 +12,9 @@ memory: peak resident memory (and the state's share) of one push of a frame
         into a session with the given number of output planes.
 seams:  largest difference between tiled and untiled reconstruction after
         three frames, relative to the volume's range.
+throughput: floating-point operations of one plane-step (counted), the rate
+        achieved in the default and in channels-last layout, and the rate of
+        one large plain convolution on the same machine (what is attainable).
 Uses the nuclei preset when installed, else a randomly initialised network
 of the same architecture (timings and memory do not depend on the weights).
 """
@@ -93,9 +97,50 @@ def seams(size: int, planes: int, tile: int) -> None:
     )
 
 
+def _timed(fn: object, repeats: int = 3) -> float:
+    fn()  # type: ignore[operator]
+    started = time.perf_counter()
+    for _ in range(repeats):
+        fn()  # type: ignore[operator]
+    return (time.perf_counter() - started) / repeats
+
+
+def throughput(size: int, planes: int) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _model().eval()
+    x = torch.randn(planes, 1, size, size)
+    dpm = torch.zeros(planes)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model.decode(model.step(x[:1], dpm[:1], model.init_state(1, size, size)))
+    flops = counter.get_total_flops()
+    rows = []
+    for name, layout in (
+        ("default", torch.contiguous_format),
+        ("channels-last", torch.channels_last),
+    ):
+        model.to(memory_format=layout)  # type: ignore[call-overload]
+        frame = x.contiguous(memory_format=layout)
+        state = model.init_state(planes, size, size)
+        state = type(state)(tuple(h.contiguous(memory_format=layout) for h in state.hidden))
+        with torch.inference_mode():
+            seconds = _timed(lambda f=frame, s=state: model.decode(model.step(f, dpm, s)))
+        rows.append((name, seconds, flops * planes / seconds / 1e9))
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
+    big = torch.randn(8, 64, 256, 256).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        seconds = _timed(lambda: conv(big))
+    peak = 2 * 64 * 64 * 9 * 8 * 256 * 256 / seconds / 1e9
+    print(f"one plane-step at {size}x{size}: {flops / 1e9:.2f} GFLOP; {planes} planes batched")
+    print(f"{'layout':<15}{'s':>8}{'GFLOP/s':>10}{'of attainable':>15}")
+    for name, seconds, rate in rows:
+        print(f"{name:<15}{seconds:>8.3f}{rate:>10.1f}{rate / peak:>15.0%}")
+    print(f"plain 64->64 3x3 convolution (attainable): {peak:.1f} GFLOP/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("cost", "memory", "seams"))
+    parser.add_argument("what", choices=("cost", "memory", "seams", "throughput"))
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--planes", type=int, default=None)
     parser.add_argument("--max-m", type=int, default=6)
@@ -105,8 +150,10 @@ def main() -> None:
         cost(args.size or 256, args.planes or 16, args.max_m)
     elif args.what == "memory":
         memory(args.size or 1024, args.planes or 101)
-    else:
+    elif args.what == "seams":
         seams(args.size or 1024, args.planes or 4, args.tile)
+    else:
+        throughput(args.size or 256, args.planes or 16)
 
 
 if __name__ == "__main__":
