@@ -1,0 +1,258 @@
+"""``rmz-acq acquire`` (the adaptive scan) and ``rmz-acq view``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from ..errors import RmzError
+from ._app import app, fail, parse_limits
+
+
+@app.command()
+def acquire(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="Micro-Manager .cfg (simulated or real).")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Preset or weights (default: from the config's optics)."
+        ),
+    ] = None,
+    z_range: Annotated[
+        str | None,
+        typer.Option("--z-range", help="Output planes START:STOP:STEP um (default: the model's)."),
+    ] = None,
+    candidates: Annotated[
+        str | None, typer.Option("--candidates", help="Focus planes the scan may take, e.g. 3,6,9.")
+    ] = None,
+    candidate_step: Annotated[
+        float | None,
+        typer.Option("--candidate-step", help="Candidate spacing (default: half the model's)."),
+    ] = None,
+    order: Annotated[
+        str, typer.Option("--order", help="bisection, centre-out or as-given.")
+    ] = "bisection",
+    epsilon: Annotated[
+        float | None,
+        typer.Option("--epsilon", help="Stop when ||V_M - V_(M-1)||_F <= this (input units)."),
+    ] = None,
+    relative_epsilon: Annotated[
+        float | None,
+        typer.Option("--relative-epsilon", help="Stop when the change / ||V_M||_F <= this."),
+    ] = None,
+    min_frames: Annotated[int, typer.Option("--min-frames")] = 2,
+    max_frames: Annotated[int | None, typer.Option("--max-frames")] = None,
+    time_budget_s: Annotated[float | None, typer.Option("--time-budget-s")] = None,
+    exposure_ms: Annotated[float | None, typer.Option("--exposure-ms")] = None,
+    z_limits: Annotated[
+        str | None, typer.Option("--z-limits", help="LOW:HIGH focus travel, if the stage has none.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; move nothing.")
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Refuse if optics or pixel size differ from the model's."),
+    ] = False,
+    save_history: Annotated[
+        bool, typer.Option("--save-history", help="Also write the volume after every frame.")
+    ] = False,
+    snapshots: Annotated[
+        bool, typer.Option("--snapshots", help="Write RUN_DIR/snapshots/frame_NN.png per frame.")
+    ] = False,
+    view: Annotated[
+        bool, typer.Option("--view", help="Open the live viewer (needs rmz_acq[view]).")
+    ] = False,
+    slicer: Annotated[
+        bool, typer.Option("--slicer", help="With --view: add ndv's 2D/3D slicer (OpenGL).")
+    ] = False,
+    device: Annotated[str | None, typer.Option("--device")] = None,
+) -> None:
+    """Adaptive scan: sparse planes until the volume stops changing."""
+    from ..acquisition import AdaptiveScan, PlaneOrder, ScanPlan, ScanSettings, VolumeUpdate
+    from ..acquisition.controller import DEFAULT_RELATIVE_EPSILON
+    from ..errors import AcquisitionError
+    from ..hardware import load_core
+    from ..model.weights import load_model
+    from ..zgrid import parse_z_list, parse_z_range
+
+    try:
+        if epsilon is not None and epsilon < 0:
+            raise RmzError(f"--epsilon must be >= 0, got {epsilon:g}")
+        if relative_epsilon is not None and relative_epsilon < 0:
+            raise RmzError(f"--relative-epsilon must be >= 0, got {relative_epsilon:g}")
+        try:
+            plane_order = PlaneOrder(order)
+        except ValueError:
+            raise RmzError(
+                f"--order {order!r}: choose {', '.join(o.value for o in PlaneOrder)}"
+            ) from None
+        limits = parse_limits(z_limits)
+        core = load_core(config)
+        name = model or _preset_for(core)
+        loaded = load_model(name, device or "cpu")
+        conditions = loaded.conditions
+        if z_range is not None:
+            planes = parse_z_range(z_range).planes_um()
+        elif conditions:
+            planes = parse_z_range(
+                f"0:{conditions['depth_um']}:{conditions['output_step_um']}"
+            ).planes_um()
+        else:
+            raise RmzError("this model states no output range; give --z-range")
+        spacing = float(conditions.get("input_spacing_um", 2 * (candidate_step or 1.0)))
+        candidate_list = parse_z_list(candidates) if candidates is not None else None
+        if candidate_list is None and candidate_step is None:
+            half = spacing / 2
+            lo, hi = float(planes[0]) + half, float(planes[-1]) - half
+            count = int(np.floor((hi - lo) / half + 1e-6)) + 1 if hi >= lo else 1
+            candidate_list = (
+                [lo + half * i for i in range(count)] if hi >= lo else [float(planes.mean())]
+            )
+        plan = ScanPlan.build(
+            planes,
+            candidates_um=candidate_list,
+            candidate_step_um=candidate_step,
+            order=plane_order,
+            reach_um=max(spacing, 1.0),
+        )
+        settings = ScanSettings(
+            epsilon=epsilon,
+            relative_epsilon=relative_epsilon
+            if relative_epsilon is not None
+            else (None if epsilon is not None else DEFAULT_RELATIVE_EPSILON),
+            min_frames=min_frames,
+            max_frames=max_frames,
+            time_budget_s=time_budget_s,
+            exposure_ms=exposure_ms,
+            save_history=save_history,
+            strict=strict,
+        )
+        scan = AdaptiveScan(core, loaded, plan, settings, output, limits_um=limits, device=device)
+        for note in scan.warnings:
+            typer.echo(f"warning: {note}", err=True)
+        if dry_run:
+            typer.echo(f"model: {loaded.name} ({loaded.sha256[:12]})")
+            typer.echo(plan.describe())
+            rule = (
+                f"||V_M - V_(M-1)||_F <= {settings.epsilon:g}"
+                if settings.epsilon is not None
+                else f"relative change <= {settings.relative_epsilon:g}"
+            )
+            typer.echo(f"stop: {rule}, min {settings.min_frames} frames")
+            return
+        target = settings.epsilon if settings.epsilon is not None else settings.relative_epsilon
+
+        def show(update: VolumeUpdate) -> None:
+            r = update.record
+            change = r.frobenius_change if settings.epsilon is not None else r.relative_change
+            shown = "-" if change is None else f"{change:.4g}"
+            typer.echo(
+                f"frame {r.index + 1}/{len(plan.candidates_um)} at z {r.measured_z_um:.3f} um: "
+                f"change {shown} (epsilon {target:g}), {r.reconstruction_s:.1f} s",
+                err=True,
+            )
+
+        scan.events.volumeUpdated.connect(show)
+        if snapshots:
+            from ..preview.snapshots import SnapshotWriter
+
+            # psygnal holds callbacks weakly: keep the writer alive for the scan.
+            writer = SnapshotWriter(
+                output / "snapshots",
+                scan.summary.pixel_size_um,
+                epsilon=settings.epsilon,
+                relative_epsilon=settings.relative_epsilon,
+            )
+            scan.events.volumeUpdated.connect(writer)
+        try:
+            report = _run_with_viewer(scan, settings, slicer) if view else scan.run()
+        except AcquisitionError as exc:
+            typer.echo(f"error: {exc} (frames so far and report.json are in {output})", err=True)
+            raise typer.Exit(1) from None
+    except (RmzError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    d = report.durations_s
+    typer.echo(
+        f"{report.stop_reason.value} after {len(report.frames)} of {len(plan.candidates_um)} "
+        f"candidate planes; {d['total']:.1f} s (acquisition {d['acquisition']:.1f} s, "
+        f"reconstruction {d['reconstruction']:.1f} s); wrote {output}"
+    )
+
+
+def _run_with_viewer(scan: Any, settings: Any, slicer: bool) -> Any:
+    """Scan on a worker thread while the Qt viewer runs on this (main) thread."""
+    try:
+        from qtpy.QtWidgets import QApplication
+
+        from ..preview.viewer import ScanViewer, start_scan
+    except ImportError as exc:
+        raise RmzError(
+            f"--view needs the viewer extra: pip install 'rmz_acq[view]' ({exc})"
+        ) from None
+    qt_app = QApplication.instance() or QApplication([])
+    viewer = ScanViewer(
+        scan.summary.pixel_size_um,
+        epsilon=settings.epsilon,
+        relative_epsilon=settings.relative_epsilon,
+        slicer=slicer,
+    )
+    viewer.resize(1100, 800)
+    viewer.show()
+    worker = start_scan(scan, viewer)
+    qt_app.exec()  # returns when the window is closed
+    if worker.is_alive():  # closed mid-scan: stop the microscope, keep what was taken
+        scan.cancel()
+        worker.join()
+    if worker.failures:  # type: ignore[attr-defined]
+        raise worker.failures[0]  # type: ignore[attr-defined]
+    return scan.report
+
+
+@app.command("view")
+def view_run(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `rmz-acq acquire`.")],
+    slicer: Annotated[
+        bool, typer.Option("--slicer", help="Add ndv's 2D/3D slicer (OpenGL).")
+    ] = False,
+) -> None:
+    """Open a finished run (volume, acquired planes, convergence) in the viewer."""
+    try:
+        from qtpy.QtWidgets import QApplication
+
+        from ..preview.viewer import open_run
+    except ImportError as exc:
+        raise fail(f"the viewer needs: pip install 'rmz_acq[view]' ({exc})") from None
+    if not (run_dir / "volume.ome.tif").is_file() or not (run_dir / "report.json").is_file():
+        raise fail(f"{run_dir} is not a run folder (volume.ome.tif and report.json expected)")
+    qt_app = QApplication.instance() or QApplication([])
+    try:
+        viewer = open_run(run_dir, slicer=slicer)
+    except (RmzError, ValueError, KeyError) as exc:
+        raise fail(f"cannot open {run_dir}: {exc}") from None
+    viewer.resize(1100, 800)
+    viewer.show()
+    qt_app.exec()
+
+
+def _preset_for(core: Any) -> str:
+    """The preset whose emission wavelength is nearest the simulated microscope's."""
+    from ..acquisition.controller import simulated_optics
+    from ..training.conditions import PRESET_CONDITIONS
+
+    optics = simulated_optics(core)
+    if optics is None:
+        raise RmzError(
+            "the configuration does not state its optics; choose a model with --model "
+            "(beads, nuclei or a weights file)"
+        )
+    return min(
+        PRESET_CONDITIONS,
+        key=lambda name: abs(PRESET_CONDITIONS[name].emission_wavelength_nm - optics[1]),
+    )

@@ -1,0 +1,247 @@
+"""``rmz-acq reconstruct``, ``evaluate`` and ``train``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import RmzError
+from ._app import app, fail
+
+
+@app.command()
+def reconstruct(
+    frames: Annotated[Path, typer.Argument(help="Input frames (OME-TIFF with PositionZ).")],
+    z_range: Annotated[
+        str, typer.Option("--z-range", help="Output planes START:STOP:STEP in um, STOP included.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output volume .ome.tif.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Preset (beads, nuclei) or weights file.")
+    ] = "nuclei",
+    z: Annotated[
+        str | None,
+        typer.Option("--z", help="Frame z list in um (overrides PositionZ), e.g. 3,9,15."),
+    ] = None,
+    pixel_size_um: Annotated[
+        float | None, typer.Option("--pixel-size-um", help="If the frames do not state it.")
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu or cuda.")] = None,
+) -> None:
+    """Reconstruct a volume from M frames at arbitrary z."""
+    from ..reconstruct import reconstruct_file
+    from ..session import PushResult
+    from ..zgrid import parse_z_list, parse_z_range
+
+    try:
+        planes = parse_z_range(z_range).planes_um()
+        z_list = parse_z_list(z) if z is not None else None
+
+        def report(result: PushResult) -> None:
+            change = (
+                "-" if result.frobenius_change is None else f"{result.relative_change:.4f} relative"
+            )
+            typer.echo(
+                f"frame {result.frame_index + 1}: {result.reconstruction_s:.2f} s, change {change}",
+                err=True,
+            )
+
+        path = reconstruct_file(
+            frames,
+            output,
+            planes,
+            model,
+            z_override=z_list,
+            pixel_size_um=pixel_size_um,
+            device=device,
+            on_push=report,
+        )
+    except (RmzError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"wrote {path}: {len(planes)} planes from {planes[0]:g} to {planes[-1]:g} um")
+
+
+@app.command()
+def evaluate(
+    volume: Annotated[Path, typer.Argument(help="Reconstructed volume (OME-TIFF).")],
+    ground_truth: Annotated[
+        Path, typer.Option("--ground-truth", "-g", help="Mechanically scanned z-stack.")
+    ],
+    frames: Annotated[Path, typer.Option("--frames", "-f", help="The input frames used.")],
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Model for the single-input baseline (preset or file)."),
+    ] = None,
+    beads: Annotated[
+        bool, typer.Option("--beads/--no-beads", help="Also fit bead widths (FWHM).")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="JSON report (default: beside volume).")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="PSNR-vs-z PNG (default: beside volume).")
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device")] = None,
+) -> None:
+    """Score a volume and the baselines against ground truth, plane by plane."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..evaluation.report import (
+        evaluate_files,
+        plot_bead_histograms,
+        plot_evaluation,
+        write_json,
+    )
+    from ..model.weights import load_model
+
+    try:
+        loaded = load_model(model, device or "cpu") if model is not None else None
+        result = evaluate_files(
+            volume, ground_truth, frames, model=loaded, beads=beads, device=device
+        )
+    except (RmzError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    stem = volume.name.removesuffix(".tif").removesuffix(".ome")
+    json_path = write_json(result, output or volume.with_name(f"{stem}.evaluation.json"))
+    png_path = plot_evaluation(result, plot or volume.with_name(f"{stem}.psnr.png"))
+    if result.beads:
+        plot_bead_histograms(result, volume.with_name(f"{stem}.fwhm.png"))
+    table = Table(title="mean over non-input planes")
+    for column in ("method", "PSNR dB", "NRMSE %", "SSIM"):
+        table.add_column(column, justify="right" if column != "method" else "left")
+    for method, scores in result.means().items():
+        table.add_row(
+            method, f"{scores['psnr']:.2f}", f"{scores['nrmse']:.2f}", f"{scores['ssim']:.3f}"
+        )
+    console = Console()
+    console.print(table)
+    if result.beads:
+        bead_table = Table(title=f"{result.beads['isolated_beads']} isolated beads")
+        for column in ("volume", "fitted", "mean FWHM um", "KL to truth"):
+            bead_table.add_column(column, justify="right" if column != "volume" else "left")
+        for name, stats in result.beads.items():
+            if isinstance(stats, dict):
+                bead_table.add_row(
+                    name,
+                    f"{stats['fitted']} ({100 * stats['fitted_fraction']:.0f}%)",
+                    f"{stats['mean_fwhm_um']:.3f}",
+                    f"{stats['kl_to_ground_truth']:.3f}",
+                )
+        console.print(bead_table)
+    typer.echo(f"wrote {json_path} and {png_path}")
+
+
+@app.command()
+def train(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Run folder (checkpoints, log, weights).")
+    ],
+    preset: Annotated[
+        str, typer.Option("--preset", help="Imaging conditions: beads or nuclei.")
+    ] = "nuclei",
+    stacks: Annotated[
+        Path | None,
+        typer.Option("--stacks", help="Folder of your own OME-TIFF z-stacks (default: simulate)."),
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Optimiser steps.")] = 3000,
+    crop_px: Annotated[int, typer.Option("--crop", help="Training crop size (px).")] = 128,
+    volumes: Annotated[int, typer.Option("--volumes", help="Simulated volumes to draw from.")] = 24,
+    fov_px: Annotated[int, typer.Option("--fov", help="Simulated field of view (px).")] = 256,
+    base_channels: Annotated[int, typer.Option("--base-channels")] = 8,
+    depth: Annotated[int, typer.Option("--depth")] = 4,
+    learning_rate: Annotated[float, typer.Option("--lr")] = 1e-3,
+    foreground_weight: Annotated[
+        float, typer.Option("--foreground-weight", help="Extra BerHu weight of bright pixels.")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
+    stop_after: Annotated[
+        int | None,
+        typer.Option("--stop-after", help="Stop with a checkpoint after N steps; resume later."),
+    ] = None,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every")] = 250,
+    init: Annotated[
+        Path | None, typer.Option("--init", help="Start from these weights (fine-tune).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu or cuda (default: best).")
+    ] = None,
+) -> None:
+    """Train Recurrent-MZ on simulated volumes or your own z-stacks."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from ..training.conditions import PRESET_CONDITIONS
+    from ..training.data import load_stack_volumes
+    from ..training.trainer import TrainingSettings
+    from ..training.trainer import train as run_training
+
+    try:
+        if preset not in PRESET_CONDITIONS:
+            raise RmzError(f"unknown --preset {preset!r}; choose {', '.join(PRESET_CONDITIONS)}")
+        settings = TrainingSettings(
+            steps=steps,
+            crop_px=crop_px,
+            n_volumes=volumes,
+            fov_px=fov_px,
+            base_channels=base_channels,
+            depth=depth,
+            learning_rate=learning_rate,
+            foreground_weight=foreground_weight,
+            seed=seed,
+            checkpoint_every=checkpoint_every,
+            validate_every=checkpoint_every,
+        )
+        own = load_stack_volumes(stacks) if stacks is not None else None
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            disable=not sys.stderr.isatty(),
+        ) as progress:
+            tasks: dict[str, TaskID] = {}
+
+            def show(phase: str, done: int, total: int, metrics: dict[str, float]) -> None:
+                if phase not in tasks:
+                    tasks[phase] = progress.add_task(phase, total=total, info="")
+                info = " ".join(f"{k}={v:.3g}" for k, v in metrics.items())
+                progress.update(tasks[phase], completed=done, info=info)
+                # Without a terminal (logs, CI, nohup) print a line now and then.
+                if not sys.stderr.isatty() and (
+                    done == total or done % max(1, total // 20) == 0 or "psnr" in metrics
+                ):
+                    typer.echo(f"{phase} {done}/{total} {info}", err=True)
+
+            summary = run_training(
+                output,
+                PRESET_CONDITIONS[preset],
+                settings,
+                name=preset,
+                stacks=own,
+                device=device,
+                resume=resume,
+                stop_after=stop_after,
+                init_from=init,
+                on_progress=show,
+            )
+    except (RmzError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    scores = " ".join(f"{k}={v:.3f}" for k, v in summary.last_validation.items())
+    if summary.weights is None:
+        typer.echo(f"stopped after {summary.steps} steps; run again to resume ({scores})")
+        return
+    typer.echo(
+        f"wrote {summary.weights} after {summary.steps} steps ({summary.seconds:.0f} s); {scores}"
+    )
