@@ -1,6 +1,7 @@
 """Adaptive scans on the simulated worm: frames used, quality reached, time spent.
 
     python benchmarks/bench_adaptive.py [--samples 3] [--size 128] [--model nuclei]
+                                        [--fixed-m 2,3,4,6] [--realtime]
 
 For each sample (SampleSeed 100, 101, ...) the script acquires the mechanical
 ground-truth stack (every 0.2 um), then runs one scan over all candidate
@@ -9,6 +10,11 @@ reads off what every relative epsilon would have done: the frame count, the
 PSNR of V_M against the ground truth and against the all-candidates volume.
 It also prints acquisition and reconstruction time of the scan, and the most
 that overlapping the two could save.  This is how the default epsilon was chosen.
+
+With ``--fixed-m``, each sample is also reconstructed from M evenly spaced
+frames over the candidate range (3-15 um, acquired like any other scan) for
+every M given, and the default adaptive rule (relative epsilon 0.1) is set
+against them: frames used and PSNR reached (the paper's fixed-M scans).
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings, VolumeUpdate
+from rmz_acq.acquisition.controller import DEFAULT_RELATIVE_EPSILON
 from rmz_acq.evaluation.metrics import psnr
 from rmz_acq.hardware import load_core
 from rmz_acq.io import read_zstack
 from rmz_acq.model.normalization import IntensityNormalization
 from rmz_acq.model.weights import load_model
+from rmz_acq.session import ReconstructionSession
 from rmz_acq.zstack import acquire_zstack
 
 CONFIG = Path(__file__).resolve().parents[1] / "device_configs" / "simulated_worm.cfg"
@@ -47,7 +55,12 @@ def main() -> None:
         action="store_true",
         help="camera sleeps its exposure (10 ms) and the stage settles 50 ms per move",
     )
+    parser.add_argument(
+        "--fixed-m", default="", help="comma-separated M of fixed, evenly spaced scans to compare"
+    )
     args = parser.parse_args()
+    fixed_m = [int(m) for m in args.fixed_m.split(",") if m.strip()]
+    fixed_rows: list[tuple[int, float]] = []
     model = load_model(args.model)
     planes = np.round(np.arange(0, 18.0001, 0.2), 6)
     candidates = [3.0 + 1.5 * i for i in range(9)]  # 3 ... 15 um every 1.5 um
@@ -64,6 +77,15 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             acquire_zstack(core, planes.tolist(), Path(tmp) / "gt.ome.tif")
             truth = read_zstack(Path(tmp) / "gt.ome.tif").data.astype(np.float32)
+            for m in fixed_m:  # a fixed scan: its own frames, like any other acquisition
+                path = Path(tmp) / f"fixed_{m}.ome.tif"
+                acquire_zstack(core, np.linspace(3, 15, m).round(3).tolist(), path)
+                frames = read_zstack(path)
+                assert frames.z_um is not None
+                fixed = ReconstructionSession(model, planes).run(
+                    list(frames.data.astype(np.float32)), list(frames.z_um)
+                )
+                fixed_rows.append((m, _score(fixed.volume, truth)))
             plan = ScanPlan.build(planes, candidates_um=candidates)
             scan = AdaptiveScan(core, model, plan, ScanSettings(epsilon=0.0), Path(tmp) / "run")
             volumes: list[np.ndarray] = []
@@ -102,6 +124,21 @@ def main() -> None:
             f"{eps:>12g}{np.mean([r[2] for r in sel]):>8.1f}{np.mean([r[3] for r in sel]):>15.2f}"
             f"{vs_all:>24}"
         )
+    if fixed_m:
+        chosen = [r for r in rows if np.isclose(r[1], DEFAULT_RELATIVE_EPSILON)]
+        print(f"\nadaptive (relative epsilon {DEFAULT_RELATIVE_EPSILON}) against fixed scans")
+        print(f"{'scan':<24}{'frames':>8}{'PSNR vs truth':>15}{'+- std':>8}")
+        adaptive = [r[3] for r in chosen]
+        print(
+            f"{'adaptive':<24}{np.mean([r[2] for r in chosen]):>8.2f}"
+            f"{np.mean(adaptive):>15.2f}{np.std(adaptive):>8.2f}"
+        )
+        for m in fixed_m:
+            scores = [r[1] for r in fixed_rows if r[0] == m]
+            print(
+                f"{f'fixed, {m} evenly spaced':<24}{m:>8}{np.mean(scores):>15.2f}"
+                f"{np.std(scores):>8.2f}"
+            )
     acq = np.mean([t["acquisition"] for t in timing])
     rec = np.mean([t["reconstruction"] for t in timing])
     tot = np.mean([t["total"] for t in timing])

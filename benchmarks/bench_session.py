@@ -1,7 +1,9 @@
 """Cost and memory of the streaming reconstruction session.
 
     python benchmarks/bench_session.py cost    [--size 256] [--planes 16] [--max-m 6]
-    python benchmarks/bench_session.py memory  [--size 1024] [--planes 101]
+    python benchmarks/bench_session.py memory  [--size 1024] [--planes 101] [--tile 0]
+    python benchmarks/bench_session.py memory-table
+    python benchmarks/bench_session.py keepup [--planes 91] [--frame-ms 60]
     python benchmarks/bench_session.py seams   [--size 1024] [--planes 4] [--tile 512]
     python benchmarks/bench_session.py throughput [--size 256] [--planes 16]
 
@@ -12,9 +14,16 @@ memory: peak resident memory (and the state's share) of one push of a frame
         into a session with the given number of output planes.
 seams:  largest difference between tiled and untiled reconstruction after
         three frames, relative to the volume's range.
+memory-table: ``memory`` for 256-1024 px frames and 31-101 planes, tiled
+        and untiled, each in a fresh process.
 throughput: floating-point operations of one plane-step (counted), the rate
-        achieved in the default and in channels-last layout, and the rate of
-        one large plain convolution on the same machine (what is attainable).
+        of one large plain convolution on the same machine (what is
+        attainable), and the rate achieved by each variant of the step:
+        default layout (before), channels-last (shipped), bfloat16 autocast
+        and torch.compile, with each one's largest deviation from float32.
+keepup: per-frame update time at 256 x 256 and 1024 x 1024 against the time
+        the microscope needs per frame, and the paper's 101 x 256 x 256
+        three-frame volume.
 Uses the nuclei preset when installed, else a randomly initialised network
 of the same architecture (timings and memory do not depend on the weights).
 """
@@ -65,9 +74,9 @@ def cost(size: int, planes: int, max_m: int) -> None:
         print(f"{m:>3}{push:>9.2f}{scratch:>11.2f}{scratch / push:>14.2f}")
 
 
-def memory(size: int, planes: int) -> None:
+def memory(size: int, planes: int, tile: int | None = None) -> None:
     model = _model()
-    session = ReconstructionSession(model, np.linspace(0, 18, planes), plane_batch=4)
+    session = ReconstructionSession(model, np.linspace(0, 18, planes), plane_batch=4, tile_px=tile)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     started = time.perf_counter()
     session.push(_frames(1, size)[0], 3.0)
@@ -105,53 +114,167 @@ def _timed(fn: object, repeats: int = 3) -> float:
     return (time.perf_counter() - started) / repeats
 
 
+def _variant_rows(
+    model: RecurrentMZ, size: int, planes: int
+) -> list[tuple[str, float, float, str]]:
+    """(name, seconds per batched step, largest error vs float32, note) per variant."""
+    x = 4 * torch.rand(planes, 1, size, size)
+    dpm = torch.linspace(-6, 6, planes)
+    cl = torch.channels_last
+
+    def prepared(layout: torch.memory_format) -> tuple[torch.Tensor, object]:
+        model.to(memory_format=layout)  # type: ignore[call-overload]
+        state = model.init_state(planes, size, size)
+        state = type(state)(tuple(h.contiguous(memory_format=layout) for h in state.hidden))
+        return x.contiguous(memory_format=layout), state
+
+    def one(step: object, frame: torch.Tensor, state: object) -> torch.Tensor:
+        return model.decode(step(frame, dpm, state))  # type: ignore[operator]
+
+    rows: list[tuple[str, float, float, str]] = []
+    with torch.inference_mode():
+        frame, state = prepared(torch.contiguous_format)
+        reference = one(model.step, frame, state).float()
+        span = float(reference.max() - reference.min()) or 1.0
+        seconds = _timed(lambda: one(model.step, frame, state))
+        rows.append(("float32, default layout", seconds, 0.0, "before"))
+        frame, state = prepared(cl)
+        error = float((one(model.step, frame, state) - reference).abs().max()) / span
+        seconds = _timed(lambda: one(model.step, frame, state))
+        rows.append(("float32, channels-last", seconds, error, "shipped"))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            error = float((one(model.step, frame, state).float() - reference).abs().max()) / span
+            seconds = _timed(lambda: one(model.step, frame, state))
+        rows.append(("bfloat16 autocast, c-last", seconds, error, ""))
+        try:
+            started = time.perf_counter()
+            compiled = torch.compile(model.step, dynamic=False)
+            error = float((one(compiled, frame, state) - reference).abs().max()) / span
+            note = f"compiling took {time.perf_counter() - started:.0f} s"
+            seconds = _timed(lambda: one(compiled, frame, state))
+            rows.append(("torch.compile, c-last", seconds, error, note))
+        except Exception as exc:  # inductor needs a C++ toolchain
+            rows.append(("torch.compile, c-last", float("nan"), float("nan"), f"failed: {exc}"))
+    model.to(memory_format=cl)  # type: ignore[call-overload]
+    return rows
+
+
 def throughput(size: int, planes: int) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     model = _model().eval()
-    x = torch.randn(planes, 1, size, size)
-    dpm = torch.zeros(planes)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model.decode(model.step(x[:1], dpm[:1], model.init_state(1, size, size)))
+        x = torch.randn(1, 1, size, size)
+        model.decode(model.step(x, torch.zeros(1), model.init_state(1, size, size)))
     flops = counter.get_total_flops()
-    rows = []
-    for name, layout in (
-        ("default", torch.contiguous_format),
-        ("channels-last", torch.channels_last),
-    ):
-        model.to(memory_format=layout)  # type: ignore[call-overload]
-        frame = x.contiguous(memory_format=layout)
-        state = model.init_state(planes, size, size)
-        state = type(state)(tuple(h.contiguous(memory_format=layout) for h in state.hidden))
-        with torch.inference_mode():
-            seconds = _timed(lambda f=frame, s=state: model.decode(model.step(f, dpm, s)))
-        rows.append((name, seconds, flops * planes / seconds / 1e9))
     conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
     big = torch.randn(8, 64, 256, 256).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         seconds = _timed(lambda: conv(big))
     peak = 2 * 64 * 64 * 9 * 8 * 256 * 256 / seconds / 1e9
-    print(f"one plane-step at {size}x{size}: {flops / 1e9:.2f} GFLOP; {planes} planes batched")
-    print(f"{'layout':<15}{'s':>8}{'GFLOP/s':>10}{'of attainable':>15}")
-    for name, seconds, rate in rows:
-        print(f"{name:<15}{seconds:>8.3f}{rate:>10.1f}{rate / peak:>15.0%}")
-    print(f"plain 64->64 3x3 convolution (attainable): {peak:.1f} GFLOP/s")
+    rows = _variant_rows(model, size, planes)
+    print(
+        f"one plane-step at {size}x{size}: {flops / 1e9:.2f} GFLOP; {planes} planes batched; "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(f"plain 64->64 3x3 convolution, float32 (attainable): {peak:.1f} GFLOP/s")
+    print(
+        f"{'variant':<28}{'s/step':>8}{'GFLOP/s':>9}{'of attainable':>15}{'speed-up':>10}"
+        f"{'max error':>11}  note"
+    )
+    base = rows[0][1]
+    for name, seconds, error, note in rows:
+        rate = flops * planes / seconds / 1e9
+        print(
+            f"{name:<28}{seconds:>8.3f}{rate:>9.1f}{rate / peak:>15.0%}{base / seconds:>9.2f}x"
+            f"{error:>11.1e}  {note}"
+        )
+    print("(max error: largest difference from float32/default, relative to the output's range)")
+    print(f"\nplanes per batched step (float32, channels-last), {size}x{size}")
+    print(f"{'planes':>7}{'s/plane-step':>14}{'GFLOP/s':>9}")
+    for batch in (1, 4, 8, 16, 32):
+        frame = torch.rand(batch, 1, size, size).contiguous(memory_format=torch.channels_last)
+        state = model.init_state(batch, size, size)
+        state = type(state)(
+            tuple(h.contiguous(memory_format=torch.channels_last) for h in state.hidden)
+        )
+        dpm = torch.linspace(-6, 6, batch)
+        with torch.inference_mode():
+            seconds = _timed(lambda f=frame, s=state, d=dpm: model.decode(model.step(f, d, s)))
+        print(f"{batch:>7}{seconds / batch:>14.4f}{flops * batch / seconds / 1e9:>9.1f}")
+
+
+def _memory_line(size: int, planes: int, tile: int | None) -> str:
+    """Run ``memory`` in a fresh process (peak RSS only ever grows)."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, __file__, "memory", "--size", str(size), "--planes", str(planes)]
+    if tile is not None:
+        command += ["--tile", str(tile)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def memory_table() -> None:
+    print("peak resident memory of one push, each in a fresh process")
+    for size, planes, tile in (
+        (256, 31, None),
+        (256, 91, None),
+        (512, 31, None),
+        (512, 91, None),
+        (1024, 31, None),
+        (1024, 91, None),
+        (1024, 91, 0),
+        (1024, 101, None),
+    ):
+        label = "untiled" if tile == 0 else "tiled 512" if size > 768 else "one tile"
+        print(f"[{label}] {_memory_line(size, planes, tile)}", flush=True)
+
+
+def keepup(planes: int, frame_ms: float) -> None:
+    """Per-frame update time against the time the microscope needs per frame."""
+    model = _model()
+    grid = np.linspace(0, 18, planes)
+    print(f"{planes} output planes; a frame takes {frame_ms:g} ms (stage settle + exposure)")
+    print(f"{'frame':>10}{'update s':>10}{'update/frame time':>19}")
+    for size in (256, 1024):
+        frames = _frames(2, size)
+        session = ReconstructionSession(model, grid)
+        session.push(frames[0], 3.0)
+        seconds = session.push(frames[1], 9.0).reconstruction_s
+        print(f"{f'{size}x{size}':>10}{seconds:>10.2f}{1000 * seconds / frame_ms:>19.1f}")
+    frames = _frames(3, 256)
+    started = time.perf_counter()
+    ReconstructionSession(model, np.linspace(0, 10, 101)).run(frames, [3.0, 6.0, 9.0])
+    whole = time.perf_counter() - started
+    print(
+        f"101 x 256 x 256 volume from 3 frames: {whole:.1f} s here "
+        "(paper: 2.2 s on an RTX 2080 Ti GPU)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("cost", "memory", "seams", "throughput"))
+    parser.add_argument(
+        "what", choices=("cost", "memory", "memory-table", "seams", "throughput", "keepup")
+    )
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--planes", type=int, default=None)
     parser.add_argument("--max-m", type=int, default=6)
-    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--tile", type=int, default=None)
+    parser.add_argument("--frame-ms", type=float, default=60.0)
     args = parser.parse_args()
     if args.what == "cost":
         cost(args.size or 256, args.planes or 16, args.max_m)
     elif args.what == "memory":
-        memory(args.size or 1024, args.planes or 101)
+        memory(args.size or 1024, args.planes or 101, args.tile)
+    elif args.what == "memory-table":
+        memory_table()
+    elif args.what == "keepup":
+        keepup(args.planes or 91, args.frame_ms)
     elif args.what == "seams":
-        seams(args.size or 1024, args.planes or 4, args.tile)
+        seams(args.size or 1024, args.planes or 4, args.tile or 512)
     else:
         throughput(args.size or 256, args.planes or 16)
 

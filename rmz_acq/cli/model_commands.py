@@ -1,4 +1,4 @@
-"""``rmz-acq reconstruct``, ``evaluate`` and ``train``."""
+"""``rmz-acq reconstruct``, ``reconstruct-runs``, ``evaluate`` and ``train``."""
 
 from __future__ import annotations
 
@@ -62,6 +62,62 @@ def reconstruct(
     except (RmzError, ValueError) as exc:
         raise fail(str(exc)) from None
     typer.echo(f"wrote {path}: {len(planes)} planes from {planes[0]:g} to {planes[-1]:g} um")
+
+
+@app.command("reconstruct-runs")
+def reconstruct_runs(
+    folder: Annotated[Path, typer.Argument(help="Folder of runs (RUN_DIR/frames.ome.tif).")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Preset (beads, nuclei) or weights file.")
+    ] = "nuclei",
+    z_range: Annotated[
+        str | None,
+        typer.Option(
+            "--z-range",
+            help="Output planes START:STOP:STEP in um (default: each run's report.json).",
+        ),
+    ] = None,
+    output_name: Annotated[
+        str, typer.Option("--output-name", help="Volume file written in each run folder.")
+    ] = "volume.ome.tif",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace volumes that are already there.")
+    ] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", help="Runs reconstructed at once (default: one per core)."),
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu or cuda.")] = None,
+) -> None:
+    """Reconstruct every run in a folder, several at once."""
+    from ..batch import RunResult, find_runs, worker_split
+    from ..batch import reconstruct_runs as run_batch
+    from ..zgrid import parse_z_range
+
+    try:
+        planes = parse_z_range(z_range).planes_um() if z_range is not None else None
+        runs, skipped = find_runs(folder, planes, output_name=output_name, overwrite=overwrite)
+        for path in skipped:
+            typer.echo(f"skipped {path}: already there (--overwrite replaces it)", err=True)
+        if not runs:
+            typer.echo("nothing to do")
+            return
+        processes, threads = worker_split(len(runs), jobs)
+        typer.echo(f"{len(runs)} runs, {processes} at a time with {threads} threads each", err=True)
+
+        def report(result: RunResult, done: int, total: int) -> None:
+            status = "ok" if result.ok else f"FAILED: {result.error}"
+            typer.echo(
+                f"[{done}/{total}] {result.run.output} {result.seconds:.1f} s {status}", err=True
+            )
+
+        results = run_batch(runs, model, jobs=jobs, device=device, on_done=report)
+    except (RmzError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    failed = [r for r in results if not r.ok]
+    typer.echo(f"reconstructed {len(results) - len(failed)} of {len(results)} runs")
+    if failed:
+        raise fail(f"{len(failed)} runs failed: " + ", ".join(str(r.run.frames) for r in failed))
 
 
 @app.command()
@@ -157,6 +213,13 @@ def train(
     foreground_weight: Annotated[
         float, typer.Option("--foreground-weight", help="Extra BerHu weight of bright pixels.")
     ] = 0.0,
+    focus_fraction: Annotated[
+        float,
+        typer.Option(
+            "--focus-fraction",
+            help="Share of targets drawn where the crop is in focus (0-1; helps sparse beads).",
+        ),
+    ] = 0.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
     stop_after: Annotated[
@@ -198,6 +261,7 @@ def train(
             depth=depth,
             learning_rate=learning_rate,
             foreground_weight=foreground_weight,
+            focus_fraction=focus_fraction,
             seed=seed,
             checkpoint_every=checkpoint_every,
             validate_every=checkpoint_every,

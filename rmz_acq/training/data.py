@@ -60,6 +60,10 @@ class Volume(Protocol):
         """The best available image of the plane at ``z_um`` (ADU)."""
         ...
 
+    def planes(self) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
+        """Every plane the volume holds, ``(z_um, stack)`` (noise-free where simulated)."""
+        ...
+
 
 @dataclass
 class SimulatedVolume:
@@ -88,6 +92,10 @@ class SimulatedVolume:
 
     def target(self, z_um: float) -> NDArray[np.float32]:
         return self.camera.expected_adu(self.photons(z_um)).astype(np.float32)
+
+    def planes(self) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
+        """The noise-free focal stack on its own grid: ``(z_um, stack)``."""
+        return np.asarray(self.stack.focus_um, np.float64), self.stack.stack
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -182,6 +190,10 @@ class StackVolume:
         """Recorded planes are the only z a stack can offer."""
         return float(self.z_um[self._nearest(z_um)])
 
+    def planes(self) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
+        """The recorded stack: ``(z_um, stack)``."""
+        return self.z_um, self.data
+
 
 def load_stack_volumes(folder: str | Path) -> list[StackVolume]:
     """Every OME-TIFF z-stack in ``folder`` (z from ``PositionZ`` or ``PhysicalSizeZ``)."""
@@ -227,6 +239,29 @@ class TrainingSampler:
     m_choices: tuple[int, ...] = (1, 2, 3, 4)
     m_weights: tuple[float, ...] = (0.1, 0.25, 0.4, 0.25)
     shuffle_probability: float = 0.5
+    focus_fraction: float = 0.0
+
+    def in_focus_z(
+        self,
+        volume: SimulatedVolume | StackVolume,
+        crop: tuple[slice, slice],
+        rng: np.random.Generator,
+    ) -> float:
+        """A target z where the crop holds something in focus.
+
+        Planes are drawn with probability growing with the square of their
+        peak contrast (maximum minus mean) inside the crop, so sparse objects
+        such as beads are seen at their sharpest far more often than a
+        uniform draw over the depth would show them.
+        """
+        z, stack = volume.planes()
+        patch = stack[:, crop[0], crop[1]]
+        contrast = patch.max(axis=(1, 2)) - patch.mean(axis=(1, 2))
+        weight = (contrast - contrast.min()).astype(np.float64) ** 2
+        if not weight.sum() > 0:
+            return float(rng.uniform(*volume.z_range_um))
+        j = int(rng.choice(len(z), p=weight / weight.sum()))
+        return float(z[j])
 
     def input_planes(
         self, rng: np.random.Generator, m: int, z_range: tuple[float, float]
@@ -262,7 +297,10 @@ class TrainingSampler:
             crop = (slice(y0, y0 + c), slice(x0, x0 + c))
             inputs = np.stack([norm.apply(f[crop]) for f in raw])
             for _ in range(self.targets_per_item):
-                z_out = float(rng.uniform(*volume.z_range_um))
+                if rng.random() < self.focus_fraction:
+                    z_out = self.in_focus_z(volume, crop, rng)
+                else:
+                    z_out = float(rng.uniform(*volume.z_range_um))
                 if isinstance(volume, StackVolume):
                     z_out = volume.snap_z(z_out)
                 frames.append(inputs)

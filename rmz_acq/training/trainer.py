@@ -53,6 +53,7 @@ class TrainingSettings(BaseModel):
     depth: int = Field(4, ge=1, le=7)
     dpm_scale_um: float = Field(5.0, gt=0)
     foreground_weight: float = Field(0.0, ge=0)
+    focus_fraction: float = Field(0.0, ge=0, le=1)
     seed: int = 0
     checkpoint_every: int = Field(250, ge=1)
     validate_every: int = Field(250, ge=1)
@@ -220,6 +221,7 @@ def train(
         crop_px=settings.crop_px,
         items=settings.batch_items,
         targets_per_item=settings.targets_per_item,
+        focus_fraction=settings.focus_fraction,
     )
     cases = _validation_set(validation_volumes, conditions.input_spacing_um)
     log = (out / "log.jsonl").open("a")

@@ -1,0 +1,173 @@
+"""Reconstruct many finished runs at once, spread over the CPU cores.
+
+A folder of runs (each ``RUN_DIR/frames.ome.tif``, as ``rmz-acq acquire``
+writes them) is reconstructed run by run into ``RUN_DIR/<output name>``.
+Runs are independent, so ``jobs`` worker processes each take whole runs and
+split the cores between them (``threads`` each): on a small CPU one run per
+core beats one run using every core, because a single push of a small frame
+does not keep several cores busy.  A run that fails (a damaged file, no z)
+is reported and the others carry on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from .errors import RmzError
+
+__all__ = ["BatchRun", "RunResult", "find_runs", "reconstruct_runs", "worker_split"]
+
+FRAMES_NAME = "frames.ome.tif"
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """One run to reconstruct: its frames, where the volume goes, on which grid."""
+
+    frames: Path
+    output: Path
+    planes_um: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run: BatchRun
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _planes_from_report(frames: Path) -> tuple[float, ...]:
+    report = frames.parent / "report.json"
+    try:
+        planes = json.loads(report.read_text())["output_planes_um"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RmzError(
+            f"{frames.parent} has no report.json with output_planes_um to take the output "
+            "grid from; give --z-range"
+        ) from None
+    return tuple(float(p) for p in planes)
+
+
+def find_runs(
+    folder: str | Path,
+    planes_um: Sequence[float] | NDArray[np.floating] | None = None,
+    *,
+    output_name: str = "volume.ome.tif",
+    overwrite: bool = False,
+) -> tuple[list[BatchRun], list[Path]]:
+    """Runs under ``folder`` (any depth), and the outputs skipped as already there.
+
+    The output grid is ``planes_um``, or else each run's own
+    ``report.json`` ``output_planes_um``.
+
+    Raises
+    ------
+    RmzError
+        ``folder`` is missing or holds no ``frames.ome.tif``; a run has no grid.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise RmzError(f"{root} is not a folder of runs")
+    if not output_name.endswith((".ome.tif", ".ome.tiff")) or "/" in output_name:
+        raise RmzError(f"--output-name {output_name!r} must be a file name ending in .ome.tif")
+    found = sorted(root.rglob(FRAMES_NAME))
+    if not found:
+        raise RmzError(
+            f"no {FRAMES_NAME} under {root}; expected one folder per run as "
+            "rmz-acq acquire writes them (RUN_DIR/frames.ome.tif)"
+        )
+    runs: list[BatchRun] = []
+    skipped: list[Path] = []
+    for frames in found:
+        output = frames.parent / output_name
+        if output.exists() and not overwrite:
+            skipped.append(output)
+            continue
+        grid = (
+            tuple(float(p) for p in planes_um)
+            if planes_um is not None
+            else _planes_from_report(frames)
+        )
+        if not grid:
+            raise RmzError(f"the output grid for {frames} has no planes")
+        runs.append(BatchRun(frames, output, grid))
+    return runs, skipped
+
+
+def worker_split(n_runs: int, jobs: int | None = None, cores: int | None = None) -> tuple[int, int]:
+    """``(processes, threads each)``: by default one process per core."""
+    cores = cores or os.cpu_count() or 1
+    if jobs is not None and jobs < 1:
+        raise RmzError(f"--jobs {jobs} must be at least 1")
+    processes = max(1, min(jobs or cores, n_runs))
+    return processes, max(1, cores // processes)
+
+
+def _reconstruct_one(run: BatchRun, model: str, device: str | None) -> RunResult:
+    from .reconstruct import reconstruct_file
+
+    started = time.perf_counter()
+    try:
+        reconstruct_file(run.frames, run.output, np.asarray(run.planes_um), model, device=device)
+    except (RmzError, ValueError, OSError) as exc:
+        return RunResult(run, time.perf_counter() - started, f"{exc}")
+    return RunResult(run, time.perf_counter() - started)
+
+
+def _set_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def reconstruct_runs(
+    runs: Sequence[BatchRun],
+    model: str | Path,
+    *,
+    jobs: int | None = None,
+    device: str | None = None,
+    on_done: Callable[[RunResult, int, int], None] | None = None,
+) -> list[RunResult]:
+    """Reconstruct every run; ``on_done(result, done, total)`` after each.
+
+    With one job the runs are done here, one after another, with every
+    core; with more, in that many fresh (spawned) processes.
+    """
+    notify = on_done or (lambda *args: None)
+    processes, threads = worker_split(len(runs), jobs)
+    results: list[RunResult] = []
+    if processes == 1:
+        previous = torch.get_num_threads()
+        _set_threads(threads)
+        try:
+            for run in runs:
+                results.append(_reconstruct_one(run, str(model), device))
+                notify(results[-1], len(results), len(runs))
+        finally:
+            _set_threads(previous)
+        return results
+    with ProcessPoolExecutor(
+        max_workers=processes,
+        mp_context=get_context("spawn"),  # forking a process that ran torch can hang
+        initializer=_set_threads,
+        initargs=(threads,),
+    ) as pool:
+        futures = [pool.submit(_reconstruct_one, run, str(model), device) for run in runs]
+        for future in as_completed(futures):
+            results.append(future.result())
+            notify(results[-1], len(results), len(runs))
+    order = {run.frames: i for i, run in enumerate(runs)}
+    return sorted(results, key=lambda r: order[r.run.frames])

@@ -1,0 +1,107 @@
+"""Batch reconstruction of a folder of finished runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rmz_acq.batch import find_runs, reconstruct_runs, worker_split
+from rmz_acq.errors import RmzError
+from rmz_acq.io import read_zstack, write_zstack
+from rmz_acq.model.network import RecurrentMZ
+from rmz_acq.model.weights import load_model, save_weights
+from rmz_acq.reconstruct import read_frames, reconstruct_frames
+from tests.rmz_acq.test_cli_simulate import rmz_acq
+
+GRID = [2.0, 4.0, 6.0, 8.0]
+
+
+@pytest.fixture
+def weights(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    return save_weights(RecurrentMZ(base_channels=4, depth=2), tmp_path / "w.safetensors", name="w")
+
+
+def _run(folder: Path, seed: int, report: bool = True) -> Path:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    frames = (100 + 300 * rng.random((3, 24, 28))).astype(np.uint16)
+    write_zstack(folder / "frames.ome.tif", frames, [3.0, 6.0, 9.0], 0.1)
+    if report:
+        (folder / "report.json").write_text(json.dumps({"output_planes_um": GRID}))
+    return folder
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    root = tmp_path / "runs"
+    _run(root / "a", 0)
+    _run(root / "b", 1)
+    _run(root / "day2" / "c", 2)
+    return root
+
+
+def test_find_runs_takes_the_grid_from_each_report(runs: Path) -> None:
+    found, skipped = find_runs(runs)
+    assert [r.frames.parent.name for r in found] == ["a", "b", "c"] and skipped == []
+    assert all(r.planes_um == tuple(GRID) for r in found)
+    assert found[0].output == runs / "a" / "volume.ome.tif"
+    own, _ = find_runs(runs, [0.0, 1.0])
+    assert all(r.planes_um == (0.0, 1.0) for r in own)
+
+
+def test_find_runs_bad_input(runs: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RmzError, match=r"no frames\.ome\.tif"):
+        find_runs(tmp_path / "empty")
+    _run(runs / "no_report", 4, report=False)
+    with pytest.raises(RmzError, match=r"no_report.*--z-range"):
+        find_runs(runs)
+    with pytest.raises(RmzError, match="must be a file name"):
+        find_runs(runs, GRID, output_name="../v.tif")
+
+
+def test_worker_split_gives_each_process_its_share_of_cores() -> None:
+    assert worker_split(10, cores=2) == (2, 1)
+    assert worker_split(1, cores=8) == (1, 8)
+    assert worker_split(10, jobs=1, cores=8) == (1, 8)
+    assert worker_split(3, jobs=4, cores=16) == (3, 5)
+    with pytest.raises(RmzError, match="--jobs 0"):
+        worker_split(3, jobs=0)
+
+
+def test_parallel_batch_equals_one_by_one_and_survives_a_bad_run(runs: Path, weights: Path) -> None:
+    (runs / "broken").mkdir()
+    (runs / "broken" / "frames.ome.tif").write_bytes(b"not a tiff")
+    found, _ = find_runs(runs, GRID)
+    seen: list[int] = []
+    results = reconstruct_runs(found, weights, jobs=2, on_done=lambda r, d, t: seen.append(d))
+    assert seen == [1, 2, 3, 4]
+    assert [r.ok for r in results] == [True, True, False, True]  # a, b, broken, day2/c
+    assert "broken" in str(results[2].run.frames) and results[2].error
+    model = load_model(weights)
+    for result in (results[0], results[3]):
+        expected = reconstruct_frames(model, read_frames(result.run.frames), np.asarray(GRID))
+        volume = read_zstack(result.run.output)
+        np.testing.assert_allclose(volume.data, expected, rtol=1e-5, atol=1e-3)
+        assert volume.z_um == pytest.approx(GRID)
+
+
+def test_cli_skips_existing_volumes_and_reports_failures(runs: Path, weights: Path) -> None:
+    first = rmz_acq("reconstruct-runs", runs, "--model", weights, "--jobs", "1")
+    assert first.returncode == 0, first.stderr
+    assert "reconstructed 3 of 3 runs" in first.stdout
+    again = rmz_acq("reconstruct-runs", runs, "--model", weights)
+    assert again.returncode == 0 and again.stderr.count("skipped") == 3
+    (runs / "bad").mkdir()
+    (runs / "bad" / "frames.ome.tif").write_bytes(b"junk")
+    (runs / "bad" / "report.json").write_text(json.dumps({"output_planes_um": GRID}))
+    broken = rmz_acq("reconstruct-runs", runs, "--model", weights, "-j", "1")
+    assert broken.returncode == 2
+    assert "1 runs failed" in broken.stderr and "bad" in broken.stderr
+    missing = rmz_acq("reconstruct-runs", runs / "nope", "--model", weights)
+    assert missing.returncode == 2 and "is not a folder of runs" in missing.stderr
