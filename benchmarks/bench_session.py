@@ -61,7 +61,7 @@ def cost(size: int, planes: int, max_m: int) -> None:
     grid = np.linspace(0, 18, planes)
     frames = _frames(max_m, size)
     z = np.linspace(3, 15, max_m)
-    stream = ReconstructionSession(model, grid, plane_batch=8)
+    stream = ReconstructionSession(model, grid)
     print(f"{size}x{size}, {planes} output planes")
     print(f"{'M':>3}{'push s':>9}{'scratch s':>11}{'scratch/push':>14}")
     for m in range(1, max_m + 1):
@@ -69,14 +69,14 @@ def cost(size: int, planes: int, max_m: int) -> None:
         stream.push(frames[m - 1], float(z[m - 1]))
         push = time.perf_counter() - started
         started = time.perf_counter()
-        ReconstructionSession(model, grid, plane_batch=8).run(frames[:m], list(z[:m]))
+        ReconstructionSession(model, grid).run(frames[:m], list(z[:m]))
         scratch = time.perf_counter() - started
         print(f"{m:>3}{push:>9.2f}{scratch:>11.2f}{scratch / push:>14.2f}")
 
 
 def memory(size: int, planes: int, tile: int | None = None) -> None:
     model = _model()
-    session = ReconstructionSession(model, np.linspace(0, 18, planes), plane_batch=4, tile_px=tile)
+    session = ReconstructionSession(model, np.linspace(0, 18, planes), tile_px=tile)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     started = time.perf_counter()
     session.push(_frames(1, size)[0], 3.0)

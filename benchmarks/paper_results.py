@@ -240,7 +240,7 @@ def robustness(trials: int) -> None:
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=110)
-    axes[0].boxplot([noise[s] for s in sigmas], labels=[f"{s:g}" for s in sigmas])
+    axes[0].boxplot([noise[s] for s in sigmas], tick_labels=[f"{s:g}" for s in sigmas])
     axes[0].set_xlabel("DPM noise sigma (µm)")
     axes[0].set_ylabel("NRMSE (%)")
     axes[0].set_title("Fig. 5: noise on every frame's z", fontsize=9)

@@ -118,12 +118,19 @@ def worker_split(n_runs: int, jobs: int | None = None, cores: int | None = None)
     return processes, max(1, cores // processes)
 
 
-def _reconstruct_one(run: BatchRun, model: str, device: str | None) -> RunResult:
+def _reconstruct_one(run: BatchRun, model: str, device: str | None, precision: str) -> RunResult:
     from .reconstruct import reconstruct_file
 
     started = time.perf_counter()
     try:
-        reconstruct_file(run.frames, run.output, np.asarray(run.planes_um), model, device=device)
+        reconstruct_file(
+            run.frames,
+            run.output,
+            np.asarray(run.planes_um),
+            model,
+            device=device,
+            precision=precision,
+        )
     except (RmzError, ValueError, OSError) as exc:
         return RunResult(run, time.perf_counter() - started, f"{exc}")
     return RunResult(run, time.perf_counter() - started)
@@ -139,6 +146,7 @@ def reconstruct_runs(
     *,
     jobs: int | None = None,
     device: str | None = None,
+    precision: str = "float32",
     on_done: Callable[[RunResult, int, int], None] | None = None,
 ) -> list[RunResult]:
     """Reconstruct every run; ``on_done(result, done, total)`` after each.
@@ -154,7 +162,7 @@ def reconstruct_runs(
         _set_threads(threads)
         try:
             for run in runs:
-                results.append(_reconstruct_one(run, str(model), device))
+                results.append(_reconstruct_one(run, str(model), device, precision))
                 notify(results[-1], len(results), len(runs))
         finally:
             _set_threads(previous)
@@ -165,7 +173,9 @@ def reconstruct_runs(
         initializer=_set_threads,
         initargs=(threads,),
     ) as pool:
-        futures = [pool.submit(_reconstruct_one, run, str(model), device) for run in runs]
+        futures = [
+            pool.submit(_reconstruct_one, run, str(model), device, precision) for run in runs
+        ]
         for future in as_completed(futures):
             results.append(future.result())
             notify(results[-1], len(results), len(runs))

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from .errors import RmzError
 from .io import read_zstack, write_zstack
 from .model.weights import LoadedModel, load_model
-from .session import PushResult, ReconstructionSession
+from .session import PushResult, ReconstructionSession, compute_dtype
 
 __all__ = ["FrameSet", "read_frames", "reconstruct_file", "reconstruct_frames"]
 
@@ -57,12 +57,15 @@ def reconstruct_frames(
     output_planes_um: NDArray[np.floating],
     *,
     device: str | torch.device | None = None,
+    precision: str = "float32",
     on_push: Callable[[PushResult], None] | None = None,
 ) -> NDArray[np.float32]:
     """Push the frames in their order; return the final ``(Z, H, W)`` volume."""
     if len(frames.frames) == 0:
         raise RmzError("no frames to reconstruct from; at least one is needed")
-    session = ReconstructionSession(model, output_planes_um, device=device)
+    session = ReconstructionSession(
+        model, output_planes_um, device=device, compute_dtype=compute_dtype(precision)
+    )
     result = None
     for frame, z in zip(frames.frames, frames.z_um, strict=True):
         result = session.push(frame, float(z))
@@ -81,6 +84,7 @@ def reconstruct_file(
     z_override: Sequence[float] | None = None,
     pixel_size_um: float | None = None,
     device: str | torch.device | None = None,
+    precision: str = "float32",
     on_push: Callable[[PushResult], None] | None = None,
 ) -> Path:
     """``rmz-acq reconstruct``: read frames, reconstruct, write a float32 OME-TIFF."""
@@ -94,7 +98,9 @@ def reconstruct_file(
     if planes.size == 0:
         raise RmzError("the output z range has no planes")
     model = load_model(model_name, device or "cpu")
-    volume = reconstruct_frames(model, frames, planes, device=device, on_push=on_push)
+    volume = reconstruct_frames(
+        model, frames, planes, device=device, precision=precision, on_push=on_push
+    )
     step = float(np.diff(planes).mean()) if len(planes) > 1 else None
     return write_zstack(
         output_path,

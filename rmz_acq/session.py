@@ -27,7 +27,18 @@ from .model.network import RecurrentMZ, RecurrentState
 from .model.normalization import IntensityNormalization
 from .model.weights import LoadedModel
 
-__all__ = ["PushResult", "ReconstructionSession"]
+__all__ = ["PRECISIONS", "PushResult", "ReconstructionSession", "compute_dtype"]
+
+# What ``--precision`` accepts: the dtype the convolutions run in.
+PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def compute_dtype(precision: str) -> torch.dtype:
+    """The compute dtype for a ``--precision`` name, with an error naming the choices."""
+    try:
+        return PRECISIONS[precision]
+    except KeyError:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +66,11 @@ class _Tile:
     inner: tuple[slice, slice]  # the core's position inside ``outer``
 
 
+# Pixels per batched step (planes x tile area) when plane_batch is not given.
+_BATCH_PIXELS_CPU = 4 * 256 * 256
+_BATCH_PIXELS_GPU = 32 * 256 * 256
+
+
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
@@ -71,9 +87,18 @@ class ReconstructionSession:
     device
         ``"cpu"``, ``"cuda"``; default: CUDA when available.
     state_dtype
-        Storage precision of the recurrent state (computation is float32).
+        Storage precision of the recurrent state.
+    compute_dtype
+        ``torch.float32`` (default) or ``torch.bfloat16``: convolutions under
+        bfloat16 autocast, about 1.7x faster on CPUs with native bfloat16
+        (AVX512-BF16 / AMX) and on recent GPUs, at about 1 % of the output's
+        range in the largest pixel difference (``benchmarks/bench_session.py
+        throughput``); slower on CPUs without it.
     plane_batch
-        Output planes advanced together.
+        Output planes advanced together; default: as many as keep one batch
+        near 4 x 256 x 256 pixels on the CPU (larger batches fall out of the
+        cache and run slower per plane: ``benchmarks/bench_session.py
+        throughput``), 32 x 256 x 256 on a GPU.
     tile_px
         Core size of lateral tiles; ``None`` tiles frames larger than 768 px
         with 512 px cores, ``0`` never tiles.
@@ -88,7 +113,8 @@ class ReconstructionSession:
         *,
         device: str | torch.device | None = None,
         state_dtype: torch.dtype = torch.float16,
-        plane_batch: int = 8,
+        compute_dtype: torch.dtype = torch.float32,
+        plane_batch: int | None = None,
         tile_px: int | None = None,
         normalization: IntensityNormalization | None = None,
     ) -> None:
@@ -98,7 +124,12 @@ class ReconstructionSession:
             raise ValueError("the output grid has no planes; give at least one output z")
         if not np.isfinite(planes).all():
             raise ValueError("output plane z values must be finite numbers")
-        if plane_batch < 1:
+        if compute_dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(
+                f"compute_dtype {compute_dtype} is not supported; use torch.float32 or "
+                "torch.bfloat16"
+            )
+        if plane_batch is not None and plane_batch < 1:
             raise ValueError(f"plane_batch must be >= 1, got {plane_batch}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         # Channels-last convolutions run about 1.7x faster on the CPU here
@@ -108,6 +139,7 @@ class ReconstructionSession:
         self.model = network.eval()
         self.output_planes_um = planes
         self.state_dtype = state_dtype
+        self.compute_dtype = compute_dtype
         self.plane_batch = plane_batch
         self.tile_px = tile_px
         self._fixed_normalization = normalization
@@ -123,6 +155,7 @@ class ReconstructionSession:
         self._frame_shape: tuple[int, int] | None = None
         self._padded_shape: tuple[int, int] = (0, 0)
         self._tiles: list[_Tile] = []
+        self._batch = 1
         self.frames_z_um: list[float] = []
 
     @property
@@ -164,6 +197,12 @@ class ReconstructionSession:
         ]
         self._volume = np.zeros((n, height, width), np.float32)
         self._tiles = list(self._make_tiles(hp, wp))
+        largest = max(
+            (t.outer[0].stop - t.outer[0].start) * (t.outer[1].stop - t.outer[1].start)
+            for t in self._tiles
+        )
+        budget = _BATCH_PIXELS_CPU if self.device.type == "cpu" else _BATCH_PIXELS_GPU
+        self._batch = self.plane_batch or max(1, min(n, budget // largest))
 
     def _make_tiles(self, height: int, width: int) -> Iterator[_Tile]:
         m = self.model.multiple
@@ -231,8 +270,8 @@ class ReconstructionSession:
         squared_norm = 0.0
         planes = torch.from_numpy(self.output_planes_um).to(self.device, torch.float32)
         with torch.inference_mode():
-            for p0 in range(0, len(planes), self.plane_batch):
-                p1 = min(p0 + self.plane_batch, len(planes))
+            for p0 in range(0, len(planes), self._batch):
+                p1 = min(p0 + self._batch, len(planes))
                 dpm = planes[p0:p1] - float(measured_z_um)
                 decoded = self._advance(image, dpm, p0, p1)
                 new = norm.invert(decoded[:, :height, :width])
@@ -275,8 +314,13 @@ class ReconstructionSession:
                     for k, h in enumerate(self._hidden)
                 )
             )
-            state = self.model.step(frame, dpm, state)
-            out[:, cy, cx] = self.model.decode(state)[:, 0, iy, ix]
+            with torch.autocast(
+                self.device.type,
+                dtype=torch.bfloat16,
+                enabled=self.compute_dtype == torch.bfloat16,
+            ):
+                state = self.model.step(frame, dpm, state)
+                out[:, cy, cx] = self.model.decode(state)[:, 0, iy, ix].float()
             cores = [
                 fresh[:, :, iy.start >> k : iy.stop >> k, ix.start >> k : ix.stop >> k].to(
                     self.state_dtype

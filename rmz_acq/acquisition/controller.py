@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import useq
@@ -39,7 +39,7 @@ from ..errors import AcquisitionError, ConfigError, RmzError
 from ..hardware import MicroscopeSummary, light_path_open, summarize
 from ..io import FrameStackWriter, write_zstack
 from ..model.weights import LoadedModel
-from ..session import ReconstructionSession
+from ..session import ReconstructionSession, compute_dtype
 from .plan import ScanPlan
 from .report import FrameRecord, ScanReport, write_preview
 from .stop_rules import (
@@ -89,6 +89,7 @@ class ScanSettings(BaseModel):
     exposure_ms: float | None = Field(None, gt=0)
     save_history: bool = False
     strict: bool = False
+    precision: Literal["float32", "bfloat16"] = "float32"
 
     @model_validator(mode="after")
     def _a_rule(self) -> ScanSettings:
@@ -221,7 +222,12 @@ class AdaptiveScan:
         if settings.strict and self.warnings:
             raise ConfigError("refusing to scan (--strict): " + "; ".join(self.warnings))
         plan.check_stage_limits(limits_um or self.summary.focus_limits_um)
-        self.session = ReconstructionSession(model, plan.output_planes_um, device=device)
+        self.session = ReconstructionSession(
+            model,
+            plan.output_planes_um,
+            device=device,
+            compute_dtype=compute_dtype(settings.precision),
+        )
         self._frames: queue.Queue[tuple[NDArray[Any], float] | None] = queue.Queue()
         self._cancel = threading.Event()
         self.report: ScanReport | None = None

@@ -13,7 +13,7 @@ import typer
 
 from ..errors import RmzError
 
-__all__ = ["EXIT_USER_ERROR", "app", "fail", "parse_limits"]
+__all__ = ["EXIT_USER_ERROR", "Precision", "app", "fail", "parse_limits"]
 
 app = typer.Typer(
     name="rmz-acq",
@@ -24,6 +24,15 @@ app = typer.Typer(
 )
 
 EXIT_USER_ERROR = 2
+
+# ``--precision`` of every command that reconstructs (checked by session.compute_dtype).
+Precision = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="float32, or bfloat16: about 1.7x faster on CPUs with native bfloat16.",
+    ),
+]
 
 
 def fail(message: str) -> typer.Exit:

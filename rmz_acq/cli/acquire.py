@@ -9,7 +9,7 @@ import numpy as np
 import typer
 
 from ..errors import RmzError
-from ._app import app, fail, parse_limits
+from ._app import Precision, app, fail, parse_limits
 
 
 @app.command()
@@ -73,6 +73,7 @@ def acquire(
         bool, typer.Option("--slicer", help="With --view: add ndv's 2D/3D slicer (OpenGL).")
     ] = False,
     device: Annotated[str | None, typer.Option("--device")] = None,
+    precision: Precision = "float32",
 ) -> None:
     """Adaptive scan: sparse planes until the volume stops changing."""
     from ..acquisition import AdaptiveScan, PlaneOrder, ScanPlan, ScanSettings, VolumeUpdate
@@ -80,9 +81,11 @@ def acquire(
     from ..errors import AcquisitionError
     from ..hardware import load_core
     from ..model.weights import load_model
+    from ..session import compute_dtype
     from ..zgrid import parse_z_list, parse_z_range
 
     try:
+        compute_dtype(precision)
         if epsilon is not None and epsilon < 0:
             raise RmzError(f"--epsilon must be >= 0, got {epsilon:g}")
         if relative_epsilon is not None and relative_epsilon < 0:
@@ -133,6 +136,7 @@ def acquire(
             exposure_ms=exposure_ms,
             save_history=save_history,
             strict=strict,
+            precision=precision,
         )
         scan = AdaptiveScan(core, loaded, plan, settings, output, limits_um=limits, device=device)
         for note in scan.warnings:

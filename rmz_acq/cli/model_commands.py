@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import RmzError
-from ._app import app, fail
+from ._app import Precision, app, fail
 
 
 @app.command()
@@ -30,6 +30,7 @@ def reconstruct(
         float | None, typer.Option("--pixel-size-um", help="If the frames do not state it.")
     ] = None,
     device: Annotated[str | None, typer.Option("--device", help="cpu or cuda.")] = None,
+    precision: Precision = "float32",
 ) -> None:
     """Reconstruct a volume from M frames at arbitrary z."""
     from ..reconstruct import reconstruct_file
@@ -57,6 +58,7 @@ def reconstruct(
             z_override=z_list,
             pixel_size_um=pixel_size_um,
             device=device,
+            precision=precision,
             on_push=report,
         )
     except (RmzError, ValueError) as exc:
@@ -88,13 +90,16 @@ def reconstruct_runs(
         typer.Option("--jobs", "-j", help="Runs reconstructed at once (default: one per core)."),
     ] = None,
     device: Annotated[str | None, typer.Option("--device", help="cpu or cuda.")] = None,
+    precision: Precision = "float32",
 ) -> None:
     """Reconstruct every run in a folder, several at once."""
     from ..batch import RunResult, find_runs, worker_split
     from ..batch import reconstruct_runs as run_batch
+    from ..session import compute_dtype
     from ..zgrid import parse_z_range
 
     try:
+        compute_dtype(precision)
         planes = parse_z_range(z_range).planes_um() if z_range is not None else None
         runs, skipped = find_runs(folder, planes, output_name=output_name, overwrite=overwrite)
         for path in skipped:
@@ -111,7 +116,9 @@ def reconstruct_runs(
                 f"[{done}/{total}] {result.run.output} {result.seconds:.1f} s {status}", err=True
             )
 
-        results = run_batch(runs, model, jobs=jobs, device=device, on_done=report)
+        results = run_batch(
+            runs, model, jobs=jobs, device=device, precision=precision, on_done=report
+        )
     except (RmzError, ValueError) as exc:
         raise fail(str(exc)) from None
     failed = [r for r in results if not r.ok]

@@ -53,6 +53,14 @@ def test_reconstruct_writes_the_contract_volume(
     assert stack.z_um is not None
     expected = session.run(list(stack.data), list(stack.z_um)).volume
     np.testing.assert_allclose(volume.data, expected, rtol=1e-5, atol=1e-3)
+    # bfloat16 compute: the same volume within rounding
+    fast = tmp_path / "fast.ome.tif"
+    args = ("--z-range", "2:10:0.5", "--model", tiny_weights, "-o", fast)
+    assert rmz_acq("reconstruct", frames_file, *args, "--precision", "bfloat16").returncode == 0
+    span = float(volume.data.max() - volume.data.min())
+    assert np.abs(read_zstack(fast).data - volume.data).max() < 0.05 * span
+    bad = rmz_acq("reconstruct", frames_file, *args, "--precision", "half")
+    assert bad.returncode == 2 and "precision 'half'" in bad.stderr
     # --z overrides the stored positions
     other = tmp_path / "other.ome.tif"
     args = ("--z-range", "2:10:0.5", "--model", tiny_weights, "-o", other, "--z", "1,2,3")

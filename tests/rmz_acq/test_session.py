@@ -6,7 +6,7 @@ import torch
 
 from rmz_acq.model.network import RecurrentMZ
 from rmz_acq.model.normalization import IntensityNormalization
-from rmz_acq.session import ReconstructionSession
+from rmz_acq.session import ReconstructionSession, compute_dtype
 
 
 def _model(seed: int = 0, depth: int = 3) -> RecurrentMZ:
@@ -50,6 +50,37 @@ def test_half_precision_state_stays_close_and_halves_memory() -> None:
     assert half.state_nbytes * 2 == full.state_nbytes
     assert half.state_nbytes == half.state_nbytes_for(40, 52)
     assert np.abs(a - b).max() < 1e-2 * (np.abs(a).max() + 1e-6) + 1e-3
+
+
+def test_plane_batching_does_not_change_the_volume() -> None:
+    model = _model()
+    frames, z_in, planes = _frames(2), [1.0, 4.0], [0.0, 1.0, 2.0, 3.0, 4.5, 6.0, 7.5]
+    volumes = [
+        ReconstructionSession(model, planes, plane_batch=b, state_dtype=torch.float32)
+        .run(frames, z_in)
+        .volume.copy()
+        for b in (None, 1, 3)
+    ]
+    for other in volumes[1:]:
+        np.testing.assert_allclose(other, volumes[0], rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="plane_batch"):
+        ReconstructionSession(model, planes, plane_batch=0)
+
+
+def test_bfloat16_compute_stays_close_to_float32() -> None:
+    model = _model()
+    frames, z_in, planes = _frames(3), [1.0, 4.0, 7.0], [0.0, 3.0, 6.0]
+    exact = ReconstructionSession(model, planes, state_dtype=torch.float32)
+    fast = ReconstructionSession(model, planes, compute_dtype=compute_dtype("bfloat16"))
+    a = exact.run(frames, z_in).volume.copy()
+    b = fast.run(frames, z_in).volume
+    span = float(a.max() - a.min())
+    assert b.dtype == np.float32
+    assert 0 < np.abs(a - b).max() < 0.05 * span  # rounded, but the same volume
+    with pytest.raises(ValueError, match="float32, bfloat16"):
+        compute_dtype("float16")
+    with pytest.raises(ValueError, match="not supported"):
+        ReconstructionSession(model, planes, compute_dtype=torch.float16)
 
 
 def test_tiles_match_the_untiled_volume() -> None:

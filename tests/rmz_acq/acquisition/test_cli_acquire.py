@@ -66,6 +66,7 @@ BAD = [
     ),
     ("unknown model", ["-m", "no-such-model"], None, "unknown model"),
     ("bad order", ["--order", "random"], None, "--order"),
+    ("bad precision", ["--precision", "int8"], None, "precision 'int8' is not one of"),
     ("no focus", [], "#py Property,Core,Focus", "no focus stage"),
     ("no camera", [], "#py Property,Core,Camera", "no camera"),
 ]
