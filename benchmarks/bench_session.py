@@ -202,6 +202,24 @@ def throughput(size: int, planes: int) -> None:
         with torch.inference_mode():
             seconds = _timed(lambda f=frame, s=state, d=dpm: model.decode(model.step(f, d, s)))
         print(f"{batch:>7}{seconds / batch:>14.4f}{flops * batch / seconds / 1e9:>9.1f}")
+    session_table(model, size, 91)
+
+
+def session_table(model: RecurrentMZ, size: int, planes: int) -> None:
+    """Whole pushes, before and after: plane batch of 8 against the default, each precision."""
+    grid = np.linspace(0, 18, planes)
+    frames = _frames(2, size)
+    print(f"\nsession push, {size}x{size}, {planes} planes (second frame), same run")
+    print(f"{'plane batch':<14}{'precision':<11}{'push s':>8}{'speed-up':>10}")
+    first = None
+    for batch, dtype in ((8, torch.float32), (None, torch.float32), (None, torch.bfloat16)):
+        session = ReconstructionSession(model, grid, plane_batch=batch, compute_dtype=dtype)
+        session.push(frames[0], 3.0)
+        seconds = session.push(frames[1], 9.0).reconstruction_s
+        first = first or seconds
+        label = "8 (before)" if batch else f"auto ({session._batch})"
+        name = str(dtype).removeprefix("torch.")
+        print(f"{label:<14}{name:<11}{seconds:>8.2f}{first / seconds:>9.2f}x")
 
 
 def _memory_line(size: int, planes: int, tile: int | None) -> str:
@@ -237,21 +255,30 @@ def keepup(planes: int, frame_ms: float) -> None:
     model = _model()
     grid = np.linspace(0, 18, planes)
     print(f"{planes} output planes; a frame takes {frame_ms:g} ms (stage settle + exposure)")
-    print(f"{'frame':>10}{'update s':>10}{'update/frame time':>19}")
+    print(f"{'frame':>10}{'precision':>11}{'update s':>10}{'update/frame time':>19}")
     for size in (256, 1024):
         frames = _frames(2, size)
-        session = ReconstructionSession(model, grid)
-        session.push(frames[0], 3.0)
-        seconds = session.push(frames[1], 9.0).reconstruction_s
-        print(f"{f'{size}x{size}':>10}{seconds:>10.2f}{1000 * seconds / frame_ms:>19.1f}")
+        for dtype in (torch.float32, torch.bfloat16):
+            session = ReconstructionSession(model, grid, compute_dtype=dtype)
+            session.push(frames[0], 3.0)
+            seconds = session.push(frames[1], 9.0).reconstruction_s
+            name = str(dtype).removeprefix("torch.")
+            print(
+                f"{f'{size}x{size}':>10}{name:>11}{seconds:>10.2f}"
+                f"{1000 * seconds / frame_ms:>19.1f}",
+                flush=True,
+            )
     frames = _frames(3, 256)
-    started = time.perf_counter()
-    ReconstructionSession(model, np.linspace(0, 10, 101)).run(frames, [3.0, 6.0, 9.0])
-    whole = time.perf_counter() - started
-    print(
-        f"101 x 256 x 256 volume from 3 frames: {whole:.1f} s here "
-        "(paper: 2.2 s on an RTX 2080 Ti GPU)"
-    )
+    for dtype in (torch.float32, torch.bfloat16):
+        started = time.perf_counter()
+        ReconstructionSession(model, np.linspace(0, 10, 101), compute_dtype=dtype).run(
+            frames, [3.0, 6.0, 9.0]
+        )
+        whole = time.perf_counter() - started
+        print(
+            f"101 x 256 x 256 volume from 3 frames, {str(dtype).removeprefix('torch.')}: "
+            f"{whole:.1f} s here (paper: 2.2 s on an RTX 2080 Ti GPU)"
+        )
 
 
 def main() -> None:

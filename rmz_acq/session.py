@@ -90,8 +90,8 @@ class ReconstructionSession:
         Storage precision of the recurrent state.
     compute_dtype
         ``torch.float32`` (default) or ``torch.bfloat16``: convolutions under
-        bfloat16 autocast, about 1.7x faster on CPUs with native bfloat16
-        (AVX512-BF16 / AMX) and on recent GPUs, at about 1 % of the output's
+        bfloat16 autocast, about 1.5-2x faster on CPUs with native bfloat16
+        (AVX512-BF16 / AMX) and on recent GPUs, at 1-2 % of the output's
         range in the largest pixel difference (``benchmarks/bench_session.py
         throughput``); slower on CPUs without it.
     plane_batch
@@ -132,7 +132,7 @@ class ReconstructionSession:
         if plane_batch is not None and plane_batch < 1:
             raise ValueError(f"plane_batch must be >= 1, got {plane_batch}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        # Channels-last convolutions run about 1.7x faster on the CPU here
+        # Channels-last convolutions run 1.5-2x faster on the CPU here
         # (benchmarks/bench_session.py throughput); the weights are unchanged.
         network.to(self.device)
         network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

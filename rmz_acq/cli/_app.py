@@ -30,7 +30,7 @@ Precision = Annotated[
     str,
     typer.Option(
         "--precision",
-        help="float32, or bfloat16: about 1.7x faster on CPUs with native bfloat16.",
+        help="float32, or bfloat16: 1.5-2x faster on CPUs with native bfloat16.",
     ),
 ]
 
