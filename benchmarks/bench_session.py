@@ -217,7 +217,7 @@ def session_table(model: RecurrentMZ, size: int, planes: int) -> None:
         session.push(frames[0], 3.0)
         seconds = session.push(frames[1], 9.0).reconstruction_s
         first = first or seconds
-        label = "8 (before)" if batch else f"auto ({session._batch})"
+        label = "8 (before)" if batch else f"auto ({session.planes_per_step})"
         name = str(dtype).removeprefix("torch.")
         print(f"{label:<14}{name:<11}{seconds:>8.2f}{first / seconds:>9.2f}x")
 

@@ -124,10 +124,10 @@ class ReconstructionSession:
             raise ValueError("the output grid has no planes; give at least one output z")
         if not np.isfinite(planes).all():
             raise ValueError("output plane z values must be finite numbers")
-        if compute_dtype not in (torch.float32, torch.bfloat16):
+        if compute_dtype not in PRECISIONS.values():
             raise ValueError(
-                f"compute_dtype {compute_dtype} is not supported; use torch.float32 or "
-                "torch.bfloat16"
+                f"compute_dtype {compute_dtype} is not supported; use one of "
+                + ", ".join(f"torch.{name}" for name in PRECISIONS)
             )
         if plane_batch is not None and plane_batch < 1:
             raise ValueError(f"plane_batch must be >= 1, got {plane_batch}")
@@ -157,6 +157,11 @@ class ReconstructionSession:
         self._tiles: list[_Tile] = []
         self._batch = 1
         self.frames_z_um: list[float] = []
+
+    @property
+    def planes_per_step(self) -> int:
+        """Output planes advanced together (fixed at the first frame when automatic)."""
+        return self._batch
 
     @property
     def n_frames(self) -> int:
