@@ -212,6 +212,12 @@ def train(
     ] = None,
     steps: Annotated[int, typer.Option("--steps", help="Optimiser steps.")] = 3000,
     crop_px: Annotated[int, typer.Option("--crop", help="Training crop size (px).")] = 128,
+    batch_items: Annotated[
+        int, typer.Option("--batch", help="Crops per batch (each with its own inputs).")
+    ] = 4,
+    targets_per_item: Annotated[
+        int, typer.Option("--targets", help="Target planes per crop (batch = --batch x this).")
+    ] = 2,
     volumes: Annotated[int, typer.Option("--volumes", help="Simulated volumes to draw from.")] = 24,
     fov_px: Annotated[int, typer.Option("--fov", help="Simulated field of view (px).")] = 256,
     base_channels: Annotated[int, typer.Option("--base-channels")] = 8,
@@ -233,6 +239,19 @@ def train(
         int | None,
         typer.Option("--stop-after", help="Stop with a checkpoint after N steps; resume later."),
     ] = None,
+    time_limit_min: Annotated[
+        float | None,
+        typer.Option(
+            "--time-limit", help="Stop with a checkpoint after this many minutes; resume later."
+        ),
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="Processes simulating volumes and drawing batches (0: none; helps on a GPU).",
+        ),
+    ] = 0,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every")] = 250,
     init: Annotated[
         Path | None, typer.Option("--init", help="Start from these weights (fine-tune).")
@@ -262,6 +281,8 @@ def train(
         settings = TrainingSettings(
             steps=steps,
             crop_px=crop_px,
+            batch_items=batch_items,
+            targets_per_item=targets_per_item,
             n_volumes=volumes,
             fov_px=fov_px,
             base_channels=base_channels,
@@ -305,6 +326,8 @@ def train(
                 resume=resume,
                 stop_after=stop_after,
                 init_from=init,
+                time_limit_s=None if time_limit_min is None else 60.0 * time_limit_min,
+                workers=workers,
                 on_progress=show,
             )
     except (RmzError, ValueError) as exc:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,7 @@ from ..model.network import RecurrentMZ
 from ..model.normalization import IntensityNormalization
 from ..model.weights import save_weights
 from .conditions import ImagingConditions
-from .data import SimulatedVolume, StackVolume, TrainingSampler, make_simulated_volume
+from .data import Batch, SimulatedVolume, StackVolume, TrainingSampler, make_simulated_volume
 
 __all__ = ["TrainingSettings", "TrainingSummary", "train"]
 
@@ -57,6 +61,66 @@ class TrainingSettings(BaseModel):
     seed: int = 0
     checkpoint_every: int = Field(250, ge=1)
     validate_every: int = Field(250, ge=1)
+
+
+def _simulate(
+    conditions: ImagingConditions,
+    seeds: list[int],
+    fov_px: int,
+    workers: int,
+    notify: Callable[[str, int, int, dict[str, float]], None],
+) -> list[SimulatedVolume]:
+    """The training volumes, in ``workers`` spawned processes when above 1."""
+    if workers <= 1:
+        volumes = []
+        for i, seed in enumerate(seeds):
+            volumes.append(make_simulated_volume(conditions, seed, fov_px))
+            notify("simulating", i + 1, len(seeds), {})
+        return volumes
+    # spawned, not forked: forking a process that has run torch can hang
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        volumes = []
+        for volume in pool.map(make_simulated_volume, repeat(conditions), seeds, repeat(fov_px)):
+            volumes.append(volume)
+            notify("simulating", len(volumes), len(seeds), {})
+        return volumes
+
+
+class _BatchStream(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
+    """Batches ``start .. stop - 1``; worker k of n draws steps k, k + n, ...
+
+    A batch depends only on ``(seed, step)`` and the loader returns the
+    workers' batches in turn, so they arrive in step order and a run gives
+    the same weights with any number of workers.
+    """
+
+    def __init__(self, sampler: TrainingSampler, seed: int, start: int, stop: int) -> None:
+        self.sampler, self.seed, self.start, self.stop = sampler, seed, start, stop
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = torch.utils.data.get_worker_info()
+        first, stride = (0, 1) if info is None else (info.id, info.num_workers)
+        for step in range(self.start + first, self.stop, stride):
+            yield self.sampler.sample(np.random.default_rng([self.seed, step]))
+
+
+def _batches(
+    sampler: TrainingSampler, seed: int, start: int, stop: int, workers: int
+) -> Iterator[Batch]:
+    stream = _BatchStream(sampler, seed, start, stop)
+    if workers <= 0:
+        return iter(stream)
+    # Forked workers share the volumes instead of each receiving a copy;
+    # they only slice numpy arrays, so torch's thread pools are never used there.
+    context = "fork" if sys.platform == "linux" else "spawn"
+    loader = torch.utils.data.DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=workers,
+        multiprocessing_context=context,
+        prefetch_factor=4,
+    )
+    return iter(loader)
 
 
 @dataclass(frozen=True)
@@ -132,6 +196,8 @@ def train(
     resume: bool = True,
     stop_after: int | None = None,
     init_from: str | Path | None = None,
+    time_limit_s: float | None = None,
+    workers: int = 0,
     on_progress: Callable[[str, int, int, dict[str, float]], None] | None = None,
 ) -> TrainingSummary:
     """Train a Recurrent-MZ model and write ``output_dir/model.safetensors``.
@@ -154,9 +220,20 @@ def train(
     stop_after
         Stop (with a checkpoint) once this many steps are done, e.g. to fit a
         time budget; a later call with ``resume`` finishes the run.
+    time_limit_s
+        Likewise, stop with a checkpoint once training has run this long
+        (simulating the volumes not counted).
+    workers
+        Processes that simulate the volumes and draw the batches while the
+        network trains (0: all in this process).  The weights do not depend
+        on it; on a GPU, drawing batches is the bottleneck without them.
     on_progress
         ``(phase, done, total, metrics)`` for a progress display.
     """
+    if workers < 0:
+        raise RmzError(f"workers must be 0 or more, not {workers}")
+    if time_limit_s is not None and not time_limit_s > 0:
+        raise RmzError(f"the time limit must be positive, not {time_limit_s} s")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -166,11 +243,8 @@ def train(
     volumes: list[SimulatedVolume] | list[StackVolume]
     validation_volumes: list[SimulatedVolume] | list[StackVolume]
     if stacks is None:
-        sim: list[SimulatedVolume] = []
-        for i in range(settings.n_volumes):
-            sim.append(make_simulated_volume(conditions, 1000 * settings.seed + i, settings.fov_px))
-            notify("simulating", i + 1, settings.n_volumes, {})
-        volumes = sim
+        seeds = [1000 * settings.seed + i for i in range(settings.n_volumes)]
+        volumes = _simulate(conditions, seeds, settings.fov_px, workers, notify)
         validation_volumes = [
             make_simulated_volume(conditions, VALIDATION_SEED + i, settings.fov_px)
             for i in range(2)
@@ -228,8 +302,8 @@ def train(
     started = time.perf_counter()
     metrics: dict[str, float] = {}
     model.train()
-    for step in range(start_step, settings.steps):
-        batch = sampler.sample(np.random.default_rng([settings.seed, step]))
+    batches = _batches(sampler, settings.seed, start_step, settings.steps, workers)
+    for step, batch in zip(range(start_step, settings.steps), batches, strict=True):
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(settings, step)
         frames = batch.frames.to(device).contiguous(memory_format=torch.channels_last)
@@ -249,7 +323,10 @@ def train(
             record = {"step": done, "time_s": round(time.perf_counter() - started, 1), **metrics}
             log.write(json.dumps(record) + "\n")
             log.flush()
-        stopping = stop_after is not None and done >= stop_after and done < settings.steps
+        out_of_time = time_limit_s is not None and time.perf_counter() - started >= time_limit_s
+        stopping = done < settings.steps and (
+            (stop_after is not None and done >= stop_after) or out_of_time
+        )
         if done % settings.checkpoint_every == 0 or done == settings.steps or stopping:
             torch.save(
                 {

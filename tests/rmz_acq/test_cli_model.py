@@ -126,15 +126,20 @@ def test_evaluate_scores_methods_and_writes_json_and_plot(
     assert "isolated beads" in result.stdout
 
 
-def test_train_resumes_exactly(tmp_path: Path) -> None:
+def _tiny_training() -> tuple[ImagingConditions, TrainingSettings]:
     conditions = ImagingConditions(
         sample="beads", emission_wavelength_nm=615, depth_um=2.0, voxel_z_um=0.1,
         input_spacing_um=0.8, output_step_um=0.1, photon_flux_per_s=2e6,
     )  # fmt: skip
     settings = TrainingSettings(
-        steps=4, crop_px=32, n_volumes=1, fov_px=64, base_channels=2, depth=2,
+        steps=4, crop_px=32, n_volumes=2, fov_px=64, base_channels=2, depth=2,
         checkpoint_every=10, validate_every=2,
     )  # fmt: skip
+    return conditions, settings
+
+
+def test_train_resumes_exactly(tmp_path: Path) -> None:
+    conditions, settings = _tiny_training()
     straight = train(tmp_path / "a", conditions, settings, name="t")
     stopped = train(tmp_path / "b", conditions, settings, name="t", stop_after=2)
     assert stopped.weights is None and stopped.steps == 2
@@ -150,12 +155,42 @@ def test_train_resumes_exactly(tmp_path: Path) -> None:
         train(tmp_path / "b", conditions, settings.model_copy(update={"steps": 5}), name="t")
 
 
+# Python 3.12+ warns on any fork of a threaded process; the loader's workers
+# only slice numpy arrays, which is safe.
+@pytest.mark.filterwarnings("ignore:.*multi-threaded.*fork:DeprecationWarning")
+def test_train_with_workers_gives_the_same_weights(tmp_path: Path) -> None:
+    conditions, settings = _tiny_training()
+    alone = train(tmp_path / "a", conditions, settings, name="t")
+    helped = train(tmp_path / "b", conditions, settings, name="t", workers=2)
+    assert alone.weights is not None and helped.weights is not None
+    a = load_model(alone.weights).model.state_dict()
+    b = load_model(helped.weights).model.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    with pytest.raises(RmzError, match="workers must be 0 or more, not -1"):
+        train(tmp_path / "c", conditions, settings, name="t", workers=-1)
+
+
+def test_train_stops_at_its_time_limit_and_resumes(tmp_path: Path) -> None:
+    conditions, settings = _tiny_training()
+    stopped = train(tmp_path / "a", conditions, settings, name="t", time_limit_s=1e-9)
+    assert stopped.weights is None and stopped.steps == 1
+    assert (tmp_path / "a" / "checkpoint.pt").exists()
+    finished = train(tmp_path / "a", conditions, settings, name="t")
+    assert finished.weights is not None and finished.steps == 4
+    with pytest.raises(RmzError, match="time limit must be positive"):
+        train(tmp_path / "b", conditions, settings, name="t", time_limit_s=0)
+
+
 def test_train_command_runs_and_stops_with_a_checkpoint(tmp_path: Path) -> None:
     args = ("--preset", "beads", "--volumes", "1", "--crop", "32", "--fov", "64")
+    args += ("--batch", "2", "--targets", "1")
     args += ("--base-channels", "2", "--depth", "2", "--steps", "3", "--stop-after", "1")
     result = rmz_acq("train", *args, "-o", tmp_path / "run")
     assert result.returncode == 0, result.stderr
     assert "run again to resume" in result.stdout
-    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    stored = json.loads(state["settings"])
+    assert (stored["batch_items"], stored["targets_per_item"]) == (2, 1)
     bad = rmz_acq("train", "--preset", "cells", "-o", tmp_path / "x")
     assert bad.returncode == 2 and "unknown --preset" in bad.stderr
