@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from rmz_acq.evaluation.report import distance_cell, distance_label
 from rmz_acq.evaluation.simulated import score_on_simulated
 from rmz_acq.model.weights import load_model
 from rmz_acq.training.conditions import PRESET_CONDITIONS
@@ -59,6 +60,12 @@ def main() -> None:
                 f"{name:<22}{s['beads']:>7}{100 * s['fitted_fraction']:>7.0f}%"
                 f"{s['mean_fwhm_um']:>9.3f}{s['mean_kl']:>7.3f}"
             )
+        bins = summary["beads_vs_noise_free"]["ground_truth"]["by_input_distance"]
+        print("\nfitted % / mean FWHM um, by distance to the nearest input:")
+        print(f"{'volume':<22}" + "".join(f"{distance_label(b):>16}" for b in bins))
+        for name, s in summary["beads_vs_noise_free"].items():
+            cells = "".join(f"{distance_cell(b):>16}" for b in s["by_input_distance"])
+            print(f"{name:<22}{cells}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(summary, fh, indent=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -195,7 +195,24 @@ def evaluate(
                     f"{stats['kl_to_ground_truth']:.3f}",
                 )
         console.print(bead_table)
+        console.print(_distance_table(result.beads))
     typer.echo(f"wrote {json_path} and {png_path}")
+
+
+def _distance_table(beads: dict[str, Any]) -> Any:
+    """Fitted share and mean FWHM of the beads, by distance to the nearest input."""
+    from rich.table import Table
+
+    from ..evaluation.report import distance_cell, distance_label
+
+    table = Table(title="beads by distance to the nearest input frame: fitted, mean FWHM um")
+    table.add_column("volume")
+    for row in beads["ground_truth"]["by_input_distance"]:
+        table.add_column(distance_label(row), justify="right")
+    for name, stats in beads.items():
+        if isinstance(stats, dict):
+            table.add_row(name, *(distance_cell(row) for row in stats["by_input_distance"]))
+    return table
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,57 @@ from .baselines import linear_interpolation, nearest_plane, single_input_propaga
 from .beads import find_isolated_beads, fwhm_histogram_kl, measure_bead_widths
 from .metrics import nrmse, psnr, ssim
 
-__all__ = ["Evaluation", "evaluate_arrays", "evaluate_files", "plot_evaluation"]
+__all__ = [
+    "DISTANCE_BINS_UM",
+    "Evaluation",
+    "distance_cell",
+    "distance_label",
+    "evaluate_arrays",
+    "evaluate_files",
+    "plot_evaluation",
+    "widths_by_distance",
+]
+
+# Beads are grouped by their distance to the nearest input frame: within a
+# depth of field of an input a bead only needs denoising, further away it has
+# to be refocused from a defocus ring.
+DISTANCE_BINS_UM = (0.0, 0.5, 1.0, 1.5, math.inf)
+
+
+def widths_by_distance(
+    fwhm_um: list[float | None], distance_um: list[float]
+) -> list[dict[str, float]]:
+    """Share of beads fitted and their mean FWHM, per distance to the nearest input."""
+    fwhm = np.array([math.nan if v is None else v for v in fwhm_um], np.float64)
+    distance = np.asarray(distance_um, np.float64)
+    rows = []
+    for lo, hi in pairwise(DISTANCE_BINS_UM):
+        inside = fwhm[(distance >= lo) & (distance < hi)]
+        fitted = inside[np.isfinite(inside)]
+        rows.append(
+            {
+                "from_um": lo,
+                "to_um": hi,
+                "beads": int(inside.size),
+                "fitted_fraction": float(fitted.size / inside.size) if inside.size else math.nan,
+                "mean_fwhm_um": float(fitted.mean()) if fitted.size else math.nan,
+            }
+        )
+    return rows
+
+
+def distance_label(row: dict[str, float]) -> str:
+    """``"0.5-1 um (34)"``: a distance bin of `widths_by_distance` and its bead count."""
+    hi = "" if math.isinf(row["to_um"]) else f"{row['to_um']:g}"
+    return f"{row['from_um']:g}-{hi} um ({row['beads']:g})"
+
+
+def distance_cell(row: dict[str, float]) -> str:
+    """``"94% 0.342"``: the share fitted and their mean FWHM (um) in one bin."""
+    if not row["beads"]:
+        return "-"
+    fitted = f"{100 * row['fitted_fraction']:.0f}%"
+    return fitted if math.isnan(row["mean_fwhm_um"]) else f"{fitted} {row['mean_fwhm_um']:.3f}"
 
 
 @dataclass
@@ -126,9 +177,14 @@ def evaluate_arrays(
     if beads:
         found = find_isolated_beads(truth_planes, planes, pixel_um)
         truth_widths = measure_bead_widths(truth_planes, planes, found, pixel_um)
-        stats: dict[str, Any] = {"isolated_beads": len(found)}
+        distance = np.abs(found[:, :1] - frame_z[None, :]).min(axis=1)
+        stats: dict[str, Any] = {
+            "isolated_beads": len(found),
+            "nearest_input_um": [float(d) for d in distance],
+        }
         for name, estimate in {"ground_truth": truth_planes, **methods}.items():
             widths = measure_bead_widths(estimate, planes, found, pixel_um)
+            fwhm = [None if math.isnan(v) else v for v in widths.fwhm_um.tolist()]
             stats[name] = {
                 "fitted": widths.n_fitted,
                 "fitted_fraction": widths.fitted_fraction,
@@ -136,7 +192,8 @@ def evaluate_arrays(
                 "kl_to_ground_truth": fwhm_histogram_kl(truth_widths, widths)
                 if name != "ground_truth"
                 else 0.0,
-                "fwhm_um": [None if math.isnan(v) else v for v in widths.fwhm_um.tolist()],
+                "fwhm_um": fwhm,
+                "by_input_distance": widths_by_distance(fwhm, stats["nearest_input_um"]),
             }
         evaluation.beads = stats
     return evaluation

@@ -19,9 +19,14 @@ from ..session import ReconstructionSession
 from ..training.conditions import ImagingConditions
 from ..training.data import make_simulated_volume
 from ..training.trainer import EVALUATION_SEED
-from .report import Evaluation, evaluate_arrays
+from .report import Evaluation, evaluate_arrays, widths_by_distance
 
 __all__ = ["SimulatedScore", "score_on_simulated"]
+
+
+def _mean_fitted(fwhm_um: list[float | None]) -> float:
+    fitted = [v for v in fwhm_um if v is not None]
+    return float(np.mean(fitted)) if fitted else float("nan")
 
 
 @dataclass(frozen=True)
@@ -51,17 +56,21 @@ class SimulatedScore:
                 for name, stats in e.beads.items():
                     if not isinstance(stats, dict):
                         continue
-                    entry = beads.setdefault(name, {"fwhm": [], "fitted": 0, "total": 0, "kl": []})
-                    entry["fwhm"] += [v for v in stats["fwhm_um"] if v is not None]
+                    entry = beads.setdefault(
+                        name, {"fwhm": [], "fitted": 0, "total": 0, "kl": [], "distance": []}
+                    )
+                    entry["fwhm"] += stats["fwhm_um"]
+                    entry["distance"] += e.beads["nearest_input_um"]
                     entry["fitted"] += stats["fitted"]
                     entry["total"] += e.beads["isolated_beads"]
                     entry["kl"].append(stats["kl_to_ground_truth"])
             out["beads_vs_noise_free"] = {
                 name: {
                     "fitted_fraction": v["fitted"] / max(v["total"], 1),
-                    "mean_fwhm_um": float(np.mean(v["fwhm"])) if v["fwhm"] else float("nan"),
+                    "mean_fwhm_um": _mean_fitted(v["fwhm"]),
                     "mean_kl": float(np.mean(v["kl"])),
                     "beads": v["total"],
+                    "by_input_distance": widths_by_distance(v["fwhm"], v["distance"]),
                 }
                 for name, v in beads.items()
             }

@@ -120,6 +120,12 @@ def test_evaluate_scores_methods_and_writes_json_and_plot(
     report = json.loads((tmp_path / "volume.evaluation.json").read_text())
     assert len(report["planes_um"]) == len(planes)
     assert sum(report["input_planes"]) == 3
+    beads = report["beads"]
+    assert len(beads["nearest_input_um"]) == beads["isolated_beads"]
+    for method in ("ground_truth", "recurrent_mz", "single_input"):
+        bins = beads[method]["by_input_distance"]
+        assert sum(b["beads"] for b in bins) == beads["isolated_beads"]
+    assert "distance to the nearest input" in result.stdout
     assert set(report["mean_non_input_planes"]) >= {"recurrent_mz", "linear_interpolation"}
     assert (tmp_path / "volume.psnr.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "volume.fwhm.png").read_bytes()[:4] == b"\x89PNG"

@@ -6,6 +6,7 @@ import pytest
 from rmz_acq.evaluation.baselines import linear_interpolation, nearest_plane
 from rmz_acq.evaluation.beads import find_isolated_beads, fwhm_histogram_kl, measure_bead_widths
 from rmz_acq.evaluation.metrics import nrmse, psnr, ssim
+from rmz_acq.evaluation.report import distance_cell, distance_label, widths_by_distance
 
 
 def _bead_volume(sigma_px: float, positions: list[tuple[int, int, int]]) -> np.ndarray:
@@ -57,3 +58,13 @@ def test_baselines() -> None:
     assert [float(p[0, 0]) for p in near] == [10.0, 10.0, 10.0, 30.0]
     linear = linear_interpolation(frames, z, planes)
     assert [float(p[0, 0]) for p in linear] == pytest.approx([10.0, 15.0, 20.0, 30.0])
+
+
+def test_bead_widths_are_grouped_by_distance_to_the_nearest_input() -> None:
+    rows = widths_by_distance([0.2, None, 0.3, 0.5], [0.1, 0.7, 0.9, 2.0])
+    assert [r["beads"] for r in rows] == [1, 2, 0, 1]
+    assert rows[1]["fitted_fraction"] == 0.5 and rows[1]["mean_fwhm_um"] == 0.3
+    assert np.isnan(rows[2]["fitted_fraction"])
+    assert [distance_cell(r) for r in rows] == ["100% 0.200", "50% 0.300", "-", "100% 0.500"]
+    assert distance_label(rows[1]) == "0.5-1 um (2)" and distance_label(rows[3]) == "1.5- um (1)"
+    assert distance_cell(widths_by_distance([None], [0.2])[0]) == "0%"
