@@ -227,6 +227,8 @@ def train(
         Processes that simulate the volumes and draw the batches while the
         network trains (0: all in this process).  The weights do not depend
         on it; on a GPU, drawing batches is the bottleneck without them.
+        The volumes are simulated in spawned processes, which import the
+        calling script: call `train` under ``if __name__ == "__main__":``.
     on_progress
         ``(phase, done, total, metrics)`` for a progress display.
     """
