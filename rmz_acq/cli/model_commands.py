@@ -250,6 +250,13 @@ def train(
             help="Share of targets drawn where the crop is in focus (0-1; helps sparse beads).",
         ),
     ] = 0.0,
+    adversarial_weight: Annotated[
+        float,
+        typer.Option(
+            "--adversarial-weight",
+            help="Weight of the adversarial term of eq. 7 (paper 0.5; 0: no discriminator).",
+        ),
+    ] = 0.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
     stop_after: Annotated[
@@ -307,6 +314,7 @@ def train(
             learning_rate=learning_rate,
             foreground_weight=foreground_weight,
             focus_fraction=focus_fraction,
+            adversarial_weight=adversarial_weight,
             seed=seed,
             checkpoint_every=checkpoint_every,
             validate_every=checkpoint_every,

@@ -1,17 +1,27 @@
-"""Training losses of eq. 7: BerHu (eq. 9) and multi-scale SSIM (eq. 8).
+"""Training losses of eq. 7: BerHu (eq. 9), multi-scale SSIM (eq. 8) and the
+optional least-squares adversarial term with its discriminator (eq. 10).
 
-The adversarial term of eq. 7 is left out (the paper weighs it 0.5 against
-3 for BerHu and 1 for MS-SSIM; it sharpens texture but makes training on a
-CPU budget unstable), so the total here is ``alpha BerHu + beta (1 - MS-SSIM)``.
+The total is ``alpha BerHu + beta (1 - MS-SSIM) + gamma [D(y_hat) - 1]^2``.
+The paper weighs them 3, 1 and 0.5; here gamma defaults to 0 (no
+discriminator): the adversarial term sharpens output but makes short
+training runs less stable, so it is opt-in (``rmz-acq train
+--adversarial-weight``).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["berhu", "ms_ssim", "reconstruction_loss"]
+__all__ = [
+    "Discriminator",
+    "berhu",
+    "discriminator_loss",
+    "generator_adversarial_loss",
+    "ms_ssim",
+    "reconstruction_loss",
+]
 
 # Wang et al. 2003 scale weights (5 scales); fewer scales renormalise them.
 _MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -93,7 +103,7 @@ def reconstruction_loss(
     foreground_weight: float = 0.0,
     ms_ssim_scales: int = 3,
 ) -> Tensor:
-    """``alpha BerHu + beta (1 - MS-SSIM)`` (eq. 7 without the GAN term).
+    """``alpha BerHu + beta (1 - MS-SSIM)``: eq. 7 before its adversarial term.
 
     With ``foreground_weight > 0``, pixels of the target above half its
     per-image maximum weigh ``1 + foreground_weight`` in BerHu.
@@ -105,3 +115,37 @@ def reconstruction_loss(
     data_range = float((target.amax() - target.amin()).clamp_min(1e-3))
     similarity = ms_ssim(prediction, target, data_range=data_range, scales=ms_ssim_scales)
     return alpha * berhu(prediction, target, weight=weight) + beta * (1 - similarity).mean()
+
+
+class Discriminator(nn.Module):
+    """Critic of the adversarial term: scores patches of a plane as real (1) or inferred (0).
+
+    Strided 4 x 4 convolutions with leaky ReLU, so each score sees a patch
+    of about 50 px, enough to judge whether a bead or a nucleus edge is in
+    focus; the output is a map of patch scores ``(B, 1, H / 16, W / 16)``.
+    Used only during training; it is not saved with the weights.
+    """
+
+    def __init__(self, channels: int = 16, layers: int = 4) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        width_in = 1
+        for i in range(layers):
+            width_out = channels * 2 ** min(i, 2)
+            blocks += [nn.Conv2d(width_in, width_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            width_in = width_out
+        blocks.append(nn.Conv2d(width_in, 1, 3, padding=1))
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.net(image)
+
+
+def generator_adversarial_loss(fake_scores: Tensor) -> Tensor:
+    """``[D(y_hat) - 1]^2`` of eq. 7, averaged over patches and images."""
+    return ((fake_scores - 1) ** 2).mean()
+
+
+def discriminator_loss(fake_scores: Tensor, real_scores: Tensor) -> Tensor:
+    """Eq. 10: ``D(y_hat)^2 / 2 + [D(y) - 1]^2 / 2``, averaged."""
+    return 0.5 * (fake_scores**2).mean() + 0.5 * ((real_scores - 1) ** 2).mean()

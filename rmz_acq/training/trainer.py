@@ -25,7 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import RmzError
 from ..evaluation.metrics import psnr
-from ..model.losses import reconstruction_loss
+from ..model.losses import (
+    Discriminator,
+    discriminator_loss,
+    generator_adversarial_loss,
+    reconstruction_loss,
+)
 from ..model.network import RecurrentMZ
 from ..model.normalization import IntensityNormalization
 from ..model.weights import save_weights
@@ -58,6 +63,7 @@ class TrainingSettings(BaseModel):
     dpm_scale_um: float = Field(5.0, gt=0)
     foreground_weight: float = Field(0.0, ge=0)
     focus_fraction: float = Field(0.0, ge=0, le=1)
+    adversarial_weight: float = Field(0.0, ge=0, description="gamma of eq. 7; paper 0.5")
     seed: int = 0
     checkpoint_every: int = Field(250, ge=1)
     validate_every: int = Field(250, ge=1)
@@ -121,6 +127,39 @@ def _batches(
         prefetch_factor=4,
     )
     return iter(loader)
+
+
+class _Adversary:
+    """The discriminator of eq. 10 and its optimiser, for ``adversarial_weight > 0``."""
+
+    def __init__(self, weight: float, learning_rate: float, device: torch.device) -> None:
+        self.weight = weight
+        self.net = Discriminator().to(device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=learning_rate)
+
+    def generator_term(self, prediction: torch.Tensor) -> torch.Tensor:
+        """``gamma [D(y_hat) - 1]^2``, to add to the generator's loss."""
+        return self.weight * generator_adversarial_loss(self.net(prediction))
+
+    def update(self, prediction: torch.Tensor, target: torch.Tensor, lr: float) -> float:
+        """One step of the discriminator on this batch (eq. 10); returns its loss."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss = discriminator_loss(self.net(prediction.detach()), self.net(target))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "discriminator": self.net.state_dict(),
+            "discriminator_optimizer": self.optimizer.state_dict(),
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["discriminator"])
+        self.optimizer.load_state_dict(state["discriminator_optimizer"])
 
 
 @dataclass(frozen=True)
@@ -278,17 +317,24 @@ def train(
         model.load_state_dict(initial.model.state_dict())
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    adversary = (
+        _Adversary(settings.adversarial_weight, settings.learning_rate, device)
+        if settings.adversarial_weight > 0
+        else None
+    )
     start_step = 0
     checkpoint = out / "checkpoint.pt"
     if resume and checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
-        if state["settings"] != settings.model_dump_json():
+        if TrainingSettings.model_validate_json(state["settings"]) != settings:
             raise RmzError(
                 f"{checkpoint} was written with other settings; use another output folder "
                 "or --no-resume"
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if adversary is not None:
+            adversary.load(state)
         start_step = int(state["step"])
 
     sampler = TrainingSampler(
@@ -306,18 +352,27 @@ def train(
     model.train()
     batches = _batches(sampler, settings.seed, start_step, settings.steps, workers)
     for step, batch in zip(range(start_step, settings.steps), batches, strict=True):
+        lr = _learning_rate(settings, step)
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(settings, step)
+            group["lr"] = lr
         frames = batch.frames.to(device).contiguous(memory_format=torch.channels_last)
+        targets = batch.targets.to(device)
         prediction = model(frames, batch.dpm_um.to(device))
         loss = reconstruction_loss(
-            prediction, batch.targets.to(device), foreground_weight=settings.foreground_weight
+            prediction, targets, foreground_weight=settings.foreground_weight
         )
+        metrics = {}
+        if adversary is not None:
+            adversarial = adversary.generator_term(prediction)
+            metrics["adversarial"] = float(adversarial.detach())
+            loss = loss + adversarial
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        metrics = {"loss": float(loss.detach())}
+        metrics["loss"] = float(loss.detach())
+        if adversary is not None:
+            metrics["discriminator"] = adversary.update(prediction, targets, lr)
         done = step + 1
         if done % settings.validate_every == 0 or done == settings.steps:
             metrics |= _validate(model, cases, device)
@@ -336,6 +391,7 @@ def train(
                     "optimizer": optimizer.state_dict(),
                     "step": done,
                     "settings": settings.model_dump_json(),
+                    **(adversary.state() if adversary is not None else {}),
                 },
                 checkpoint,
             )

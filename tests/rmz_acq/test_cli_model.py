@@ -161,6 +161,26 @@ def test_train_resumes_exactly(tmp_path: Path) -> None:
         train(tmp_path / "b", conditions, settings.model_copy(update={"steps": 5}), name="t")
 
 
+def test_adversarial_training_resumes_exactly_and_changes_the_weights(tmp_path: Path) -> None:
+    conditions, plain = _tiny_training()
+    settings = plain.model_copy(update={"adversarial_weight": 0.5})
+    straight = train(tmp_path / "a", conditions, settings, name="t")
+    train(tmp_path / "b", conditions, settings, name="t", stop_after=2)
+    state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert {"discriminator", "discriminator_optimizer"} <= set(state)
+    resumed = train(tmp_path / "b", conditions, settings, name="t")
+    without = train(tmp_path / "c", conditions, plain, name="t")
+    assert straight.weights and resumed.weights and without.weights
+    a = load_model(straight.weights).model.state_dict()
+    b = load_model(resumed.weights).model.state_dict()
+    c = load_model(without.weights).model.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    assert any(not torch.equal(a[key], c[key]) for key in a)
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["discriminator"] > 0 and log[-1]["adversarial"] > 0
+
+
 # Python 3.12+ warns on any fork of a threaded process; the loader's workers
 # only slice numpy arrays, which is safe.
 @pytest.mark.filterwarnings("ignore:.*multi-threaded.*fork:DeprecationWarning")

@@ -8,7 +8,14 @@ import torch
 from safetensors.torch import save_file
 
 from rmz_acq.errors import RmzError
-from rmz_acq.model.losses import berhu, ms_ssim, reconstruction_loss
+from rmz_acq.model.losses import (
+    Discriminator,
+    berhu,
+    discriminator_loss,
+    generator_adversarial_loss,
+    ms_ssim,
+    reconstruction_loss,
+)
 from rmz_acq.model.network import RecurrentMZ
 from rmz_acq.model.weights import load_model, save_weights
 
@@ -46,6 +53,40 @@ def test_foreground_weight_makes_missing_sparse_points_cost_more() -> None:
 def _tiny() -> RecurrentMZ:
     torch.manual_seed(3)
     return RecurrentMZ(base_channels=4, depth=2, dpm_scale_um=3.0)
+
+
+def test_adversarial_losses_follow_eqs_7_and_10() -> None:
+    zeros, ones = torch.zeros(2, 1, 4, 4), torch.ones(2, 1, 4, 4)
+    assert float(discriminator_loss(zeros, ones)) == 0.0  # a perfect critic
+    assert float(discriminator_loss(ones, zeros)) == 1.0
+    assert float(generator_adversarial_loss(ones)) == 0.0  # the critic is fooled
+    assert float(generator_adversarial_loss(zeros)) == 1.0
+
+
+def test_discriminator_learns_to_tell_sharp_points_from_blurred_ones() -> None:
+    torch.manual_seed(0)
+    critic = Discriminator(channels=8)
+    optimizer = torch.optim.Adam(critic.parameters(), lr=2e-3)
+    assert critic(torch.zeros(3, 1, 64, 64)).shape == (3, 1, 4, 4)
+
+    def points(n: int) -> torch.Tensor:
+        image = torch.zeros(n, 1, 64, 64)
+        image.view(n, -1)[:, torch.randint(0, 64 * 64, (12,))] = 1.0
+        return image
+
+    blur = torch.ones(1, 1, 5, 5) / 25  # the same light, spread out
+    for _ in range(150):
+        sharp = points(8)
+        blurred = torch.nn.functional.conv2d(points(8), blur, padding=2)
+        loss = discriminator_loss(critic(blurred), critic(sharp))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        sharp_score = critic(points(16)).mean()
+        blurred_score = critic(torch.nn.functional.conv2d(points(16), blur, padding=2)).mean()
+    assert float(loss.detach()) < 0.1
+    assert float(sharp_score) > 0.7 and float(blurred_score) < 0.3
 
 
 def test_weights_round_trip_with_metadata(tmp_path: Path) -> None:
