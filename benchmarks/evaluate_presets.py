@@ -1,6 +1,7 @@
 """Score the shipped presets on held-out simulated volumes (the model cards' numbers).
 
     python benchmarks/evaluate_presets.py --preset nuclei [--weights FILE] [--volumes 4]
+                                          [--inputs 3,9,15]
 
 nuclei: inputs at 3, 9, 15 um, output every 0.2 um over 0-18 um.
 beads:  inputs at 3, 6, 9 um, output every 0.1 um over 0-10 um (plus bead FWHM).
@@ -33,9 +34,14 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="weights file (default: the preset)")
     parser.add_argument("--volumes", type=int, default=4)
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--inputs", default=None, help="input planes in um, e.g. 1,2,3 (default: the protocol's)"
+    )
     args = parser.parse_args()
     model = load_model(args.weights or args.preset)
     inputs, planes = PROTOCOL[args.preset]
+    if args.inputs:
+        inputs = [float(z) for z in args.inputs.split(",")]
     started = time.perf_counter()
     score = score_on_simulated(
         model,
