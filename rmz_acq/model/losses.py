@@ -121,8 +121,9 @@ class Discriminator(nn.Module):
     """Critic of the adversarial term: scores patches of a plane as real (1) or inferred (0).
 
     Strided 4 x 4 convolutions with leaky ReLU, so each score sees a patch
-    of about 50 px, enough to judge whether a bead or a nucleus edge is in
-    focus; the output is a map of patch scores ``(B, 1, H / 16, W / 16)``.
+    of 78 px (its receptive field), enough to judge whether a bead or a
+    nucleus edge is in focus; the output is a map of patch scores
+    ``(B, 1, H / 16, W / 16)``.
     Used only during training; it is not saved with the weights.
     """
 
