@@ -1,20 +1,28 @@
-"""Adaptive scans on the simulated worm: frames used, quality reached, time spent.
+"""Adaptive scans on a simulated sample: frames used, quality reached, time spent.
 
-    python benchmarks/bench_adaptive.py [--samples 3] [--size 128] [--model nuclei]
-                                        [--fixed-m 2,3,4,6] [--realtime]
+    python benchmarks/bench_adaptive.py [--sample worm|beads] [--samples 3] [--size 128]
+                                        [--model PRESET_OR_FILE] [--fixed-m 2,3,4,6]
+                                        [--realtime]
 
 For each sample (SampleSeed 100, 101, ...) the script acquires the mechanical
-ground-truth stack (every 0.2 um), then runs one scan over all candidate
-planes (epsilon 0) recording V_M after every frame.  From that single run it
-reads off what every relative epsilon would have done: the frame count, the
-PSNR of V_M against the ground truth and against the all-candidates volume.
-It also prints acquisition and reconstruction time of the scan, and the most
-that overlapping the two could save.  This is how the default epsilon was chosen.
+ground-truth stack (every output plane), then runs one scan over all
+candidate planes (epsilon 0) recording V_M after every frame.  From that
+single run it reads off what every relative epsilon would have done: the
+frame count, the PSNR of V_M against the ground truth and against the
+all-candidates volume, and for beads the share of the ground truth's
+isolated beads fitted and their mean FWHM.  It also prints acquisition and
+reconstruction time of the scan, and the most that overlapping the two could
+save.  This is how the default epsilons were chosen.
+
+worm:  simulated_worm.cfg, `nuclei` preset, output 0-18 um every 0.2 um,
+       candidates every 1.5 um from 3 to 15 um.
+beads: simulated_beads.cfg, `beads` preset, output 0-10 um every 0.1 um,
+       candidates every 1 um from 1 to 9 um.
 
 With ``--fixed-m``, each sample is also reconstructed from M evenly spaced
-frames over the candidate range (3-15 um, acquired like any other scan) for
-every M given, and the default adaptive rule (relative epsilon 0.1) is set
-against them: frames used and PSNR reached (the paper's fixed-M scans).
+frames over the candidate range (acquired like any other scan) for every M
+given, and the preset's default adaptive rule is set against them: frames
+used and PSNR reached (the paper's fixed-M scans).
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings, VolumeUpdate
-from rmz_acq.acquisition.controller import DEFAULT_RELATIVE_EPSILON
+from rmz_acq.acquisition.controller import default_relative_epsilon
+from rmz_acq.evaluation.beads import find_isolated_beads, measure_bead_widths
 from rmz_acq.evaluation.metrics import psnr
 from rmz_acq.hardware import load_core
 from rmz_acq.io import read_zstack
@@ -35,8 +44,23 @@ from rmz_acq.model.weights import load_model
 from rmz_acq.session import ReconstructionSession
 from rmz_acq.zstack import acquire_zstack
 
-CONFIG = Path(__file__).resolve().parents[1] / "device_configs" / "simulated_worm.cfg"
-EPSILONS = (0.2, 0.1, 0.05, 0.03, 0.02, 0.01)
+CONFIGS = Path(__file__).resolve().parents[1] / "device_configs"
+# sample: (config, preset, output planes, candidates)
+SAMPLES = {
+    "worm": (
+        CONFIGS / "simulated_worm.cfg",
+        "nuclei",
+        np.round(np.arange(0, 18.0001, 0.2), 6),
+        [3.0 + 1.5 * i for i in range(9)],
+    ),
+    "beads": (
+        CONFIGS / "simulated_beads.cfg",
+        "beads",
+        np.round(np.arange(0, 10.0001, 0.1), 6),
+        [1.0 + 1.0 * i for i in range(9)],
+    ),
+}
+EPSILONS = (0.2, 0.1, 0.05, 0.03, 0.02, 0.01, 0.005)
 
 
 def _score(volume: np.ndarray, truth: np.ndarray) -> float:
@@ -47,9 +71,10 @@ def _score(volume: np.ndarray, truth: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sample", choices=sorted(SAMPLES), default="worm")
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--model", default="nuclei")
+    parser.add_argument("--model", default=None, help="preset or weights (default: the sample's)")
     parser.add_argument(
         "--realtime",
         action="store_true",
@@ -61,13 +86,16 @@ def main() -> None:
     args = parser.parse_args()
     fixed_m = [int(m) for m in args.fixed_m.split(",") if m.strip()]
     fixed_rows: list[tuple[int, float]] = []
-    model = load_model(args.model)
-    planes = np.round(np.arange(0, 18.0001, 0.2), 6)
-    candidates = [3.0 + 1.5 * i for i in range(9)]  # 3 ... 15 um every 1.5 um
+    config, preset, planes, candidates = SAMPLES[args.sample]
+    model = load_model(args.model or preset)
+    default_epsilon = default_relative_epsilon(model.name)
+    beads = args.sample == "beads"
+    pixel_um = float(model.conditions.get("pixel_size_um", 0.1))
     rows = []
+    bead_rows: list[tuple[float, np.ndarray]] = []  # (epsilon, FWHM per bead)
     timing = []
     for sample in range(args.samples):
-        core = load_core(CONFIG)
+        core = load_core(config)
         core.setProperty("Microscope", "SampleSeed", str(100 + sample))
         core.setProperty("Camera", "Width", str(args.size))
         core.setProperty("Camera", "Height", str(args.size))
@@ -79,7 +107,8 @@ def main() -> None:
             truth = read_zstack(Path(tmp) / "gt.ome.tif").data.astype(np.float32)
             for m in fixed_m:  # a fixed scan: its own frames, like any other acquisition
                 path = Path(tmp) / f"fixed_{m}.ome.tif"
-                acquire_zstack(core, np.linspace(3, 15, m).round(3).tolist(), path)
+                even = np.linspace(candidates[0], candidates[-1], m).round(3).tolist()
+                acquire_zstack(core, even, path)
                 frames = read_zstack(path)
                 assert frames.z_um is not None
                 fixed = ReconstructionSession(model, planes).run(
@@ -99,11 +128,15 @@ def main() -> None:
             report = scan.run()
         timing.append(report.durations_s)
         final = volumes[-1]
+        found = find_isolated_beads(truth, planes, pixel_um) if beads else None
         for eps in EPSILONS:
             m = next((i + 1 for i in range(1, len(changes)) if changes[i] <= eps), len(changes))
             rows.append(
                 (sample, eps, m, _score(volumes[m - 1], truth), _score(volumes[m - 1], final))
             )
+            if found is not None:
+                widths = measure_bead_widths(volumes[m - 1], planes, found, pixel_um)
+                bead_rows.append((eps, widths.fwhm_um))
         print(
             f"sample {sample}: relative change per frame "
             + ", ".join(f"{c:.3f}" for c in changes[1:])
@@ -113,20 +146,30 @@ def main() -> None:
     print(
         f"\n{len(candidates)} candidates; mean over {args.samples} samples ({args.size} px frames)"
     )
-    print(f"{'rel. epsilon':>12}{'frames':>8}{'PSNR vs truth':>15}{'PSNR vs all-candidates':>24}")
+    bead_header = f"{'beads fitted':>14}{'FWHM um':>9}" if beads else ""
+    print(
+        f"{'rel. epsilon':>12}{'frames':>8}{'PSNR vs truth':>15}{'PSNR vs all-candidates':>24}"
+        + bead_header
+    )
     for eps in EPSILONS:
         sel = [r for r in rows if r[1] == eps]
         same = [r[4] for r in sel if np.isfinite(r[4])]
         vs_all = f"{np.mean(same):.2f}" if same else "identical"
         if same and len(same) < len(sel):
             vs_all += f" ({len(sel) - len(same)} identical)"
+        bead_cells = ""
+        if beads:
+            fwhm = np.concatenate([w for e, w in bead_rows if e == eps])
+            fitted = fwhm[np.isfinite(fwhm)]
+            mean = f"{fitted.mean():.3f}" if fitted.size else "-"
+            bead_cells = f"{f'{fitted.size}/{fwhm.size}':>14}{mean:>9}"
         print(
             f"{eps:>12g}{np.mean([r[2] for r in sel]):>8.1f}{np.mean([r[3] for r in sel]):>15.2f}"
-            f"{vs_all:>24}"
+            f"{vs_all:>24}{bead_cells}"
         )
     if fixed_m:
-        chosen = [r for r in rows if np.isclose(r[1], DEFAULT_RELATIVE_EPSILON)]
-        print(f"\nadaptive (relative epsilon {DEFAULT_RELATIVE_EPSILON}) against fixed scans")
+        chosen = [r for r in rows if np.isclose(r[1], default_epsilon)]
+        print(f"\nadaptive (relative epsilon {default_epsilon}) against fixed scans")
         print(f"{'scan':<24}{'frames':>8}{'PSNR vs truth':>15}{'+- std':>8}")
         adaptive = [r[3] for r in chosen]
         print(

@@ -59,9 +59,22 @@ __all__ = [
     "ScanSettings",
     "VolumeUpdate",
     "compatibility_warnings",
+    "default_relative_epsilon",
 ]
 
 DEFAULT_RELATIVE_EPSILON = 0.1  # from benchmarks/bench_adaptive.py, see README
+# Per preset, from benchmarks/bench_adaptive.py --sample worm / --sample beads:
+# sparse beads change a small share of the volume's norm with each frame.
+PRESET_RELATIVE_EPSILON = {"nuclei": 0.1, "beads": 0.1}
+
+
+def default_relative_epsilon(model_name: str) -> float:
+    """The relative epsilon a scan with this model stops at by default.
+
+    The shipped presets have their own (measured); any other model gets
+    `DEFAULT_RELATIVE_EPSILON`.
+    """
+    return PRESET_RELATIVE_EPSILON.get(model_name, DEFAULT_RELATIVE_EPSILON)
 
 
 def _frame_timeout_s() -> float:

@@ -77,7 +77,7 @@ def acquire(
 ) -> None:
     """Adaptive scan: sparse planes until the volume stops changing."""
     from ..acquisition import AdaptiveScan, PlaneOrder, ScanPlan, ScanSettings, VolumeUpdate
-    from ..acquisition.controller import DEFAULT_RELATIVE_EPSILON
+    from ..acquisition.controller import default_relative_epsilon
     from ..errors import AcquisitionError
     from ..hardware import load_core
     from ..model.weights import load_model
@@ -129,7 +129,7 @@ def acquire(
             epsilon=epsilon,
             relative_epsilon=relative_epsilon
             if relative_epsilon is not None
-            else (None if epsilon is not None else DEFAULT_RELATIVE_EPSILON),
+            else (None if epsilon is not None else default_relative_epsilon(loaded.name)),
             min_frames=min_frames,
             max_frames=max_frames,
             time_budget_s=time_budget_s,

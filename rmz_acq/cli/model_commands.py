@@ -250,6 +250,13 @@ def train(
             help="Share of targets drawn where the crop is in focus (0-1; helps sparse beads).",
         ),
     ] = 0.0,
+    max_inputs: Annotated[
+        int,
+        typer.Option(
+            "--max-inputs",
+            help="Longest input sequence drawn, M = 1..this (cover the frames your scans take).",
+        ),
+    ] = 4,
     adversarial_weight: Annotated[
         float,
         typer.Option(
@@ -314,6 +321,7 @@ def train(
             learning_rate=learning_rate,
             foreground_weight=foreground_weight,
             focus_fraction=focus_fraction,
+            max_inputs=max_inputs,
             adversarial_weight=adversarial_weight,
             seed=seed,
             checkpoint_every=checkpoint_every,

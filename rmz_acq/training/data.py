@@ -236,10 +236,24 @@ class TrainingSampler:
     crop_px: int = 128
     items: int = 4
     targets_per_item: int = 2
-    m_choices: tuple[int, ...] = (1, 2, 3, 4)
-    m_weights: tuple[float, ...] = (0.1, 0.25, 0.4, 0.25)
+    max_inputs: int = 4
     shuffle_probability: float = 0.5
     focus_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_inputs < 1:
+            raise RmzError(f"max_inputs must be 1 or more, not {self.max_inputs}")
+
+    @property
+    def m_weights(self) -> NDArray[np.float64]:
+        """Probability of each M = 1 .. max_inputs.
+
+        M = 1-4 weigh 0.1, 0.25, 0.4, 0.25 (what the presets were first
+        trained on); each M above 4 weighs as much as M = 4.
+        """
+        weights = np.asarray([0.1, 0.25, 0.4, 0.25] + [0.25] * max(0, self.max_inputs - 4))
+        weights = weights[: self.max_inputs]
+        return weights / weights.sum()
 
     def in_focus_z(
         self,
@@ -266,12 +280,19 @@ class TrainingSampler:
     def input_planes(
         self, rng: np.random.Generator, m: int, z_range: tuple[float, float]
     ) -> list[float]:
-        """M input positions: a jittered regular grid, or (1 in 4) anywhere."""
+        """M input positions: a jittered regular grid, or (1 in 4) anywhere.
+
+        The grid is about the nominal spacing apart; above four frames, where
+        that grid would not fit in ``z_range``, it is made denser, as the
+        later frames of an adaptive scan fill in between the first ones.
+        """
         lo, hi = z_range
         if rng.random() < 0.25:
             z = rng.uniform(lo, hi, m)
         else:
             spacing = self.input_spacing_um * rng.uniform(0.8, 1.2)
+            if m > 4 and spacing * (m - 1) > hi - lo:
+                spacing = (hi - lo) / (m - 1) * rng.uniform(0.5, 1.0)
             span = spacing * (m - 1)
             start = rng.uniform(lo, max(lo, hi - span))
             z = start + spacing * np.arange(m) + rng.normal(0, 0.1 * spacing, m)
@@ -281,7 +302,7 @@ class TrainingSampler:
         return [float(v) for v in z]
 
     def sample(self, rng: np.random.Generator) -> Batch:
-        m = int(rng.choice(self.m_choices, p=np.asarray(self.m_weights) / sum(self.m_weights)))
+        m = int(rng.choice(np.arange(1, self.max_inputs + 1), p=self.m_weights))
         c = self.crop_px
         frames, dpms, targets = [], [], []
         for _ in range(self.items):

@@ -63,6 +63,7 @@ class TrainingSettings(BaseModel):
     dpm_scale_um: float = Field(5.0, gt=0)
     foreground_weight: float = Field(0.0, ge=0)
     focus_fraction: float = Field(0.0, ge=0, le=1)
+    max_inputs: int = Field(4, ge=1, le=32, description="largest M drawn for a sequence")
     adversarial_weight: float = Field(0.0, ge=0, description="gamma of eq. 7; paper 0.5")
     seed: int = 0
     checkpoint_every: int = Field(250, ge=1)
@@ -344,6 +345,7 @@ def train(
         items=settings.batch_items,
         targets_per_item=settings.targets_per_item,
         focus_fraction=settings.focus_fraction,
+        max_inputs=settings.max_inputs,
     )
     cases = _validation_set(validation_volumes, conditions.input_spacing_um)
     log = (out / "log.jsonl").open("a")

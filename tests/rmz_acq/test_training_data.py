@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from rmz_acq.errors import RmzError
 from rmz_acq.training.data import StackVolume, TrainingSampler
 
 
@@ -41,3 +43,34 @@ def test_focus_fraction_draws_targets_where_the_crop_is_sharp() -> None:
     assert (sharp > 50).all()
     # a uniform draw over 20 planes lands on the sharp one rarely
     assert (flat > 50).mean() < 0.3
+
+
+def test_m_weights_extend_the_first_four() -> None:
+    volume = _stack_with_one_sharp_plane()
+    four = TrainingSampler([volume], 1.5).m_weights
+    np.testing.assert_allclose(four, [0.1, 0.25, 0.4, 0.25])
+    nine = TrainingSampler([volume], 1.5, max_inputs=9).m_weights
+    assert nine.shape == (9,) and np.isclose(nine.sum(), 1.0)
+    np.testing.assert_allclose(nine[4:], nine[3])  # each M above 4 as likely as 4
+    np.testing.assert_allclose(
+        TrainingSampler([volume], 1.5, max_inputs=2).m_weights, [2 / 7, 5 / 7]
+    )
+
+
+def test_sequences_reach_max_inputs_and_stay_in_range() -> None:
+    volume = _stack_with_one_sharp_plane()  # 0-9.5 um
+    sampler = TrainingSampler([volume], 3.0, crop_px=32, items=1, targets_per_item=1, max_inputs=9)
+    lengths = {sampler.sample(np.random.default_rng(s)).frames.shape[1] for s in range(60)}
+    assert max(lengths) == 9 and min(lengths) == 1
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        z = np.asarray(sampler.input_planes(rng, 8, volume.z_range_um))
+        assert z.min() >= 0.0 and z.max() <= 9.5
+        # eight frames 3 um apart cannot fit in 9.5 um: the grid is made denser
+        # instead of piling frames up at the end of the range
+        assert np.isclose(z, 9.5).sum() <= 1
+
+
+def test_max_inputs_below_one_is_an_error() -> None:
+    with pytest.raises(RmzError, match="max_inputs must be 1 or more, not 0"):
+        TrainingSampler([_stack_with_one_sharp_plane()], 1.5, max_inputs=0)

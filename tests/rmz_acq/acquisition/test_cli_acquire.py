@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rmz_acq.acquisition.controller import DEFAULT_RELATIVE_EPSILON, PRESET_RELATIVE_EPSILON
 from rmz_acq.model.network import RecurrentMZ
 from rmz_acq.model.weights import save_weights
 from rmz_acq.training.conditions import PRESET_CONDITIONS
@@ -52,6 +53,31 @@ def test_dry_run_prints_the_plan_and_moves_nothing(
     assert result.returncode == 0, result.stderr
     assert "candidates (bisection order)" in result.stdout
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("preset", ["beads", "nuclei", None])
+def test_default_stop_rule_is_the_models(
+    preset: str | None, make_config: Callable[..., Path], tiny_weights: Path, tmp_path: Path
+) -> None:
+    config = make_config(**SMALL_BEADS)
+    model = preset or str(tiny_weights)
+    args = (
+        "--config",
+        config,
+        "-m",
+        model,
+        "-o",
+        tmp_path / "r",
+        "--dry-run",
+        "--z-range",
+        "0:4:0.1",
+    )
+    result = rmz_acq("acquire", *args, "--candidates", "1,2,3")
+    assert result.returncode == 0, result.stderr
+    expected = PRESET_RELATIVE_EPSILON[preset] if preset else DEFAULT_RELATIVE_EPSILON
+    assert f"stop: relative change <= {expected:g}," in result.stdout
+    given = rmz_acq("acquire", *args, "--candidates", "1,2,3", "--relative-epsilon", "0.0123")
+    assert "stop: relative change <= 0.0123," in given.stdout
 
 
 BAD = [
