@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,11 @@ from numpy.typing import NDArray
 from .stop_rules import StopReason
 
 __all__ = ["FrameRecord", "ScanReport", "write_preview"]
+
+# Matplotlib is not thread-safe (its mathtext parser keeps shared state), and
+# a preview is drawn on two threads at once: the viewer's on the GUI thread
+# while the scan writes preview.png on its own.
+_MATPLOTLIB = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +83,30 @@ def render_preview(
     The orthogonal views start at pixel (0, 0) with the layout of
     `render_orthoviews`, so the picture can be checked pixel by pixel.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     from ..preview.projections import render_orthoviews
 
     ortho, layout = render_orthoviews(
         volume, planes_um, pixel_um, [f.measured_z_um for f in frames]
     )
     height = max(layout.height, 320)
+    with _MATPLOTLIB:
+        chart = _convergence_chart(frames, height, epsilon, relative_epsilon, title)
+    image = np.full((height, layout.width + chart.shape[1], 3), 255, np.uint8)
+    image[: layout.height, : layout.width] = ortho
+    image[: chart.shape[0], layout.width :] = chart[:height]
+    return image
+
+
+def _convergence_chart(
+    frames: list[FrameRecord],
+    height: int,
+    epsilon: float | None,
+    relative_epsilon: float | None,
+    title: str,
+) -> NDArray[np.uint8]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(4.2, height / 100), dpi=100)
     FigureCanvasAgg(fig)
     curve = fig.add_subplot()
@@ -105,11 +126,7 @@ def render_preview(
     curve.grid(alpha=0.3)
     fig.tight_layout()
     fig.canvas.draw()
-    chart = np.asarray(fig.canvas.buffer_rgba())[..., :3]  # type: ignore[attr-defined]
-    image = np.full((height, layout.width + chart.shape[1], 3), 255, np.uint8)
-    image[: layout.height, : layout.width] = ortho
-    image[: chart.shape[0], layout.width :] = chart[:height]
-    return image
+    return np.array(fig.canvas.buffer_rgba())[..., :3]  # type: ignore[attr-defined]
 
 
 def write_preview(

@@ -46,7 +46,7 @@ def acquire(
         float | None,
         typer.Option(
             "--relative-epsilon",
-            help="Stop when the change / ||V_M||_F <= this (default: the model's; nuclei 0.1, "
+            help="Stop when the change / ||V_M||_F <= this (default: the model's; nuclei 0.05, "
             "beads 0.03, others 0.1).",
         ),
     ] = None,

@@ -257,6 +257,13 @@ def train(
             help="Longest input sequence drawn, M = 1..this (cover the frames your scans take).",
         ),
     ] = 4,
+    scan_order_fraction: Annotated[
+        float,
+        typer.Option(
+            "--scan-order-fraction",
+            help="Share of sequences drawn in an adaptive scan's coarse-to-fine plane order (0-1).",
+        ),
+    ] = 0.0,
     adversarial_weight: Annotated[
         float,
         typer.Option(
@@ -322,6 +329,7 @@ def train(
             foreground_weight=foreground_weight,
             focus_fraction=focus_fraction,
             max_inputs=max_inputs,
+            scan_order_fraction=scan_order_fraction,
             adversarial_weight=adversarial_weight,
             seed=seed,
             checkpoint_every=checkpoint_every,

@@ -8,8 +8,9 @@ inputs and targets are both recorded planes.
 
 `TrainingSampler` draws batches the way an adaptive scan presents frames: a
 variable number of inputs M, spaced around the nominal input spacing with
-jitter (sometimes anywhere), optionally shuffled, each with its DPM to a
-random output plane.
+jitter (sometimes anywhere), optionally shuffled, or (a chosen share) the
+first M frames of a scan's coarse-to-fine plane order; each with its DPM to
+a random output plane.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from simulators.optics import Optics
 from simulators.rendering import FocalStack, field_size_px
 from simulators.samples import BeadSample, NucleiSample, SampleSpec, make_sample
 
+from ..acquisition.plan import PlaneOrder, order_planes
 from ..errors import RmzError
 from ..io import read_zstack
 from ..model.normalization import IntensityNormalization
@@ -239,6 +241,7 @@ class TrainingSampler:
     max_inputs: int = 4
     shuffle_probability: float = 0.5
     focus_fraction: float = 0.0
+    scan_order_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_inputs < 1:
@@ -286,6 +289,8 @@ class TrainingSampler:
         that grid would not fit in ``z_range``, it is made denser, as the
         later frames of an adaptive scan fill in between the first ones.
         """
+        if self.scan_order_fraction > 0 and rng.random() < self.scan_order_fraction:
+            return self.scan_planes(rng, m, z_range)
         lo, hi = z_range
         if rng.random() < 0.25:
             z = rng.uniform(lo, hi, m)
@@ -299,6 +304,29 @@ class TrainingSampler:
         z = np.clip(z, lo, hi)
         if rng.random() < self.shuffle_probability:
             rng.shuffle(z)
+        return [float(v) for v in z]
+
+    def scan_planes(
+        self, rng: np.random.Generator, m: int, z_range: tuple[float, float]
+    ) -> list[float]:
+        """The first M frames of an adaptive scan, in the order it takes them.
+
+        Candidates every 0.2-0.5 nominal spacings (closer where M would not
+        fit) over 60-100 % of ``z_range``, put in bisection order (one in
+        five centre-out), as `rmz_acq.acquisition.ScanPlan` does; the first
+        M, with a small positioning error.  Scans present frames this way,
+        neither sorted by z nor at random; a network trained only on those
+        two gave 1.1-1.3 dB less from five or more frames in this order
+        than from the same frames sorted (README, Benchmarks).
+        """
+        lo, hi = z_range
+        span = (hi - lo) * rng.uniform(0.6, 1.0)
+        start = rng.uniform(lo, hi - span)
+        step = self.input_spacing_um * rng.uniform(0.2, 0.5)
+        grid = np.linspace(start, start + span, max(m, int(span / step) + 1))
+        order = PlaneOrder.CENTRE_OUT if rng.random() < 0.2 else PlaneOrder.BISECTION
+        z = np.asarray(order_planes(grid.tolist(), order)[:m])
+        z = np.clip(z + rng.normal(0, 0.02 * self.input_spacing_um, m), lo, hi)
         return [float(v) for v in z]
 
     def sample(self, rng: np.random.Generator) -> Batch:

@@ -64,6 +64,9 @@ class TrainingSettings(BaseModel):
     foreground_weight: float = Field(0.0, ge=0)
     focus_fraction: float = Field(0.0, ge=0, le=1)
     max_inputs: int = Field(4, ge=1, le=32, description="largest M drawn for a sequence")
+    scan_order_fraction: float = Field(
+        0.0, ge=0, le=1, description="share of sequences in an adaptive scan's plane order"
+    )
     adversarial_weight: float = Field(0.0, ge=0, description="gamma of eq. 7; paper 0.5")
     seed: int = 0
     checkpoint_every: int = Field(250, ge=1)
@@ -346,6 +349,7 @@ def train(
         targets_per_item=settings.targets_per_item,
         focus_fraction=settings.focus_fraction,
         max_inputs=settings.max_inputs,
+        scan_order_fraction=settings.scan_order_fraction,
     )
     cases = _validation_set(validation_volumes, conditions.input_spacing_um)
     log = (out / "log.jsonl").open("a")

@@ -74,3 +74,21 @@ def test_sequences_reach_max_inputs_and_stay_in_range() -> None:
 def test_max_inputs_below_one_is_an_error() -> None:
     with pytest.raises(RmzError, match="max_inputs must be 1 or more, not 0"):
         TrainingSampler([_stack_with_one_sharp_plane()], 1.5, max_inputs=0)
+
+
+def test_scan_order_sequences_come_coarse_to_fine() -> None:
+    volume = _stack_with_one_sharp_plane()  # 0-9.5 um
+    scans = TrainingSampler([volume], 3.0, scan_order_fraction=1.0)
+    plain = TrainingSampler([volume], 3.0, shuffle_probability=0.0)
+    rng = np.random.default_rng(6)
+    for _ in range(40):
+        z = np.asarray(scans.input_planes(rng, 5, volume.z_range_um))
+        assert z.min() >= 0.0 and z.max() <= 9.5
+        # bisection or centre-out: the first frame lies between the next two
+        assert min(z[1], z[2]) < z[0] < max(z[1], z[2])
+        # neither sorted (the grid's order) nor piled up
+        assert not np.all(np.diff(z) > 0)
+        assert np.diff(np.sort(z)).min() > 0.2
+    # without it, a sequence with shuffling off is in z order
+    z = np.asarray(plain.input_planes(rng, 3, volume.z_range_um))
+    assert np.all(np.diff(z) >= 0)
