@@ -292,7 +292,11 @@ def train(
     ] = 0,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every")] = 250,
     init: Annotated[
-        Path | None, typer.Option("--init", help="Start from these weights (fine-tune).")
+        Path | None,
+        typer.Option(
+            "--init",
+            help="Start from these weights (fine-tune); a larger --depth grows them.",
+        ),
     ] = None,
     device: Annotated[
         str | None, typer.Option("--device", help="cpu or cuda (default: best).")

@@ -21,12 +21,12 @@ session tile large frames exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ConvGRU", "NetworkConfig", "RecurrentMZ", "RecurrentState"]
+__all__ = ["ConvGRU", "NetworkConfig", "RecurrentMZ", "RecurrentState", "grow_depth"]
 
 Norm = Literal["none", "batch"]
 
@@ -275,3 +275,58 @@ class RecurrentMZ(nn.Module):
         for t in range(steps):
             state = self.step(frames[:, t : t + 1], dpm_um[:, t], state)
         return self.decode(state)
+
+
+def grow_depth(model: RecurrentMZ, depth: int, *, shift: float = 1.0) -> RecurrentMZ:
+    """A network one or more scales deeper that starts out computing what ``model`` does.
+
+    Training a deeper network from scratch repeats all the training that
+    went into ``model``; growing it keeps that and adds coarser scales, which
+    see farther (each scale doubles the reach of its convolutions: a bead
+    2 um out of focus at NA 1.4 spreads over a disc about 50 px in radius).
+
+    The new scales' encoders, GRUs and skip mixes start at PyTorch's default
+    initialisation, but the new decoder block's weights on them start at
+    zero, so they add nothing until training moves those weights (their
+    gradient is not zero).  The new decoder block passes the old deepest
+    skip through as identity convolutions; its ReLUs would clip the negative
+    part, so the features travel lifted by ``shift`` and the next decoder's
+    bias takes the lift off again.  The result equals ``model``'s away from
+    the frame border (where zero padding is not lifted; a few pixels of the
+    coarsest old scale), as long as no deepest skip feature falls below
+    ``-shift``.
+    """
+    old = model.config
+    if depth <= old.depth:
+        raise ValueError(f"a grown network must be deeper than {old.depth} scales, not {depth}")
+    if old.norm != "none":
+        raise ValueError("only networks without normalisation layers can be grown")
+    grown = RecurrentMZ(
+        base_channels=old.base_channels,
+        depth=depth,
+        norm=old.norm,
+        dpm_scale_um=old.dpm_scale_um,
+    ).to(next(model.parameters()).device)
+    _, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    if unexpected:
+        raise ValueError(f"weights not in the grown network: {unexpected}")
+    k = old.depth - 1  # the old deepest scale, whose decoder block is new
+    c_up, c = grown.channels[k + 1], grown.channels[k]
+    block = cast(ConvBlock, grown.decoders[k]).layers
+    first, second = cast(nn.Conv2d, block[0]), cast(nn.Conv2d, block[3])
+    # the layer that took the old deepest skip: the next decoder block, or the head
+    above = (
+        cast(nn.Conv2d, cast(ConvBlock, grown.decoders[k - 1]).layers[0]) if k > 0 else grown.head
+    )
+    with torch.no_grad():  # without normalisation layers every convolution has a bias
+        first.weight.zero_()
+        second.weight.zero_()
+        cast(Tensor, second.bias).zero_()
+        # input channels of ``first``: [up-sampled new scale (c_up), old deepest skip (c)]
+        channel = torch.arange(c)
+        first.weight[channel, c_up + channel, 1, 1] = 1.0
+        cast(Tensor, first.bias).fill_(shift)
+        second.weight[channel, channel, 1, 1] = 1.0
+        # ``above`` reads the skip lifted by ``shift`` in its first ``c`` input channels
+        cast(Tensor, above.bias).sub_(shift * above.weight[:, :c].sum(dim=(1, 2, 3)))
+    return grown

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import repeat
 from multiprocessing import get_context
 from pathlib import Path
@@ -31,7 +31,7 @@ from ..model.losses import (
     generator_adversarial_loss,
     reconstruction_loss,
 )
-from ..model.network import RecurrentMZ
+from ..model.network import RecurrentMZ, grow_depth
 from ..model.normalization import IntensityNormalization
 from ..model.weights import save_weights
 from .conditions import ImagingConditions
@@ -312,13 +312,19 @@ def train(
     if init_from is not None:
         from ..model.weights import load_model
 
-        initial = load_model(init_from)
-        if initial.model.config != model.config:
+        initial = load_model(init_from).model
+        have, want = initial.config, model.config
+        if have.depth < want.depth and have == replace(want, depth=have.depth):
+            # deeper than the weights: keep them and add coarser scales
+            model = grow_depth(initial, want.depth).to(device)
+        elif have != want:
             raise RmzError(
-                f"{init_from} is a {initial.model.config} network; give matching "
-                "--base-channels and --depth"
+                f"{init_from} is a {have} network; give matching --base-channels "
+                f"and --depth (a larger --depth grows it by {want.depth - have.depth} scales "
+                "only if everything else matches)"
             )
-        model.load_state_dict(initial.model.state_dict())
+        else:
+            model.load_state_dict(initial.state_dict())
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     adversary = (

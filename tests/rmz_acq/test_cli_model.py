@@ -181,6 +181,26 @@ def test_adversarial_training_resumes_exactly_and_changes_the_weights(tmp_path: 
     assert log[-1]["discriminator"] > 0 and log[-1]["adversarial"] > 0
 
 
+def test_train_grows_shallower_weights_and_refuses_other_widths(tmp_path: Path) -> None:
+    conditions, settings = _tiny_training()
+    shallow = train(tmp_path / "a", conditions, settings, name="t")
+    assert shallow.weights is not None
+    deeper = settings.model_copy(update={"depth": 3, "steps": 2})
+    grown = train(tmp_path / "b", conditions, deeper, name="t", init_from=shallow.weights)
+    assert grown.weights is not None
+    model = load_model(grown.weights).model
+    assert model.config.depth == 3
+    # the old encoders and GRUs start from the given weights, not from scratch
+    start = load_model(shallow.weights).model.state_dict()
+    kept = [k for k in start if k.startswith(("encoders.", "recurrent."))]
+    assert kept
+    moved = [float(torch.dist(model.state_dict()[k], start[k]) / start[k].norm()) for k in kept]
+    assert max(moved) < 0.1
+    wider = settings.model_copy(update={"base_channels": 4})
+    with pytest.raises(RmzError, match="give matching --base-channels"):
+        train(tmp_path / "c", conditions, wider, name="t", init_from=shallow.weights)
+
+
 # Python 3.12+ warns on any fork of a threaded process; the loader's workers
 # only slice numpy arrays, which is safe.
 @pytest.mark.filterwarnings("ignore:.*multi-threaded.*fork:DeprecationWarning")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rmz_acq.model.network import ConvGRU, RecurrentMZ
+from rmz_acq.model.network import ConvGRU, RecurrentMZ, grow_depth
 
 
 def _model(depth: int = 3, norm: str = "none") -> RecurrentMZ:
@@ -87,3 +87,39 @@ def test_shape_errors_state_expected_and_actual(
 ) -> None:
     with pytest.raises(ValueError, match=fragment):
         _model()(frames, dpm)
+
+
+def test_grown_network_starts_as_the_smaller_one_away_from_the_border() -> None:
+    small = _model(depth=2)
+    grown = grow_depth(small, 4).eval()
+    assert grown.config.depth == 4 and grown.channels == (4, 8, 16, 32)
+    frames = torch.rand(1, 2, 96, 96)
+    dpm = torch.tensor([[0.5, -1.5]])
+    with torch.inference_mode():
+        state = small.init_state(1, 96, 96)
+        for t in range(2):
+            state = small.step(frames[:, t : t + 1], dpm[:, t], state)
+        assert state.skips is not None and state.skips[-1].min() > -1.0  # within the lift
+        before, after = small(frames, dpm), grown(frames, dpm)
+    r = small.receptive_radius()
+    inner = (..., slice(r, -r), slice(r, -r))
+    torch.testing.assert_close(after[inner], before[inner], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(after, before)  # the border differs: zero padding is not lifted
+
+
+def test_grown_scales_start_silent_but_learn() -> None:
+    grown = grow_depth(_model(depth=2), 3).train()
+    block = grown.decoders[1].layers[0]  # reads [up-sampled new scale, old deepest skip]
+    new_channels = grown.channels[2]
+    assert torch.count_nonzero(block.weight[:, :new_channels]) == 0
+    out = grown(torch.rand(2, 2, 32, 32), torch.tensor([[1.0, -1.0], [0.0, 2.0]]))
+    out.square().mean().backward()
+    assert block.weight.grad is not None
+    assert torch.count_nonzero(block.weight.grad[:, :new_channels]) > 0
+
+
+def test_growing_needs_a_deeper_target_and_no_batch_norm() -> None:
+    with pytest.raises(ValueError, match="deeper than 3 scales, not 3"):
+        grow_depth(_model(depth=3), 3)
+    with pytest.raises(ValueError, match="without normalisation"):
+        grow_depth(_model(depth=2, norm="batch"), 3)
