@@ -38,7 +38,7 @@ def main() -> None:
     conditions = PRESET_CONDITIONS["beads"]
     inputs = [float(z) for z in args.inputs.split(",")]
     planes = np.round(np.arange(0, 10.0001, 0.1), 4)
-    distance, share = [], []
+    distance, share, shift, mirrored = [], [], [], []
     for i in range(args.volumes):
         volume = make_simulated_volume(conditions, EVALUATION_SEED + i, 256)
         rng = np.random.default_rng(EVALUATION_SEED + i)
@@ -51,17 +51,33 @@ def main() -> None:
             yi, xi, k = int(y), int(x), int(np.argmin(np.abs(planes - z)))
             near = np.abs(planes - z) <= 0.5
             share.append(float(r[near, yi - 1 : yi + 2, xi - 1 : xi + 2].max() / t[k, yi, xi]))
-            distance.append(min(abs(z - f) for f in inputs))
+            nearest = min(inputs, key=lambda f: abs(z - f))
+            distance.append(abs(z - nearest))
+            window = np.flatnonzero(np.abs(planes - z) <= 1.5)
+            column = r[window, yi - 1 : yi + 2, xi - 1 : xi + 2].max(axis=(1, 2))
+            z_peak = float(planes[window[int(np.argmax(column))]])
+            shift.append(abs(z_peak - z))
+            mirrored.append(
+                abs(z - nearest) > 0.15
+                and abs(z_peak - nearest) > 0.15
+                and np.sign(z_peak - nearest) != np.sign(z - nearest)
+            )
     d, s = np.asarray(distance), np.asarray(share)
+    dz, wrong_side = np.asarray(shift), np.asarray(mirrored)
     print(f"{model.name} ({model.sha256[:12]}), {args.volumes} volumes, inputs {inputs}")
-    print(f"{'distance to input':<20}{'beads':>6}{'median peak share':>19}{'below 20 %':>12}")
+    print(
+        f"{'distance to input':<20}{'beads':>6}{'median peak share':>19}{'below 20 %':>12}"
+        f"{'median |dz| um':>16}{'other side':>12}"
+    )
     for lo, hi in pairwise(DISTANCE_BINS_UM):
-        inside = s[(d >= lo) & (d < hi)]
+        group = (d >= lo) & (d < hi)
+        inside = s[group]
         label = f"{lo:g}-{'' if np.isinf(hi) else f'{hi:g}'} um"
         if inside.size:
             print(
                 f"{label:<20}{inside.size:>6}{np.median(inside):>19.2f}"
-                f"{int((inside < 0.2).sum()):>12}"
+                f"{int((inside < 0.2).sum()):>12}{np.median(dz[group]):>16.2f}"
+                f"{int(wrong_side[group].sum()):>12}"
             )
 
 
