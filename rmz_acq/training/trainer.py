@@ -320,8 +320,8 @@ def train(
         elif have != want:
             raise RmzError(
                 f"{init_from} is a {have} network; give matching --base-channels "
-                f"and --depth (a larger --depth grows it by {want.depth - have.depth} scales "
-                "only if everything else matches)"
+                "and --depth (a --depth larger than the weights' grows them, if "
+                "everything else matches)"
             )
         else:
             model.load_state_dict(initial.state_dict())
