@@ -1,11 +1,14 @@
-"""Wide-field emission optics: a scalar Debye point-spread function.
+"""Wide-field emission optics: a Debye point-spread function, scalar or vectorial.
 
-The model is the aberration-free, index-matched scalar Debye integral with an
-aplanatic (sqrt(cos theta)) pupil, evaluated without the paraxial
+The default model is the aberration-free, index-matched scalar Debye integral
+with an aplanatic (sqrt(cos theta)) pupil, evaluated without the paraxial
 approximation, so the axial extent at NA 1.4 is right and not the paraxial
-underestimate.  Everything is radially symmetric, which is what makes it
-cheap: the radial PSF is one matrix product over pupil angles, and the OTF is
-one Hankel transform of it.
+underestimate.  ``psf_model="vectorial"`` is the Richards-Wolf integral for
+unpolarised light (randomly oriented emitters): the same pupil, with the
+polarisation terms that make a high-NA spot about 10 % wider laterally.
+Both are radially symmetric, which is what makes them cheap: the radial PSF
+is a few matrix products over pupil angles, and the OTF is one Hankel
+transform of it.
 
 Units: lengths in micrometres, spatial frequencies in cycles per micrometre,
 defocus ``dz_um`` = sample z minus focal-plane z (the PSF is symmetric in its
@@ -15,14 +18,16 @@ sign for this aberration-free model).
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy.special import j0
+from scipy.special import j0, j1, jv
 
 __all__ = [
     "Optics",
+    "PsfModel",
     "blur_radius_um",
     "otf_planes",
     "psf_planes",
@@ -31,6 +36,9 @@ __all__ = [
     "theoretical_axial_fwhm_um",
     "theoretical_lateral_fwhm_um",
 ]
+
+
+PsfModel = Literal["scalar", "vectorial"]
 
 
 class Optics(BaseModel):
@@ -42,6 +50,9 @@ class Optics(BaseModel):
     emission_wavelength_nm: float = Field(615.0, ge=200.0, le=1500.0)
     immersion_index: float = Field(1.515, ge=1.0, le=2.0)
     pixel_size_um: float = Field(0.1, gt=0.0, le=10.0, description="at the sample")
+    psf_model: PsfModel = Field(
+        "scalar", description="scalar Debye, or Richards-Wolf vectorial for unpolarised light"
+    )
 
     @model_validator(mode="after")
     def _na_below_index(self) -> Optics:
@@ -89,6 +100,11 @@ def radial_psf(
 
     Unnormalised: the in-focus peak is what the integral gives.  Use
     `radial_otf` or `otf_planes` for energy-normalised quantities.
+
+    Scalar: ``|I|^2`` with ``I = int sqrt(cos t) sin t J0(k r sin t) e^(i k z cos t) dt``.
+    Vectorial (Richards and Wolf, averaged over the polarisation azimuth):
+    ``|I0|^2 + 2 |I1|^2 + |I2|^2``, where ``I0``, ``I1``, ``I2`` weigh the
+    same integrand by ``(1 + cos t) J0``, ``sin t J1`` and ``(1 - cos t) J2``.
     """
     r = np.asarray(r_um, dtype=np.float64)
     dz = np.atleast_1d(np.asarray(dz_um, dtype=np.float64))
@@ -102,11 +118,18 @@ def radial_psf(
     ) / (2.0 * np.pi)
     n_theta = int(max(256, 8 * cycles))
     theta = (np.arange(n_theta) + 0.5) * (alpha / n_theta)  # midpoint rule
-    weight = np.sqrt(np.cos(theta)) * np.sin(theta) * (alpha / n_theta)
-    bessel = j0(k * np.outer(r, np.sin(theta)))  # (n_r, n_theta)
-    phase = np.exp(1j * k * np.outer(np.cos(theta), dz))  # (n_theta, n_dz)
-    field = bessel @ (weight[:, None] * phase)  # (n_r, n_dz)
-    return np.ascontiguousarray((np.abs(field) ** 2).T)
+    sin, cos = np.sin(theta), np.cos(theta)
+    weight = np.sqrt(cos) * sin * (alpha / n_theta)
+    kr = k * np.outer(r, sin)  # (n_r, n_theta)
+    phase = weight[:, None] * np.exp(1j * k * np.outer(cos, dz))  # (n_theta, n_dz)
+    if optics.psf_model == "scalar":
+        intensity = np.abs(j0(kr) @ phase) ** 2  # (n_r, n_dz)
+    else:
+        i0 = (j0(kr) * (1.0 + cos)) @ phase
+        i1 = (j1(kr) * sin) @ phase
+        i2 = (jv(2, kr) * (1.0 - cos)) @ phase
+        intensity = np.abs(i0) ** 2 + 2.0 * np.abs(i1) ** 2 + np.abs(i2) ** 2
+    return np.ascontiguousarray(intensity.T)
 
 
 @lru_cache(maxsize=16)

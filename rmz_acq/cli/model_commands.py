@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast, get_args
 
 import typer
 
@@ -271,6 +271,14 @@ def train(
             help="Weight of the adversarial term of eq. 7 (paper 0.5; 0: no discriminator).",
         ),
     ] = 0.0,
+    psf_models: Annotated[
+        str,
+        typer.Option(
+            "--psf-models",
+            help="PSF models of the simulated volumes, comma-separated: scalar, vectorial "
+            "(each volume draws one; both make a model that does not rely on one spot shape).",
+        ),
+    ] = "scalar",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
     stop_after: Annotated[
@@ -312,6 +320,8 @@ def train(
         TimeRemainingColumn,
     )
 
+    from simulators.optics import PsfModel
+
     from ..training.conditions import PRESET_CONDITIONS
     from ..training.data import load_stack_volumes
     from ..training.trainer import TrainingSettings
@@ -320,6 +330,13 @@ def train(
     try:
         if preset not in PRESET_CONDITIONS:
             raise RmzError(f"unknown --preset {preset!r}; choose {', '.join(PRESET_CONDITIONS)}")
+        models = tuple(m.strip() for m in psf_models.split(",") if m.strip())
+        known = get_args(PsfModel)
+        if not models or any(m not in known for m in models):
+            raise RmzError(
+                f"--psf-models {psf_models!r}: give one or more of {', '.join(known)}, "
+                "comma-separated, e.g. --psf-models scalar,vectorial"
+            )
         settings = TrainingSettings(
             steps=steps,
             crop_px=crop_px,
@@ -335,6 +352,7 @@ def train(
             max_inputs=max_inputs,
             scan_order_fraction=scan_order_fraction,
             adversarial_weight=adversarial_weight,
+            psf_models=cast(tuple[PsfModel, ...], models),
             seed=seed,
             checkpoint_every=checkpoint_every,
             validate_every=checkpoint_every,

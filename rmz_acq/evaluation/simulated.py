@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from simulators.optics import PsfModel
+
 from ..model.weights import LoadedModel
 from ..session import ReconstructionSession
 from ..training.conditions import ImagingConditions
@@ -87,12 +89,13 @@ def score_on_simulated(
     fov_px: int = 256,
     beads: bool = False,
     device: str | None = None,
+    psf_model: PsfModel = "scalar",
 ) -> SimulatedScore:
     noisy: list[Evaluation] = []
     clean: list[Evaluation] = []
     planes = np.asarray(output_planes_um, np.float64)
     for i in range(n_volumes):
-        volume = make_simulated_volume(conditions, EVALUATION_SEED + i, fov_px)
+        volume = make_simulated_volume(conditions, EVALUATION_SEED + i, fov_px, (psf_model,))
         rng = np.random.default_rng(EVALUATION_SEED + i)
         frames = np.stack([volume.frame(z, rng) for z in input_planes_um])
         scan = np.stack([volume.frame(float(z), rng) for z in planes])

@@ -15,16 +15,17 @@ a random output plane.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, get_args
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
 from simulators.camera_model import CameraModel
-from simulators.optics import Optics
+from simulators.optics import Optics, PsfModel
 from simulators.rendering import FocalStack, field_size_px
 from simulators.samples import BeadSample, NucleiSample, SampleSpec, make_sample
 
@@ -40,6 +41,7 @@ __all__ = [
     "StackVolume",
     "TrainingSampler",
     "Volume",
+    "draw_psf_model",
     "load_stack_volumes",
     "make_simulated_volume",
 ]
@@ -104,15 +106,30 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
+def draw_psf_model(seed: int, psf_models: Sequence[PsfModel]) -> PsfModel:
+    """The PSF model of volume ``seed``: one of ``psf_models``, on a stream of its own."""
+    if not psf_models or any(m not in get_args(PsfModel) for m in psf_models):
+        raise RmzError(
+            f"psf_models {tuple(psf_models)!r}: give one or more of {get_args(PsfModel)}"
+        )
+    return psf_models[int(np.random.default_rng([seed, 104729]).integers(len(psf_models)))]
+
+
 def make_simulated_volume(
-    conditions: ImagingConditions, seed: int, fov_px: int = 256
+    conditions: ImagingConditions,
+    seed: int,
+    fov_px: int = 256,
+    psf_models: Sequence[PsfModel] = ("scalar",),
 ) -> SimulatedVolume:
     """One random specimen within ``conditions``, fully determined by ``seed``.
 
     Varied: the sample (layout, density, brightness spread), optics within
     +-0.03 NA and +-10 nm, photon flux (x0.3-3), background (x0.2-3) and the
-    camera (QE, gain, offset, read noise).
+    camera (QE, gain, offset, read noise).  The PSF model is drawn from
+    ``psf_models`` on a stream of its own, so a volume's sample, noise and
+    camera are the same whichever models are allowed.
     """
+    psf_model = draw_psf_model(seed, psf_models)
     rng = np.random.default_rng([seed, 7919])
     spec: SampleSpec
     if conditions.sample == "beads":
@@ -143,6 +160,7 @@ def make_simulated_volume(
         emission_wavelength_nm=conditions.emission_wavelength_nm + rng.uniform(-10, 10),
         immersion_index=conditions.immersion_index,
         pixel_size_um=conditions.pixel_size_um,
+        psf_model=psf_model,
     )
     field = field_size_px(optics, fov_px, conditions.depth_um, periodic=True)
     sample = make_sample(spec, field, optics.pixel_size_um)

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from simulators.optics import PsfModel
+
 from ..errors import RmzError
 from ..evaluation.metrics import psnr
 from ..model.losses import (
@@ -68,6 +70,9 @@ class TrainingSettings(BaseModel):
         0.0, ge=0, le=1, description="share of sequences in an adaptive scan's plane order"
     )
     adversarial_weight: float = Field(0.0, ge=0, description="gamma of eq. 7; paper 0.5")
+    psf_models: tuple[PsfModel, ...] = Field(
+        ("scalar",), min_length=1, description="PSF models simulated volumes are drawn from"
+    )
     seed: int = 0
     checkpoint_every: int = Field(250, ge=1)
     validate_every: int = Field(250, ge=1)
@@ -77,6 +82,7 @@ def _simulate(
     conditions: ImagingConditions,
     seeds: list[int],
     fov_px: int,
+    psf_models: tuple[PsfModel, ...],
     workers: int,
     notify: Callable[[str, int, int, dict[str, float]], None],
 ) -> list[SimulatedVolume]:
@@ -84,13 +90,15 @@ def _simulate(
     if workers <= 1:
         volumes = []
         for i, seed in enumerate(seeds):
-            volumes.append(make_simulated_volume(conditions, seed, fov_px))
+            volumes.append(make_simulated_volume(conditions, seed, fov_px, psf_models))
             notify("simulating", i + 1, len(seeds), {})
         return volumes
     # spawned, not forked: forking a process that has run torch can hang
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         volumes = []
-        for volume in pool.map(make_simulated_volume, repeat(conditions), seeds, repeat(fov_px)):
+        for volume in pool.map(
+            make_simulated_volume, repeat(conditions), seeds, repeat(fov_px), repeat(psf_models)
+        ):
             volumes.append(volume)
             notify("simulating", len(volumes), len(seeds), {})
         return volumes
@@ -289,9 +297,13 @@ def train(
     validation_volumes: list[SimulatedVolume] | list[StackVolume]
     if stacks is None:
         seeds = [1000 * settings.seed + i for i in range(settings.n_volumes)]
-        volumes = _simulate(conditions, seeds, settings.fov_px, workers, notify)
+        volumes = _simulate(
+            conditions, seeds, settings.fov_px, settings.psf_models, workers, notify
+        )
         validation_volumes = [
-            make_simulated_volume(conditions, VALIDATION_SEED + i, settings.fov_px)
+            make_simulated_volume(
+                conditions, VALIDATION_SEED + i, settings.fov_px, settings.psf_models
+            )
             for i in range(2)
         ]
     else:

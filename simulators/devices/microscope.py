@@ -28,6 +28,13 @@ SETTINGS = (
     Setting("NumericalAperture", float, 1.4, limits=(0.05, 1.7)),
     Setting("EmissionWavelengthNm", float, 615.0, limits=(200.0, 1500.0)),
     Setting("ImmersionIndex", float, 1.515, limits=(1.0, 2.0)),
+    Setting(
+        "PSFModel",
+        str,
+        "scalar",
+        allowed=("scalar", "vectorial"),
+        doc="scalar Debye, or Richards-Wolf vectorial (unpolarised; wider at high NA)",
+    ),
     Setting("PixelSizeUm", float, 0.1, limits=(0.01, 10.0), doc="pixel size at the sample"),
     Setting(
         "PhotonFluxPerS",
@@ -78,6 +85,7 @@ class SimulatedMicroscope(GenericDevice):
                 emission_wavelength_nm=v["EmissionWavelengthNm"],
                 immersion_index=v["ImmersionIndex"],
                 pixel_size_um=v["PixelSizeUm"],
+                psf_model=v["PSFModel"],
             )
             common = {
                 "seed": v["SampleSeed"],

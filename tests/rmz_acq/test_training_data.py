@@ -92,3 +92,38 @@ def test_scan_order_sequences_come_coarse_to_fine() -> None:
     # without it, a sequence with shuffling off is in z order
     z = np.asarray(plain.input_planes(rng, 3, volume.z_range_um))
     assert np.all(np.diff(z) >= 0)
+
+
+def test_psf_model_changes_the_optics_and_nothing_else() -> None:
+    from rmz_acq.training.conditions import PRESET_CONDITIONS
+    from rmz_acq.training.data import make_simulated_volume
+
+    conditions = PRESET_CONDITIONS["beads"]
+    scalar = make_simulated_volume(conditions, 5, 64)
+    vectorial = make_simulated_volume(conditions, 5, 64, ("vectorial",))
+    # same specimen, flux and camera: the draw of the model has its own stream
+    assert scalar.photons_per_unit == vectorial.photons_per_unit
+    assert scalar.camera == vectorial.camera
+    # the same beads, each spread wider by the vectorial spot: lower peaks, same light
+    a, b = scalar.stack.stack, vectorial.stack.stack
+    assert b.max() < 0.9 * a.max()
+    assert b.sum() == pytest.approx(a.sum(), rel=0.02)
+
+
+def test_a_mixed_list_gives_each_volume_one_of_its_models() -> None:
+    from rmz_acq.training.data import draw_psf_model
+
+    drawn = [draw_psf_model(seed, ("scalar", "vectorial")) for seed in range(40)]
+    assert 10 < drawn.count("vectorial") < 30
+    assert drawn == [draw_psf_model(seed, ("scalar", "vectorial")) for seed in range(40)]
+    assert {draw_psf_model(seed, ("vectorial",)) for seed in range(10)} == {"vectorial"}
+
+
+def test_unknown_psf_model_is_refused() -> None:
+    from rmz_acq.training.conditions import PRESET_CONDITIONS
+    from rmz_acq.training.data import make_simulated_volume
+
+    with pytest.raises(RmzError, match="psf_models"):
+        make_simulated_volume(PRESET_CONDITIONS["beads"], 5, 64, ("gaussian",))  # type: ignore[arg-type]
+    with pytest.raises(RmzError, match="psf_models"):
+        make_simulated_volume(PRESET_CONDITIONS["beads"], 5, 64, ())

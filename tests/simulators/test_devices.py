@@ -199,3 +199,23 @@ def test_optics_change_from_python_re_renders(small_core: CMMCorePlus) -> None:
     with pytest.raises(ValueError, match="immersion"):
         small_core.setProperty("Microscope", "NumericalAperture", "1.6")
     assert float(small_core.getProperty("Microscope", "NumericalAperture")) == 0.5
+
+
+def test_psf_model_property_widens_the_focused_beads(small_core: CMMCorePlus) -> None:
+    small_core.setShutterOpen(True)
+    small_core.setProperty("Camera", "ReadNoiseE", "0")
+    small_core.setProperty("Microscope", "PhotonFluxPerS", "1e7")
+    small_core.setPosition(2.0)
+    scalar = _snap(small_core).astype(float)
+    small_core.setProperty("Microscope", "PSFModel", "vectorial")
+    vectorial = _snap(small_core).astype(float)
+    # same beads and light, each spread over a wider spot: lower peaks
+    saturated = float(small_core.getProperty("Camera", "FullWellE")) * float(
+        small_core.getProperty("Camera", "Gain")
+    )
+    assert scalar.max() < 0.5 * saturated  # not clipped by the camera
+    assert vectorial.max() < 0.9 * scalar.max()
+    assert vectorial.sum() == pytest.approx(scalar.sum(), rel=0.02)
+    with pytest.raises(ValueError, match="PSFModel"):
+        small_core.setProperty("Microscope", "PSFModel", "gaussian")
+    assert small_core.getProperty("Microscope", "PSFModel") == "vectorial"
