@@ -66,9 +66,9 @@ DEFAULT_RELATIVE_EPSILON = 0.1  # from benchmarks/bench_adaptive.py, see README
 # Per preset, from benchmarks/bench_adaptive.py --sample worm / --sample beads:
 # nuclei volumes gain 2 dB from frame 4 to frame 6 and change by 4-6 % of
 # their norm per frame after that; sparse beads change a small share of the
-# volume's norm with each frame (0.03-0.07 relative, on and on), and keep
+# volume's norm with each frame (0.02-0.06 relative, on and on), and keep
 # sharpening up to 8-9 frames.
-PRESET_RELATIVE_EPSILON = {"nuclei": 0.05, "beads": 0.03}
+PRESET_RELATIVE_EPSILON = {"nuclei": 0.05, "beads": 0.02}
 
 
 def default_relative_epsilon(model_name: str) -> float:

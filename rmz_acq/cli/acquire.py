@@ -47,7 +47,7 @@ def acquire(
         typer.Option(
             "--relative-epsilon",
             help="Stop when the change / ||V_M||_F <= this (default: the model's; nuclei 0.05, "
-            "beads 0.03, others 0.1).",
+            "beads 0.02, others 0.1).",
         ),
     ] = None,
     min_frames: Annotated[int, typer.Option("--min-frames")] = 2,
