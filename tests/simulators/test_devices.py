@@ -176,12 +176,17 @@ def test_sample_from_a_tiff_with_its_voxel_size(
     assert blurred[28:36, 28:36].mean() < 0.5 * centre
 
 
+def _bright_snap(core: CMMCorePlus, photon_flux: str) -> np.ndarray:
+    """A frame at z 2 um with the shutter open, no read noise and this flux."""
+    core.setShutterOpen(True)
+    core.setProperty("Camera", "ReadNoiseE", "0")
+    core.setProperty("Microscope", "PhotonFluxPerS", photon_flux)
+    core.setPosition(2.0)
+    return _snap(core).astype(float)
+
+
 def test_optics_change_from_python_re_renders(small_core: CMMCorePlus) -> None:
-    small_core.setShutterOpen(True)
-    small_core.setProperty("Camera", "ReadNoiseE", "0")
-    small_core.setProperty("Microscope", "PhotonFluxPerS", "1e8")
-    small_core.setPosition(2.0)
-    sharp = _snap(small_core).astype(float)
+    sharp = _bright_snap(small_core, "1e8")
     small_core.setProperty("Microscope", "NumericalAperture", "0.5")
     soft = _snap(small_core).astype(float)
 
@@ -202,11 +207,7 @@ def test_optics_change_from_python_re_renders(small_core: CMMCorePlus) -> None:
 
 
 def test_psf_model_property_widens_the_focused_beads(small_core: CMMCorePlus) -> None:
-    small_core.setShutterOpen(True)
-    small_core.setProperty("Camera", "ReadNoiseE", "0")
-    small_core.setProperty("Microscope", "PhotonFluxPerS", "1e7")
-    small_core.setPosition(2.0)
-    scalar = _snap(small_core).astype(float)
+    scalar = _bright_snap(small_core, "1e7")
     small_core.setProperty("Microscope", "PSFModel", "vectorial")
     vectorial = _snap(small_core).astype(float)
     # same beads and light, each spread over a wider spot: lower peaks
