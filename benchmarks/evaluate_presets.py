@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import get_args
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from rmz_acq.evaluation.report import distance_cell, distance_label
 from rmz_acq.evaluation.simulated import score_on_simulated
 from rmz_acq.model.weights import load_model
 from rmz_acq.training.conditions import PRESET_CONDITIONS
+from simulators.optics import PsfModel
 
 PROTOCOL = {
     "nuclei": ([3.0, 9.0, 15.0], np.round(np.arange(0, 18.0001, 0.2), 4)),
@@ -40,7 +42,7 @@ def main() -> None:
         "--inputs", default=None, help="input planes in um, e.g. 1,2,3 (default: the protocol's)"
     )
     parser.add_argument(
-        "--psf", choices=["scalar", "vectorial"], default="scalar", help="PSF model of the volumes"
+        "--psf", choices=get_args(PsfModel), default="scalar", help="PSF model of the volumes"
     )
     args = parser.parse_args()
     model = load_model(args.weights or args.preset)

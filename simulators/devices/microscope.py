@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 from pymmcore_plus.experimental.unicore import GenericDevice
 
 from ..bench import Bench, OpticalSetup, bench_for
-from ..optics import Optics
+from ..optics import Optics, PsfModel
 from ..samples import BeadSample, NucleiSample, SampleSpec, TiffSample
 from ._properties import Setting, register_settings
 
@@ -32,7 +32,7 @@ SETTINGS = (
         "PSFModel",
         str,
         "scalar",
-        allowed=("scalar", "vectorial"),
+        allowed=get_args(PsfModel),
         doc="scalar Debye, or Richards-Wolf vectorial (unpolarised; wider at high NA)",
     ),
     Setting("PixelSizeUm", float, 0.1, limits=(0.01, 10.0), doc="pixel size at the sample"),
