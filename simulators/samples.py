@@ -86,6 +86,10 @@ class NucleiSample(_SpecBase):
     diffuse_background: float = Field(
         0.01, ge=0.0, description="density of the tissue between nuclei"
     )
+    chromatin_contrast: float = Field(
+        0.0, ge=0.0, le=1.0, description="std of a smooth texture inside nuclei (0: none)"
+    )
+    chromatin_grain_um: float = Field(0.4, gt=0.0, le=5.0, description="its correlation length")
 
 
 class TiffSample(_SpecBase):
@@ -181,9 +185,9 @@ def _make_nuclei(spec: NucleiSample, field_px: int, voxel_xy_um: float) -> Sampl
         radius = rng.uniform(d_lo, d_hi) / 2
         y = centre_y(np.array([x]))[0] + u * max(spec.band_half_width_um - radius, 0.0)
         z = z_mid + v * max(half_depth - radius, 0.0)
-        if any(
-            _periodic_distance((z, y, x), c, side_um) < 0.9 * (radius + r)
-            for c, r in zip(centres, radii, strict=True)
+        if centres and np.any(
+            _periodic_distances((z, y, x), np.asarray(centres), side_um)
+            < 0.9 * (radius + np.asarray(radii))
         ):
             continue
         centres.append((z, y % side_um, x))
@@ -192,6 +196,9 @@ def _make_nuclei(spec: NucleiSample, field_px: int, voxel_xy_um: float) -> Sampl
     zz = (np.arange(nz) * spec.voxel_z_um)[:, None, None].astype(np.float64)
     for (cz, cy, cx), radius in zip(centres, radii, strict=True):
         _add_nucleus(density, zz, (cz, cy, cx), radius, spec, rng, voxel_xy_um)
+
+    if spec.chromatin_contrast > 0:
+        density *= _chromatin(density.shape, spec, voxel_xy_um)
 
     if spec.diffuse_background > 0:
         x_um = ((np.arange(field_px) + 0.5) * voxel_xy_um).astype(np.float64)
@@ -205,13 +212,37 @@ def _make_nuclei(spec: NucleiSample, field_px: int, voxel_xy_um: float) -> Sampl
     return Sample(density, voxel_xy_um, spec.voxel_z_um, 0.0, True, points)
 
 
-def _periodic_distance(
-    a: tuple[float, float, float], b: tuple[float, float, float], side_um: float
-) -> float:
-    dz = a[0] - b[0]
-    dy = (a[1] - b[1] + side_um / 2) % side_um - side_um / 2
-    dx = (a[2] - b[2] + side_um / 2) % side_um - side_um / 2
-    return float(np.sqrt(dz * dz + dy * dy + dx * dx))
+def _periodic_distances(
+    a: tuple[float, float, float], b: NDArray[np.float64], side_um: float
+) -> NDArray[np.float64]:
+    """Distances from point ``a`` to each row ``(z, y, x)`` of ``b``, wrapping in y and x."""
+    dz = a[0] - b[:, 0]
+    dy = (a[1] - b[:, 1] + side_um / 2) % side_um - side_um / 2
+    dx = (a[2] - b[:, 2] + side_um / 2) % side_um - side_um / 2
+    return np.sqrt(dz * dz + dy * dy + dx * dx)
+
+
+def _chromatin(
+    shape: tuple[int, ...], spec: NucleiSample, voxel_xy_um: float
+) -> NDArray[np.float32]:
+    """A smooth multiplicative texture: clumps and gaps of chromatin inside the nuclei.
+
+    Gaussian-filtered white noise with correlation length
+    ``chromatin_grain_um``, scaled to a standard deviation of
+    ``chromatin_contrast`` around 1 and kept positive.  It wraps laterally,
+    as the field does, and has a random stream of its own, so the nuclei
+    themselves are the same with or without it.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng([spec.seed, 2])
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    sigma_px = spec.chromatin_grain_um / voxel_xy_um
+    noise = gaussian_filter(
+        noise, (spec.chromatin_grain_um / spec.voxel_z_um, sigma_px, sigma_px), mode="wrap"
+    )
+    noise *= spec.chromatin_contrast / max(float(noise.std()), 1e-12)
+    return np.clip(1.0 + noise, 0.05, None)
 
 
 def _add_nucleus(

@@ -215,6 +215,17 @@ def _distance_table(beads: dict[str, Any]) -> Any:
     return table
 
 
+def _choices(flag: str, given: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    """The comma-separated names of ``given``, each one of ``known``."""
+    names = tuple(n.strip() for n in given.split(",") if n.strip())
+    if not names or any(n not in known for n in names):
+        raise RmzError(
+            f"{flag} {given!r}: give one or more of {', '.join(known)}, "
+            f"comma-separated, e.g. {flag} {','.join(known)}"
+        )
+    return names
+
+
 @app.command()
 def train(
     output: Annotated[
@@ -279,6 +290,15 @@ def train(
             "(each volume draws one; both make a model that does not rely on one spot shape).",
         ),
     ] = "scalar",
+    sample_varieties: Annotated[
+        str,
+        typer.Option(
+            "--sample-variety",
+            help="Sample varieties of the simulated volumes, comma-separated: standard (the "
+            "preset's stated sample), wide (nuclei 1.5-7 um, denser or filling the field, "
+            "chromatin texture; beads denser); each volume draws one.",
+        ),
+    ] = "standard",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
     stop_after: Annotated[
@@ -323,20 +343,15 @@ def train(
     from simulators.optics import PsfModel
 
     from ..training.conditions import PRESET_CONDITIONS
-    from ..training.data import load_stack_volumes
+    from ..training.data import SampleVariety, load_stack_volumes
     from ..training.trainer import TrainingSettings
     from ..training.trainer import train as run_training
 
     try:
         if preset not in PRESET_CONDITIONS:
             raise RmzError(f"unknown --preset {preset!r}; choose {', '.join(PRESET_CONDITIONS)}")
-        models = tuple(m.strip() for m in psf_models.split(",") if m.strip())
-        known = get_args(PsfModel)
-        if not models or any(m not in known for m in models):
-            raise RmzError(
-                f"--psf-models {psf_models!r}: give one or more of {', '.join(known)}, "
-                "comma-separated, e.g. --psf-models scalar,vectorial"
-            )
+        models = _choices("--psf-models", psf_models, get_args(PsfModel))
+        varieties = _choices("--sample-variety", sample_varieties, get_args(SampleVariety))
         settings = TrainingSettings(
             steps=steps,
             crop_px=crop_px,
@@ -353,6 +368,7 @@ def train(
             scan_order_fraction=scan_order_fraction,
             adversarial_weight=adversarial_weight,
             psf_models=cast(tuple[PsfModel, ...], models),
+            sample_varieties=cast(tuple[SampleVariety, ...], varieties),
             seed=seed,
             checkpoint_every=checkpoint_every,
             validate_every=checkpoint_every,

@@ -19,7 +19,7 @@ from simulators.optics import PsfModel
 from ..model.weights import LoadedModel
 from ..session import ReconstructionSession
 from ..training.conditions import ImagingConditions
-from ..training.data import make_simulated_volume
+from ..training.data import SampleVariety, make_simulated_volume
 from ..training.trainer import EVALUATION_SEED
 from .report import Evaluation, evaluate_arrays, widths_by_distance
 
@@ -90,12 +90,15 @@ def score_on_simulated(
     beads: bool = False,
     device: str | None = None,
     psf_model: PsfModel = "scalar",
+    sample_variety: SampleVariety = "standard",
 ) -> SimulatedScore:
     noisy: list[Evaluation] = []
     clean: list[Evaluation] = []
     planes = np.asarray(output_planes_um, np.float64)
     for i in range(n_volumes):
-        volume = make_simulated_volume(conditions, EVALUATION_SEED + i, fov_px, (psf_model,))
+        volume = make_simulated_volume(
+            conditions, EVALUATION_SEED + i, fov_px, (psf_model,), (sample_variety,)
+        )
         rng = np.random.default_rng(EVALUATION_SEED + i)
         frames = np.stack([volume.frame(z, rng) for z in input_planes_um])
         scan = np.stack([volume.frame(float(z), rng) for z in planes])

@@ -37,7 +37,14 @@ from ..model.network import RecurrentMZ, grow_depth
 from ..model.normalization import IntensityNormalization
 from ..model.weights import save_weights
 from .conditions import ImagingConditions
-from .data import Batch, SimulatedVolume, StackVolume, TrainingSampler, make_simulated_volume
+from .data import (
+    Batch,
+    SampleVariety,
+    SimulatedVolume,
+    StackVolume,
+    TrainingSampler,
+    make_simulated_volume,
+)
 
 __all__ = ["TrainingSettings", "TrainingSummary", "train"]
 
@@ -73,6 +80,9 @@ class TrainingSettings(BaseModel):
     psf_models: tuple[PsfModel, ...] = Field(
         ("scalar",), min_length=1, description="PSF models simulated volumes are drawn from"
     )
+    sample_varieties: tuple[SampleVariety, ...] = Field(
+        ("standard",), min_length=1, description="sample varieties simulated volumes are drawn from"
+    )
     seed: int = 0
     checkpoint_every: int = Field(250, ge=1)
     validate_every: int = Field(250, ge=1)
@@ -83,6 +93,7 @@ def _simulate(
     seeds: list[int],
     fov_px: int,
     psf_models: tuple[PsfModel, ...],
+    sample_varieties: tuple[SampleVariety, ...],
     workers: int,
     notify: Callable[[str, int, int, dict[str, float]], None],
 ) -> list[SimulatedVolume]:
@@ -90,14 +101,21 @@ def _simulate(
     if workers <= 1:
         volumes = []
         for i, seed in enumerate(seeds):
-            volumes.append(make_simulated_volume(conditions, seed, fov_px, psf_models))
+            volumes.append(
+                make_simulated_volume(conditions, seed, fov_px, psf_models, sample_varieties)
+            )
             notify("simulating", i + 1, len(seeds), {})
         return volumes
     # spawned, not forked: forking a process that has run torch can hang
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         volumes = []
         for volume in pool.map(
-            make_simulated_volume, repeat(conditions), seeds, repeat(fov_px), repeat(psf_models)
+            make_simulated_volume,
+            repeat(conditions),
+            seeds,
+            repeat(fov_px),
+            repeat(psf_models),
+            repeat(sample_varieties),
         ):
             volumes.append(volume)
             notify("simulating", len(volumes), len(seeds), {})
@@ -298,11 +316,21 @@ def train(
     if stacks is None:
         seeds = [1000 * settings.seed + i for i in range(settings.n_volumes)]
         volumes = _simulate(
-            conditions, seeds, settings.fov_px, settings.psf_models, workers, notify
+            conditions,
+            seeds,
+            settings.fov_px,
+            settings.psf_models,
+            settings.sample_varieties,
+            workers,
+            notify,
         )
         validation_volumes = [
             make_simulated_volume(
-                conditions, VALIDATION_SEED + i, settings.fov_px, settings.psf_models
+                conditions,
+                VALIDATION_SEED + i,
+                settings.fov_px,
+                settings.psf_models,
+                settings.sample_varieties,
             )
             for i in range(2)
         ]

@@ -127,3 +127,54 @@ def test_unknown_psf_model_is_refused() -> None:
         make_simulated_volume(PRESET_CONDITIONS["beads"], 5, 64, ("gaussian",))  # type: ignore[arg-type]
     with pytest.raises(RmzError, match="psf_models"):
         make_simulated_volume(PRESET_CONDITIONS["beads"], 5, 64, ())
+
+
+def test_wide_variety_redraws_the_sample_and_keeps_optics_and_camera() -> None:
+    from rmz_acq.training.conditions import PRESET_CONDITIONS
+    from rmz_acq.training.data import make_simulated_volume
+
+    conditions = PRESET_CONDITIONS["beads"]
+    standard = make_simulated_volume(conditions, 3, 64)
+    wide = make_simulated_volume(conditions, 3, 64, sample_varieties=("wide",))
+    assert standard.camera == wide.camera
+    assert standard.photons_per_unit == wide.photons_per_unit
+    assert standard.stack.stack.shape == wide.stack.stack.shape
+    assert not np.array_equal(standard.stack.stack, wide.stack.stack)
+    # "standard" alone is the default: the volumes model cards are scored on
+    again = make_simulated_volume(conditions, 3, 64, sample_varieties=("standard",))
+    np.testing.assert_array_equal(standard.stack.stack, again.stack.stack)
+
+
+def test_wide_nuclei_stay_within_their_stated_ranges() -> None:
+    from rmz_acq.training.data import _wide_sample
+    from simulators.samples import NucleiSample
+
+    specs = [_wide_sample(NucleiSample(seed=s), s) for s in range(200)]
+    lows = np.array([s.diameter_range_um[0] for s in specs])
+    highs = np.array([s.diameter_range_um[1] for s in specs])
+    assert lows.min() >= 1.5 and highs.max() <= 7.0 and np.all(highs > lows)
+    assert highs.max() > 6.0 and lows.min() < 1.7  # the range is used, not just allowed
+    bands = np.array([s.band_half_width_um for s in specs])
+    assert bands.min() >= 8.0 and bands.max() <= 45.0
+    contrast = np.array([s.chromatin_contrast for s in specs])
+    assert contrast.max() > 0.5 and contrast.min() < 0.05
+    # packing fraction 3-25 %: large nuclei come fewer to the cubic micrometre
+    packing = [
+        s.nuclei_per_1000_um3 / 1000 * np.pi / 6 * np.mean(np.linspace(*s.diameter_range_um) ** 3)
+        for s in specs
+    ]
+    assert min(packing) > 0.025 and max(packing) < 0.26
+
+
+def test_sample_varieties_are_drawn_per_volume_and_checked() -> None:
+    from rmz_acq.training.conditions import PRESET_CONDITIONS
+    from rmz_acq.training.data import draw_psf_model, draw_sample_variety, make_simulated_volume
+
+    both = ("standard", "wide")
+    drawn = [draw_sample_variety(seed, both) for seed in range(40)]  # type: ignore[arg-type]
+    assert 10 < drawn.count("wide") < 30
+    # a stream apart from the PSF model's: the two draws are not the same coin
+    psf = [draw_psf_model(seed, ("scalar", "vectorial")) for seed in range(40)]
+    assert [d == "wide" for d in drawn] != [p == "vectorial" for p in psf]
+    with pytest.raises(RmzError, match="sample_varieties"):
+        make_simulated_volume(PRESET_CONDITIONS["beads"], 5, 64, sample_varieties=("odd",))  # type: ignore[arg-type]

@@ -98,3 +98,21 @@ def test_samples_are_seeded_and_varied() -> None:
     assert len(a.points_um) > 3
     # nuclei are 2-4 um bodies: the brightest voxels are well inside one
     assert a.density.max() > 0.5
+
+
+def test_chromatin_texture_changes_the_inside_of_nuclei_only() -> None:
+    plain = make_sample(NucleiSample(seed=3, depth_um=6.0, diffuse_background=0.0), 200, 0.1)
+    spec = NucleiSample(seed=3, depth_um=6.0, diffuse_background=0.0, chromatin_contrast=0.4)
+    textured = make_sample(spec, 200, 0.1)
+    # the same nuclei in the same places; nothing appears outside them
+    np.testing.assert_array_equal(plain.points_um, textured.points_um)
+    inside = plain.density > 0.3 * plain.density.max()
+    assert np.all(textured.density[plain.density == 0] == 0)
+    ratio = textured.density[inside] / plain.density[inside]
+    assert 0.25 < ratio.std() < 0.55 and 0.85 < ratio.mean() < 1.15
+    # smooth, not voxel noise: neighbouring voxels along x share their clumps
+    field = textured.density / np.where(plain.density > 0, plain.density, 1)
+    step = field[:, :, 1:] - field[:, :, :-1]
+    assert step[inside[:, :, 1:] & inside[:, :, :-1]].std() < 0.5 * ratio.std()
+    with pytest.raises(ValueError, match="chromatin_contrast"):
+        NucleiSample(chromatin_contrast=1.5)
