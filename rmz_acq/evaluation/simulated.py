@@ -8,6 +8,7 @@ the noise-free optical image are reported beside it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,13 +92,19 @@ def score_on_simulated(
     device: str | None = None,
     psf_model: PsfModel = "scalar",
     sample_variety: SampleVariety = "standard",
+    sample_settings: Mapping[str, Any] | None = None,
 ) -> SimulatedScore:
     noisy: list[Evaluation] = []
     clean: list[Evaluation] = []
     planes = np.asarray(output_planes_um, np.float64)
     for i in range(n_volumes):
         volume = make_simulated_volume(
-            conditions, EVALUATION_SEED + i, fov_px, (psf_model,), (sample_variety,)
+            conditions,
+            EVALUATION_SEED + i,
+            fov_px,
+            (psf_model,),
+            (sample_variety,),
+            sample_settings,
         )
         rng = np.random.default_rng(EVALUATION_SEED + i)
         frames = np.stack([volume.frame(z, rng) for z in input_planes_um])

@@ -15,14 +15,15 @@ a random output plane.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar, get_args
+from typing import Any, Literal, Protocol, TypeVar, get_args
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from pydantic import ValidationError
 
 from simulators.camera_model import CameraModel
 from simulators.optics import Optics, PsfModel
@@ -170,6 +171,7 @@ def make_simulated_volume(
     fov_px: int = 256,
     psf_models: Sequence[PsfModel] = ("scalar",),
     sample_varieties: Sequence[SampleVariety] = ("standard",),
+    sample_settings: Mapping[str, Any] | None = None,
 ) -> SimulatedVolume:
     """One random specimen within ``conditions``, fully determined by ``seed``.
 
@@ -178,7 +180,10 @@ def make_simulated_volume(
     camera (QE, gain, offset, read noise).  The PSF model and the sample
     variety (`SampleVariety`) are drawn from ``psf_models`` and
     ``sample_varieties`` on streams of their own, so a volume's optics, noise
-    and camera are the same whichever are allowed.
+    and camera are the same whichever are allowed.  ``sample_settings``
+    overrides fields of the drawn sample spec (`BeadSample`, `NucleiSample`),
+    e.g. ``{"diameter_range_um": (4, 7)}``, to score a model on one kind of
+    structure; they are validated like the spec itself.
     """
     psf_model = draw_psf_model(seed, psf_models)
     variety = draw_sample_variety(seed, sample_varieties)
@@ -203,6 +208,11 @@ def make_simulated_volume(
         )
     if variety == "wide":
         spec = _wide_sample(spec, seed)
+    if sample_settings:
+        try:
+            spec = type(spec).model_validate({**spec.model_dump(), **sample_settings})
+        except ValidationError as exc:
+            raise RmzError(f"sample settings {dict(sample_settings)!r}: {exc}") from None
     optics = Optics(
         numerical_aperture=float(
             np.clip(

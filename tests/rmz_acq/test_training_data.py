@@ -178,3 +178,19 @@ def test_sample_varieties_are_drawn_per_volume_and_checked() -> None:
     assert [d == "wide" for d in drawn] != [p == "vectorial" for p in psf]
     with pytest.raises(RmzError, match="sample_varieties"):
         make_simulated_volume(PRESET_CONDITIONS["beads"], 5, 64, sample_varieties=("odd",))  # type: ignore[arg-type]
+
+
+def test_sample_settings_override_the_drawn_sample_and_are_validated() -> None:
+    from rmz_acq.training.conditions import PRESET_CONDITIONS
+    from rmz_acq.training.data import make_simulated_volume
+
+    conditions = PRESET_CONDITIONS["beads"]
+    drawn = make_simulated_volume(conditions, 4, 64)
+    none = make_simulated_volume(conditions, 4, 64, sample_settings={"density_per_1000_um3": 0})
+    # no beads: only the flat background is left; camera and flux unchanged
+    assert drawn.stack.stack.max() > 0 and none.stack.stack.max() == 0
+    assert none.camera == drawn.camera
+    with pytest.raises(RmzError, match="density_per_1000_um3"):
+        make_simulated_volume(conditions, 4, 64, sample_settings={"density_per_1000_um3": -1})
+    with pytest.raises(RmzError, match="diameter"):
+        make_simulated_volume(conditions, 4, 64, sample_settings={"diameter_um": 3})
