@@ -171,10 +171,12 @@ def _make_nuclei(spec: NucleiSample, field_px: int, voxel_xy_um: float) -> Sampl
     band_volume = side_um * 2 * spec.band_half_width_um * spec.depth_um * np.pi / 4
     count = rng.poisson(spec.nuclei_per_1000_um3 * band_volume / 1000.0)
 
-    centres: list[tuple[float, float, float]] = []
-    radii: list[float] = []
+    # Accepted nuclei fill these arrays from the front; ``placed`` counts them.
+    centres = np.zeros((count, 3))
+    radii = np.zeros(count)
+    placed = 0
     for _ in range(count * 20):
-        if len(centres) >= count:
+        if placed >= count:
             break
         # Uniform in the elliptical tube cross-section (half-width in y,
         # half-depth in z, shrunk by the largest nucleus radius).
@@ -185,17 +187,19 @@ def _make_nuclei(spec: NucleiSample, field_px: int, voxel_xy_um: float) -> Sampl
         radius = rng.uniform(d_lo, d_hi) / 2
         y = centre_y(np.array([x]))[0] + u * max(spec.band_half_width_um - radius, 0.0)
         z = z_mid + v * max(half_depth - radius, 0.0)
-        if centres and np.any(
-            _periodic_distances((z, y, x), np.asarray(centres), side_um)
-            < 0.9 * (radius + np.asarray(radii))
+        if np.any(
+            _periodic_distances((z, y, x), centres[:placed], side_um)
+            < 0.9 * (radius + radii[:placed])
         ):
             continue
-        centres.append((z, y % side_um, x))
-        radii.append(radius)
+        centres[placed] = (z, y % side_um, x)
+        radii[placed] = radius
+        placed += 1
+    centres, radii = centres[:placed], radii[:placed]
 
     zz = (np.arange(nz) * spec.voxel_z_um)[:, None, None].astype(np.float64)
     for (cz, cy, cx), radius in zip(centres, radii, strict=True):
-        _add_nucleus(density, zz, (cz, cy, cx), radius, spec, rng, voxel_xy_um)
+        _add_nucleus(density, zz, (cz, cy, cx), float(radius), spec, rng, voxel_xy_um)
 
     if spec.chromatin_contrast > 0:
         density *= _chromatin(density.shape, spec, voxel_xy_um)
