@@ -103,7 +103,8 @@ class ReconstructionSession:
         Core size of lateral tiles; ``None`` tiles frames larger than 768 px
         with 512 px cores, ``0`` never tiles.
     normalization
-        Fixed intensity normalisation; default: from the first frame.
+        Fixed intensity normalisation; default: from the first frame, by the
+        method the model was trained with (``model.config.intensity``).
     """
 
     def __init__(
@@ -261,7 +262,9 @@ class ReconstructionSession:
         if self._hidden is None:
             self._allocate(*values.shape)
         if self.normalization is None:
-            self.normalization = IntensityNormalization.from_frame(values)
+            self.normalization = IntensityNormalization.from_frame(
+                values, method=self.model.config.intensity
+            )
         assert self._hidden is not None and self._volume is not None
         norm = self.normalization
         height, width = values.shape

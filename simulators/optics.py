@@ -12,7 +12,10 @@ transform of it.
 
 Units: lengths in micrometres, spatial frequencies in cycles per micrometre,
 defocus ``dz_um`` = sample z minus focal-plane z (the PSF is symmetric in its
-sign for this aberration-free model).
+sign unless ``spherical_aberration_waves`` is set).
+
+Astigmatism and other aberrations without radial symmetry are not modelled:
+they would need a 2D pupil and a 2D OTF per defocus.
 """
 
 from __future__ import annotations
@@ -52,6 +55,13 @@ class Optics(BaseModel):
     pixel_size_um: float = Field(0.1, gt=0.0, le=10.0, description="at the sample")
     psf_model: PsfModel = Field(
         "scalar", description="scalar Debye, or Richards-Wolf vectorial for unpolarised light"
+    )
+    spherical_aberration_waves: float = Field(
+        0.0,
+        ge=-2.0,
+        le=2.0,
+        description="primary spherical aberration, Zernike Z(4,0) RMS in waves (0: none); "
+        "what imaging into a sample of another refractive index adds",
     )
 
     @model_validator(mode="after")
@@ -119,7 +129,16 @@ def radial_psf(
     n_theta = int(max(256, 8 * cycles))
     theta = (np.arange(n_theta) + 0.5) * (alpha / n_theta)  # midpoint rule
     sin, cos = np.sin(theta), np.cos(theta)
-    weight = np.sqrt(cos) * sin * (alpha / n_theta)
+    weight: NDArray[np.floating] | NDArray[np.complexfloating] = (
+        np.sqrt(cos) * sin * (alpha / n_theta)
+    )
+    if optics.spherical_aberration_waves:
+        # Z(4,0) over the normalised pupil radius rho = sin(t) / sin(alpha):
+        # radially symmetric, so the Hankel path stays exact, but the PSF is
+        # no longer the same above and below focus.
+        rho2 = (sin / np.sin(alpha)) ** 2
+        zernike = np.sqrt(5.0) * (6.0 * rho2 * rho2 - 6.0 * rho2 + 1.0)
+        weight = weight * np.exp(2j * np.pi * optics.spherical_aberration_waves * zernike)
     kr = k * np.outer(r, sin)  # (n_r, n_theta)
     phase = weight[:, None] * np.exp(1j * k * np.outer(cos, dz))  # (n_theta, n_dz)
     if optics.psf_model == "scalar":

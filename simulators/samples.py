@@ -17,17 +17,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "STRUCTURE_FAMILIES",
     "BeadSample",
     "NucleiSample",
     "Sample",
     "SampleSpec",
+    "StructureFamily",
+    "StructureSample",
     "TiffSample",
     "make_sample",
 ]
@@ -102,7 +105,29 @@ class TiffSample(_SpecBase):
     depth_um: float = Field(10.0, gt=0.0, le=200.0, description="ignored: from file")
 
 
-SampleSpec = Annotated[BeadSample | NucleiSample | TiffSample, Field(discriminator="kind")]
+StructureFamily = Literal["nuclei", "cells", "filaments", "membranes", "puncta", "tissue"]
+STRUCTURE_FAMILIES: tuple[StructureFamily, ...] = get_args(StructureFamily)
+
+
+class StructureSample(_SpecBase):
+    """A mixture of structure families in one periodic field (`structures`)."""
+
+    kind: Literal["structures"] = "structures"
+    depth_um: float = Field(18.0, gt=0.0, le=200.0)
+    voxel_z_um: float = Field(0.2, gt=0.0, le=5.0)
+    families: tuple[StructureFamily, ...] = Field(("nuclei",), min_length=1)
+    fill: float = Field(
+        0.5, ge=0.0, le=1.0, description="0: sparse objects, 1: the field packed full"
+    )
+    brightness_decades: float = Field(
+        1.0, ge=0.0, le=3.0, description="component brightnesses span up to this many decades"
+    )
+    size_scale: float = Field(1.0, gt=0.2, le=5.0, description="multiplies object sizes")
+
+
+SampleSpec = Annotated[
+    BeadSample | NucleiSample | StructureSample | TiffSample, Field(discriminator="kind")
+]
 
 
 def make_sample(spec: SampleSpec, field_px: int, voxel_xy_um: float) -> Sample:
@@ -111,6 +136,10 @@ def make_sample(spec: SampleSpec, field_px: int, voxel_xy_um: float) -> Sample:
         return _make_beads(spec, field_px, voxel_xy_um)
     if isinstance(spec, NucleiSample):
         return _make_nuclei(spec, field_px, voxel_xy_um)
+    if isinstance(spec, StructureSample):
+        from .structures import make_structures
+
+        return make_structures(spec, field_px, voxel_xy_um)
     return _read_tiff_sample(spec, voxel_xy_um)
 
 

@@ -296,9 +296,43 @@ def train(
             "--sample-variety",
             help="Sample varieties of the simulated volumes, comma-separated: standard (the "
             "preset's stated sample), wide (nuclei 1.5-7 um, denser or filling the field, "
-            "chromatin texture; beads denser); each volume draws one.",
+            "chromatin texture; beads denser), structures (mixtures of the structure "
+            "families: see --families); each volume draws one.",
         ),
     ] = "standard",
+    families: Annotated[
+        str,
+        typer.Option(
+            "--families",
+            help="Structure families the 'structures' variety draws from, comma-separated: "
+            "nuclei, cells, filaments, membranes, puncta, tissue (default: all; leave one out "
+            "to judge the model on it).",
+        ),
+    ] = "nuclei,cells,filaments,membranes,puncta,tissue",
+    optics_varieties: Annotated[
+        str,
+        typer.Option(
+            "--optics",
+            help="Optics of the simulated volumes, comma-separated: ideal, realistic "
+            "(spherical aberration, focal shift, haze, x0.1-10 flux); each volume draws one.",
+        ),
+    ] = "ideal",
+    intensity: Annotated[
+        str,
+        typer.Option(
+            "--intensity",
+            help="How frames are normalised: energy (frame mean and dark floor; the same "
+            "whichever frame comes first) or triangle (the paper's; the first presets').",
+        ),
+    ] = "energy",
+    input_plane_fraction: Annotated[
+        float,
+        typer.Option(
+            "--input-plane-fraction",
+            help="Share of targets at the z of an input frame (0-1), so the volume there "
+            "keeps what the frame saw.",
+        ),
+    ] = 0.1,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
     stop_after: Annotated[
@@ -341,9 +375,11 @@ def train(
     )
 
     from simulators.optics import PsfModel
+    from simulators.samples import STRUCTURE_FAMILIES, StructureFamily
 
+    from ..model.normalization import INTENSITY_METHODS, IntensityMethod
     from ..training.conditions import PRESET_CONDITIONS
-    from ..training.data import SampleVariety, load_stack_volumes
+    from ..training.data import OpticsVariety, SampleVariety, load_stack_volumes
     from ..training.trainer import TrainingSettings
     from ..training.trainer import train as run_training
 
@@ -352,6 +388,11 @@ def train(
             raise RmzError(f"unknown --preset {preset!r}; choose {', '.join(PRESET_CONDITIONS)}")
         models = _choices("--psf-models", psf_models, get_args(PsfModel))
         varieties = _choices("--sample-variety", sample_varieties, get_args(SampleVariety))
+        allowed = _choices("--families", families, STRUCTURE_FAMILIES)
+        optics = _choices("--optics", optics_varieties, get_args(OpticsVariety))
+        method = _choices("--intensity", intensity, INTENSITY_METHODS)
+        if len(method) != 1:
+            raise RmzError(f"--intensity takes one of {', '.join(INTENSITY_METHODS)}")
         settings = TrainingSettings(
             steps=steps,
             crop_px=crop_px,
@@ -369,6 +410,10 @@ def train(
             adversarial_weight=adversarial_weight,
             psf_models=cast(tuple[PsfModel, ...], models),
             sample_varieties=cast(tuple[SampleVariety, ...], varieties),
+            structure_families=cast(tuple[StructureFamily, ...], allowed),
+            optics_varieties=cast(tuple[OpticsVariety, ...], optics),
+            intensity=cast(IntensityMethod, method[0]),
+            input_plane_fraction=input_plane_fraction,
             seed=seed,
             checkpoint_every=checkpoint_every,
             validate_every=checkpoint_every,

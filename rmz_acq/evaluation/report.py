@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,6 +23,7 @@ from .metrics import nrmse, psnr, ssim
 __all__ = [
     "DISTANCE_BINS_UM",
     "Evaluation",
+    "Scale",
     "distance_cell",
     "distance_label",
     "evaluate_arrays",
@@ -109,6 +110,14 @@ class Evaluation:
         }
 
 
+Scale = Literal["truth", "per_volume"]
+"""How volumes are put on one scale before scoring: ``truth`` maps every
+volume with the ground truth's statistics (intensity errors count);
+``per_volume`` normalises each volume by its own (the paper's section 4.1:
+background mean to 0, the foreground's 99th percentile to 1), so only the
+structure counts."""
+
+
 def _common_normalisation(truth: NDArray[np.floating]) -> IntensityNormalization:
     # One scale for every volume, from the ground truth (background 0,
     # foreground 1): all volumes are in the camera's units, so a shared
@@ -129,8 +138,9 @@ def evaluate_arrays(
     model: LoadedModel | None = None,
     beads: bool = False,
     device: str | None = None,
+    scale: Scale = "truth",
 ) -> Evaluation:
-    """Score ``volume`` and the baselines plane by plane against ``truth``."""
+    """Score ``volume`` and the baselines plane by plane against ``truth`` (see `Scale`)."""
     planes = np.asarray(planes_um, np.float64)
     truth_z = np.asarray(truth_z_um, np.float64)
     if volume.shape[1:] != truth.shape[1:] or volume.shape[1:] != frames.shape[1:]:
@@ -156,10 +166,13 @@ def evaluate_arrays(
         )
     truth_planes = np.asarray(truth, np.float32)[matched]
     norm = _common_normalisation(truth_planes)
+    if scale == "per_volume":
+        norm = IntensityNormalization.from_frame(truth_planes)
     reference = norm.apply(truth_planes)
     scores: dict[str, dict[str, list[float]]] = {}
     for name, estimate in methods.items():
-        normalised = norm.apply(estimate)
+        own = IntensityNormalization.from_frame(estimate) if scale == "per_volume" else norm
+        normalised = own.apply(estimate)
         scores[name] = {
             "psnr": [psnr(a, b) for a, b in zip(normalised, reference, strict=True)],
             "nrmse": [nrmse(a, b) for a, b in zip(normalised, reference, strict=True)],

@@ -26,6 +26,8 @@ from typing import Literal, NamedTuple, cast
 import torch
 from torch import Tensor, nn
 
+from .normalization import INTENSITY_METHODS, IntensityMethod
+
 __all__ = ["ConvGRU", "NetworkConfig", "RecurrentMZ", "RecurrentState", "grow_depth"]
 
 Norm = Literal["none", "batch"]
@@ -39,6 +41,9 @@ class NetworkConfig:
     depth: int = 4
     norm: Norm = "none"
     dpm_scale_um: float = 5.0
+    # How frames are put on the network's scale (`normalization`); part of
+    # what the weights learnt, so it travels with them.
+    intensity: IntensityMethod = "energy"
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -46,6 +51,7 @@ class NetworkConfig:
             "depth": str(self.depth),
             "norm": self.norm,
             "dpm_scale_um": repr(self.dpm_scale_um),
+            "intensity": self.intensity,
         }
 
     @classmethod
@@ -53,11 +59,16 @@ class NetworkConfig:
         norm = values.get("norm", "none")
         if norm not in ("none", "batch"):
             raise ValueError(f"unknown norm {norm!r}")
+        # Weights written before the choice existed were trained on "triangle".
+        intensity = values.get("intensity", "triangle")
+        if intensity not in INTENSITY_METHODS:
+            raise ValueError(f"unknown intensity method {intensity!r}")
         return cls(
             base_channels=int(values["base_channels"]),
             depth=int(values["depth"]),
             norm=norm,  # type: ignore[arg-type]
             dpm_scale_um=float(values["dpm_scale_um"]),
+            intensity=intensity,  # type: ignore[arg-type]
         )
 
 
@@ -136,6 +147,10 @@ class RecurrentMZ(nn.Module):
         ``"none"`` (default) or ``"batch"`` (the paper's batch normalisation).
     dpm_scale_um
         The DPM channel is ``dz_um / dpm_scale_um``, keeping it of order one.
+    intensity
+        How the session normalises frames for this network
+        (`normalization.IntensityMethod`); the network itself only sees the
+        normalised frames.
     """
 
     def __init__(
@@ -145,13 +160,14 @@ class RecurrentMZ(nn.Module):
         depth: int = 4,
         norm: Norm = "none",
         dpm_scale_um: float = 5.0,
+        intensity: IntensityMethod = "energy",
     ):
         super().__init__()
         if base_channels < 2 or depth < 1:
             raise ValueError(
                 f"base_channels must be >= 2 and depth >= 1, got {base_channels}, {depth}"
             )
-        self.config = NetworkConfig(base_channels, depth, norm, dpm_scale_um)
+        self.config = NetworkConfig(base_channels, depth, norm, dpm_scale_um, intensity)
         channels = [base_channels * 2**k for k in range(depth)]
         self.channels = tuple(channels)
         self.pool = nn.MaxPool2d(2)
@@ -306,6 +322,7 @@ def grow_depth(model: RecurrentMZ, depth: int, *, shift: float = 1.0) -> Recurre
         depth=depth,
         norm=old.norm,
         dpm_scale_um=old.dpm_scale_um,
+        intensity=old.intensity,
     ).to(next(model.parameters()).device)
     grown.load_state_dict(model.state_dict(), strict=False)  # the new scales are missing
     k = old.depth - 1  # the old deepest scale, whose decoder block is new

@@ -121,6 +121,7 @@ def load_model(name_or_path: str | Path, device: torch.device | str = "cpu") -> 
         depth=config.depth,
         norm=config.norm,
         dpm_scale_um=config.dpm_scale_um,
+        intensity=config.intensity,
     )
     try:
         model.load_state_dict(tensors, strict=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar, get_args
+from typing import Any, Literal, Protocol, TypeVar, cast, get_args
 
 import numpy as np
 import torch
@@ -28,21 +28,31 @@ from pydantic import ValidationError
 from simulators.camera_model import CameraModel
 from simulators.optics import Optics, PsfModel
 from simulators.rendering import FocalStack, field_size_px
-from simulators.samples import BeadSample, NucleiSample, SampleSpec, make_sample
+from simulators.samples import (
+    STRUCTURE_FAMILIES,
+    BeadSample,
+    NucleiSample,
+    SampleSpec,
+    StructureFamily,
+    StructureSample,
+    make_sample,
+)
 
 from ..acquisition.plan import PlaneOrder, order_planes
 from ..errors import RmzError
 from ..io import read_zstack
-from ..model.normalization import IntensityNormalization
+from ..model.normalization import IntensityMethod, IntensityNormalization
 from .conditions import ImagingConditions
 
 __all__ = [
     "Batch",
+    "OpticsVariety",
     "SampleVariety",
     "SimulatedVolume",
     "StackVolume",
     "TrainingSampler",
     "Volume",
+    "draw_optics_variety",
     "draw_psf_model",
     "draw_sample_variety",
     "load_stack_volumes",
@@ -74,12 +84,22 @@ class Volume(Protocol):
 
 @dataclass
 class SimulatedVolume:
-    """A simulated sample: noise-free optics, then a camera, in ADU."""
+    """A simulated sample: noise-free optics, then a camera, in ADU.
+
+    ``axial_scale`` is how far the focus moves in the sample per micrometre
+    of stage travel (below 1 when an oil objective images into water: the
+    focal shift of a refractive-index mismatch); z here is the stage's, so
+    frames, targets and the network's DPMs all speak in stage micrometres.
+    ``haze_photons`` is a smooth out-of-field glow added to every frame
+    (shape of the field of view), or ``None``.
+    """
 
     stack: FocalStack
     photons_per_unit: float
     background_photons: float
     camera: CameraModel
+    axial_scale: float = 1.0
+    haze_photons: NDArray[np.float32] | None = None
 
     @property
     def z_range_um(self) -> tuple[float, float]:
@@ -89,10 +109,17 @@ class SimulatedVolume:
     def shape(self) -> tuple[int, int]:
         return self.stack.fov_shape
 
+    def _focus_um(self, z_um: float) -> float:
+        lo, hi = self.stack.focus_range_um
+        middle = (lo + hi) / 2
+        return middle + (z_um - middle) * self.axial_scale
+
     def photons(self, z_um: float) -> NDArray[np.float32]:
-        return self.stack.image_at(z_um) * np.float32(self.photons_per_unit) + np.float32(
-            self.background_photons
-        )
+        image = self.stack.image_at(self._focus_um(z_um)) * np.float32(self.photons_per_unit)
+        image += np.float32(self.background_photons)
+        if self.haze_photons is not None:
+            image += self.haze_photons
+        return image
 
     def frame(self, z_um: float, rng: np.random.Generator) -> NDArray[np.float32]:
         return self.camera.capture(self.photons(z_um), rng).astype(np.float32)
@@ -101,21 +128,36 @@ class SimulatedVolume:
         return self.camera.expected_adu(self.photons(z_um)).astype(np.float32)
 
     def planes(self) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
-        """The noise-free focal stack on its own grid: ``(z_um, stack)``."""
-        return np.asarray(self.stack.focus_um, np.float64), self.stack.stack
+        """The noise-free focal stack on its own grid: ``(z_um, stack)`` (stage z)."""
+        focus = np.asarray(self.stack.focus_um, np.float64)
+        if self.axial_scale == 1.0:
+            return focus, self.stack.stack
+        lo, hi = self.stack.focus_range_um
+        middle = (lo + hi) / 2
+        return middle + (focus - middle) / self.axial_scale, self.stack.stack
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
-SampleVariety = Literal["standard", "wide"]
+SampleVariety = Literal["standard", "wide", "structures"]
 """How far simulated samples vary: ``standard`` is the preset's stated sample
 (and what its model card is scored on); ``wide`` also varies what the
 conditions leave open: nuclei 1.5-7 µm across, packed 3-25 % of the tissue,
 in a band 16-90 µm wide (up to filling the field), with chromatin texture
 and more diffuse tissue; beads 1-20 per 1000 µm³ with a larger brightness
-spread."""
+spread.  ``structures`` draws one to three of the structure families of
+`simulators.structures` (from those allowed), mixed in one field with
+brightnesses up to two decades apart."""
+
+OpticsVariety = Literal["ideal", "realistic"]
+"""``ideal``: the preset's optics (NA within 0.03, wavelength within 10 nm,
+flux x0.3-3, background x0.2-3).  ``realistic`` adds what real microscopes
+do: primary spherical aberration up to 0.3 waves RMS either sign (imaging
+into a sample of another refractive index), a focal shift of 0.8-1.0 µm of
+focus per µm of stage, a smooth haze of out-of-field light up to the
+sample's own mean brightness, and flux x0.1-10."""
 
 
 _T = TypeVar("_T", bound=str)
@@ -135,6 +177,47 @@ def draw_psf_model(seed: int, psf_models: Sequence[PsfModel]) -> PsfModel:
 def draw_sample_variety(seed: int, varieties: Sequence[SampleVariety]) -> SampleVariety:
     """The sample variety of volume ``seed``: one of ``varieties``, on a stream of its own."""
     return _draw_one(seed, varieties, get_args(SampleVariety), "sample_varieties", 1299709)
+
+
+def draw_optics_variety(seed: int, varieties: Sequence[OpticsVariety]) -> OpticsVariety:
+    """The optics variety of volume ``seed``: one of ``varieties``, on a stream of its own."""
+    return _draw_one(seed, varieties, get_args(OpticsVariety), "optics_varieties", 7368787)
+
+
+def _structure_sample(
+    conditions: ImagingConditions, seed: int, families: Sequence[StructureFamily]
+) -> StructureSample:
+    """One to three of ``families`` mixed, on a stream of its own."""
+    if not families or any(f not in STRUCTURE_FAMILIES for f in families):
+        raise RmzError(
+            f"structure families {tuple(families)!r}: give one or more of {STRUCTURE_FAMILIES}"
+        )
+    rng = np.random.default_rng([seed, 2750159])
+    n = int(rng.choice([1, 1, 2, 3])) if len(families) > 1 else 1
+    chosen = tuple(
+        str(f) for f in rng.choice(list(families), size=min(n, len(families)), replace=False)
+    )
+    return StructureSample(
+        seed=seed,
+        depth_um=conditions.depth_um,
+        voxel_z_um=conditions.voxel_z_um,
+        families=cast(tuple[StructureFamily, ...], chosen),
+        fill=float(rng.uniform(0.0, 1.0)),
+        brightness_decades=float(rng.uniform(0.0, 2.0)),
+        size_scale=_log_uniform(rng, 0.6, 1.6),
+    )
+
+
+def _haze(rng: np.random.Generator, shape: tuple[int, int], mean: float) -> NDArray[np.float32]:
+    """A smooth positive glow over the field, of the given mean (photons)."""
+    from scipy.ndimage import gaussian_filter
+
+    # Varying over a sixth to half of the field: light from far outside it.
+    sigma_px = rng.uniform(0.15, 0.5) * min(shape)
+    field = gaussian_filter(rng.standard_normal(shape), sigma_px, mode="wrap")
+    field /= max(float(field.std()), 1e-12)
+    glow = np.exp(0.5 * np.clip(field, -4.0, 4.0))
+    return (glow * (mean / glow.mean())).astype(np.float32)
 
 
 def _wide_sample(spec: SampleSpec, seed: int) -> SampleSpec:
@@ -172,6 +255,8 @@ def make_simulated_volume(
     psf_models: Sequence[PsfModel] = ("scalar",),
     sample_varieties: Sequence[SampleVariety] = ("standard",),
     sample_settings: Mapping[str, Any] | None = None,
+    structure_families: Sequence[StructureFamily] = STRUCTURE_FAMILIES,
+    optics_varieties: Sequence[OpticsVariety] = ("ideal",),
 ) -> SimulatedVolume:
     """One random specimen within ``conditions``, fully determined by ``seed``.
 
@@ -183,10 +268,13 @@ def make_simulated_volume(
     and camera are the same whichever are allowed.  ``sample_settings``
     overrides fields of the drawn sample spec (`BeadSample`, `NucleiSample`),
     e.g. ``{"diameter_range_um": (4, 7)}``, to score a model on one kind of
-    structure; they are validated like the spec itself.
+    structure; they are validated like the spec itself.  ``structure_families``
+    are those the ``structures`` variety may draw (leave one out to judge a
+    model on it); ``optics_varieties`` (`OpticsVariety`) likewise.
     """
     psf_model = draw_psf_model(seed, psf_models)
     variety = draw_sample_variety(seed, sample_varieties)
+    optics_variety = draw_optics_variety(seed, optics_varieties)
     rng = np.random.default_rng([seed, 7919])
     spec: SampleSpec
     if conditions.sample == "beads":
@@ -208,6 +296,8 @@ def make_simulated_volume(
         )
     if variety == "wide":
         spec = _wide_sample(spec, seed)
+    elif variety == "structures":
+        spec = _structure_sample(conditions, seed, structure_families)
     if sample_settings:
         try:
             spec = type(spec).model_validate({**spec.model_dump(), **sample_settings})
@@ -226,6 +316,11 @@ def make_simulated_volume(
         pixel_size_um=conditions.pixel_size_um,
         psf_model=psf_model,
     )
+    # The realistic optics draw on a stream of their own, so the rest of a
+    # volume is the same with or without them.
+    real = np.random.default_rng([seed, 5381])
+    if optics_variety == "realistic":
+        optics = optics.model_copy(update={"spherical_aberration_waves": real.uniform(-0.3, 0.3)})
     field = field_size_px(optics, fov_px, conditions.depth_um, periodic=True)
     sample = make_sample(spec, field, optics.pixel_size_um)
     stack = FocalStack(sample, optics, (fov_px, fov_px), (0.0, conditions.depth_um))
@@ -236,7 +331,7 @@ def make_simulated_volume(
         offset_adu=rng.uniform(90.0, 110.0),
         gain_adu_per_e=rng.uniform(0.3, 1.0),
     )
-    return SimulatedVolume(
+    volume = SimulatedVolume(
         stack=stack,
         photons_per_unit=conditions.photon_flux_per_s * exposure_s * _log_uniform(rng, 0.3, 3.0),
         background_photons=conditions.background_photons_per_s
@@ -244,6 +339,13 @@ def make_simulated_volume(
         * _log_uniform(rng, 0.2, 3.0),
         camera=camera,
     )
+    if optics_variety == "realistic":
+        volume.photons_per_unit *= _log_uniform(real, 0.33, 3.3)
+        volume.axial_scale = real.uniform(0.8, 1.0)
+        signal = float(stack.stack.mean()) * volume.photons_per_unit
+        if real.random() < 0.7:
+            volume.haze_photons = _haze(real, stack.fov_shape, signal * real.uniform(0.05, 1.0))
+    return volume
 
 
 @dataclass
@@ -313,7 +415,12 @@ class Batch:
 
 @dataclass
 class TrainingSampler:
-    """Random training batches from a list of volumes."""
+    """Random training batches from a list of volumes.
+
+    ``intensity`` is how frames are normalised (the first frame of each
+    sequence sets the statistics, as in the session); ``input_plane_fraction``
+    is the share of targets drawn at the z of one of the inputs.
+    """
 
     volumes: list[SimulatedVolume] | list[StackVolume]
     input_spacing_um: float
@@ -324,6 +431,8 @@ class TrainingSampler:
     shuffle_probability: float = 0.5
     focus_fraction: float = 0.0
     scan_order_fraction: float = 0.0
+    intensity: IntensityMethod = "triangle"
+    input_plane_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_inputs < 1:
@@ -360,7 +469,7 @@ class TrainingSampler:
         if not weight.sum() > 0:
             return float(rng.uniform(*volume.z_range_um))
         j = int(rng.choice(len(z), p=weight / weight.sum()))
-        return float(z[j])
+        return float(np.clip(z[j], *volume.z_range_um))
 
     def input_planes(
         self, rng: np.random.Generator, m: int, z_range: tuple[float, float]
@@ -421,14 +530,18 @@ class TrainingSampler:
             if isinstance(volume, StackVolume):
                 z_in = [volume.snap_z(z) for z in z_in]
             raw = [volume.frame(z, rng) for z in z_in]
-            norm = IntensityNormalization.from_frame(raw[0])
+            norm = IntensityNormalization.from_frame(raw[0], method=self.intensity)
             height, width = volume.shape
             y0 = int(rng.integers(0, height - c + 1))
             x0 = int(rng.integers(0, width - c + 1))
             crop = (slice(y0, y0 + c), slice(x0, x0 + c))
             inputs = np.stack([norm.apply(f[crop]) for f in raw])
             for _ in range(self.targets_per_item):
-                if rng.random() < self.focus_fraction:
+                if rng.random() < self.input_plane_fraction:
+                    # Where an input was taken: the output there must keep
+                    # (and clean) what that frame saw.
+                    z_out = z_in[int(rng.integers(m))]
+                elif rng.random() < self.focus_fraction:
                     z_out = self.in_focus_z(volume, crop, rng)
                 else:
                     z_out = float(rng.uniform(*volume.z_range_um))

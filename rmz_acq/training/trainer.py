@@ -24,6 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulators.optics import PsfModel
+from simulators.samples import STRUCTURE_FAMILIES, StructureFamily
 
 from ..errors import RmzError
 from ..evaluation.metrics import psnr
@@ -34,11 +35,12 @@ from ..model.losses import (
     reconstruction_loss,
 )
 from ..model.network import RecurrentMZ, grow_depth
-from ..model.normalization import IntensityNormalization
+from ..model.normalization import IntensityMethod, IntensityNormalization
 from ..model.weights import save_weights
 from .conditions import ImagingConditions
 from .data import (
     Batch,
+    OpticsVariety,
     SampleVariety,
     SimulatedVolume,
     StackVolume,
@@ -83,17 +85,44 @@ class TrainingSettings(BaseModel):
     sample_varieties: tuple[SampleVariety, ...] = Field(
         ("standard",), min_length=1, description="sample varieties simulated volumes are drawn from"
     )
+    structure_families: tuple[StructureFamily, ...] = Field(
+        STRUCTURE_FAMILIES,
+        min_length=1,
+        description="families the 'structures' sample variety draws from",
+    )
+    optics_varieties: tuple[OpticsVariety, ...] = Field(
+        ("ideal",), min_length=1, description="optics varieties simulated volumes are drawn from"
+    )
+    intensity: IntensityMethod = Field(
+        "energy", description="how frames are normalised (stored with the weights)"
+    )
+    input_plane_fraction: float = Field(
+        0.1, ge=0, le=1, description="share of targets at the z of an input frame"
+    )
     seed: int = 0
     checkpoint_every: int = Field(250, ge=1)
     validate_every: int = Field(250, ge=1)
 
 
+def _settings_volume(
+    conditions: ImagingConditions, settings: TrainingSettings, seed: int
+) -> SimulatedVolume:
+    """Simulated volume ``seed`` with the varieties ``settings`` allow."""
+    return make_simulated_volume(
+        conditions,
+        seed,
+        settings.fov_px,
+        settings.psf_models,
+        settings.sample_varieties,
+        structure_families=settings.structure_families,
+        optics_varieties=settings.optics_varieties,
+    )
+
+
 def _simulate(
     conditions: ImagingConditions,
     seeds: list[int],
-    fov_px: int,
-    psf_models: tuple[PsfModel, ...],
-    sample_varieties: tuple[SampleVariety, ...],
+    settings: TrainingSettings,
     workers: int,
     notify: Callable[[str, int, int, dict[str, float]], None],
 ) -> list[SimulatedVolume]:
@@ -101,22 +130,13 @@ def _simulate(
     if workers <= 1:
         volumes = []
         for i, seed in enumerate(seeds):
-            volumes.append(
-                make_simulated_volume(conditions, seed, fov_px, psf_models, sample_varieties)
-            )
+            volumes.append(_settings_volume(conditions, settings, seed))
             notify("simulating", i + 1, len(seeds), {})
         return volumes
     # spawned, not forked: forking a process that has run torch can hang
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         volumes = []
-        for volume in pool.map(
-            make_simulated_volume,
-            repeat(conditions),
-            seeds,
-            repeat(fov_px),
-            repeat(psf_models),
-            repeat(sample_varieties),
-        ):
+        for volume in pool.map(_settings_volume, repeat(conditions), repeat(settings), seeds):
             volumes.append(volume)
             notify("simulating", len(volumes), len(seeds), {})
         return volumes
@@ -201,7 +221,10 @@ class TrainingSummary:
 
 
 def _validation_set(
-    volumes: list[SimulatedVolume] | list[StackVolume], spacing_um: float, planes: int = 6
+    volumes: list[SimulatedVolume] | list[StackVolume],
+    spacing_um: float,
+    intensity: IntensityMethod,
+    planes: int = 6,
 ) -> list[tuple[np.ndarray, list[float], list[np.ndarray], list[float], IntensityNormalization]]:
     """Fixed full-frame checks: three evenly spaced inputs, targets between."""
     rng = np.random.default_rng(1234)
@@ -212,7 +235,7 @@ def _validation_set(
         z_in = [centre - spacing_um, centre, centre + spacing_um]
         z_in = [float(np.clip(z, lo, hi)) for z in z_in]
         frames = [volume.frame(z, rng) for z in z_in]
-        norm = IntensityNormalization.from_frame(frames[0])
+        norm = IntensityNormalization.from_frame(frames[0], method=intensity)
         z_out = [float(z) for z in np.linspace(z_in[0], z_in[-1], planes + 2)[1:-1]]
         targets = [norm.apply(volume.target(z)) for z in z_out]
         cases.append((np.stack([norm.apply(f) for f in frames]), z_in, targets, z_out, norm))
@@ -315,24 +338,9 @@ def train(
     validation_volumes: list[SimulatedVolume] | list[StackVolume]
     if stacks is None:
         seeds = [1000 * settings.seed + i for i in range(settings.n_volumes)]
-        volumes = _simulate(
-            conditions,
-            seeds,
-            settings.fov_px,
-            settings.psf_models,
-            settings.sample_varieties,
-            workers,
-            notify,
-        )
+        volumes = _simulate(conditions, seeds, settings, workers, notify)
         validation_volumes = [
-            make_simulated_volume(
-                conditions,
-                VALIDATION_SEED + i,
-                settings.fov_px,
-                settings.psf_models,
-                settings.sample_varieties,
-            )
-            for i in range(2)
+            _settings_volume(conditions, settings, VALIDATION_SEED + i) for i in range(2)
         ]
     else:
         if len(stacks) < 2:
@@ -348,15 +356,19 @@ def train(
         base_channels=settings.base_channels,
         depth=settings.depth,
         dpm_scale_um=settings.dpm_scale_um,
+        intensity=settings.intensity,
     ).to(device)
     if init_from is not None:
         from ..model.weights import load_model
 
         initial = load_model(init_from).model
-        have, want = initial.config, model.config
+        # The intensity method is the data's, not the architecture's: weights
+        # trained on one may be fine-tuned on the other.
+        have, want = replace(initial.config, intensity=settings.intensity), model.config
         if have.depth < want.depth and have == replace(want, depth=have.depth):
             # deeper than the weights: keep them and add coarser scales
             model = grow_depth(initial, want.depth).to(device)
+            model.config = want
         elif have != want:
             raise RmzError(
                 f"{init_from} is a {have} network; give matching --base-channels "
@@ -396,8 +408,10 @@ def train(
         focus_fraction=settings.focus_fraction,
         max_inputs=settings.max_inputs,
         scan_order_fraction=settings.scan_order_fraction,
+        intensity=settings.intensity,
+        input_plane_fraction=settings.input_plane_fraction,
     )
-    cases = _validation_set(validation_volumes, conditions.input_spacing_um)
+    cases = _validation_set(validation_volumes, conditions.input_spacing_um, settings.intensity)
     log = (out / "log.jsonl").open("a")
     started = time.perf_counter()
     metrics: dict[str, float] = {}

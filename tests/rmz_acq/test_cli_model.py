@@ -249,3 +249,30 @@ def test_train_command_runs_and_stops_with_a_checkpoint(tmp_path: Path) -> None:
     bad = rmz_acq("train", "--sample-variety", "standard,huge", "-o", tmp_path / "x")
     assert bad.returncode == 2 and "--sample-variety 'standard,huge'" in bad.stderr
     assert "standard, wide" in bad.stderr
+    bad = rmz_acq("train", "--families", "nuclei,bacteria", "-o", tmp_path / "x")
+    assert bad.returncode == 2 and "--families 'nuclei,bacteria'" in bad.stderr
+    assert "filaments" in bad.stderr
+    bad = rmz_acq("train", "--optics", "perfect", "-o", tmp_path / "x")
+    assert bad.returncode == 2 and "ideal, realistic" in bad.stderr
+    bad = rmz_acq("train", "--intensity", "energy,triangle", "-o", tmp_path / "x")
+    assert bad.returncode == 2 and "--intensity takes one of" in bad.stderr
+
+
+def test_train_stores_the_new_settings_and_fine_tunes_across_intensity(tmp_path: Path) -> None:
+    conditions, settings = _tiny_training()
+    old = train(tmp_path / "a", conditions, settings.model_copy(update={"intensity": "triangle"}),
+                name="t")  # fmt: skip
+    assert old.weights is not None
+    assert load_model(old.weights).model.config.intensity == "triangle"
+    # weights learnt on one normalisation may be fine-tuned on the other
+    new_settings = settings.model_copy(
+        update={"sample_varieties": ("structures",), "structure_families": ("puncta",),
+                "optics_varieties": ("realistic",), "steps": 2}
+    )  # fmt: skip
+    new = train(tmp_path / "b", conditions, new_settings, name="t", init_from=old.weights)
+    assert new.weights is not None
+    loaded = load_model(new.weights)
+    assert loaded.model.config.intensity == "energy"
+    stored = json.loads(loaded.metadata["training"])
+    assert stored["structure_families"] == ["puncta"]
+    assert stored["optics_varieties"] == ["realistic"]

@@ -194,3 +194,53 @@ def test_sample_settings_override_the_drawn_sample_and_are_validated() -> None:
         make_simulated_volume(conditions, 4, 64, sample_settings={"density_per_1000_um3": -1})
     with pytest.raises(RmzError, match="diameter"):
         make_simulated_volume(conditions, 4, 64, sample_settings={"diameter_um": 3})
+
+
+def test_structures_variety_draws_only_the_allowed_families() -> None:
+    from rmz_acq.training.conditions import PRESET_CONDITIONS
+    from rmz_acq.training.data import _structure_sample
+
+    conditions = PRESET_CONDITIONS["nuclei"]
+    allowed = ("cells", "puncta", "tissue")
+    drawn = [_structure_sample(conditions, s, allowed) for s in range(60)]  # type: ignore[arg-type]
+    used = {f for spec in drawn for f in spec.families}
+    assert used == set(allowed)  # each allowed family comes up; nothing else does
+    sizes = [len(spec.families) for spec in drawn]
+    assert min(sizes) == 1 and max(sizes) == 3  # single families and mixtures
+    assert max(spec.brightness_decades for spec in drawn) > 1.5
+    with pytest.raises(RmzError, match="structure families"):
+        _structure_sample(conditions, 0, ("nuclei", "bacteria"))  # type: ignore[arg-type]
+
+
+def test_realistic_optics_add_aberration_focal_shift_and_haze_only() -> None:
+    from rmz_acq.training.conditions import PRESET_CONDITIONS
+    from rmz_acq.training.data import make_simulated_volume
+
+    conditions = PRESET_CONDITIONS["beads"]
+    seeds = range(4)
+    ideal = [make_simulated_volume(conditions, s, 64) for s in seeds]
+    real = [
+        make_simulated_volume(conditions, s, 64, optics_varieties=("realistic",)) for s in seeds
+    ]
+    for a, b in zip(ideal, real, strict=True):
+        assert a.camera == b.camera and a.axial_scale == 1.0 and a.haze_photons is None
+        assert 0.8 <= b.axial_scale <= 1.0
+        assert b.stack.stack.shape == a.stack.stack.shape
+    assert any(b.haze_photons is not None for b in real)
+    # the focal shift squeezes the stage range onto less of the sample
+    b = next(v for v in real if v.axial_scale < 0.95)
+    z, _ = b.planes()
+    lo, hi = b.z_range_um
+    assert z[0] < lo and z[-1] > hi
+    rng = np.random.default_rng(0)
+    assert b.frame(lo, rng).shape == (64, 64)
+
+
+def test_input_plane_targets_sit_on_an_input() -> None:
+    volume = _stack_with_one_sharp_plane()
+    sampler = TrainingSampler(
+        [volume], 1.5, crop_px=32, items=2, max_inputs=3, input_plane_fraction=1.0
+    )
+    batch = sampler.sample(np.random.default_rng(5))
+    # every target's DPM is zero for one of its inputs
+    assert bool((batch.dpm_um.abs().min(dim=1).values < 1e-6).all())

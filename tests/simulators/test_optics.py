@@ -143,3 +143,20 @@ def test_vectorial_psf_conserves_energy_and_is_refused_misspelt() -> None:
 def test_bad_optics_are_refused(kwargs: dict[str, float], fragment: str) -> None:
     with pytest.raises(ValidationError, match=fragment):
         Optics(**kwargs)  # type: ignore[arg-type]
+
+
+def test_spherical_aberration_breaks_the_focus_symmetry_and_keeps_the_light() -> None:
+    ideal = Optics()
+    aberrated = Optics(spherical_aberration_waves=0.3)
+    z = np.linspace(-3.0, 3.0, 601)
+    axis_ideal = radial_psf(ideal, np.array([0.0]), z)[:, 0]
+    axis_aberrated = radial_psf(aberrated, np.array([0.0]), z)[:, 0]
+    # Ideal optics look the same above and below focus; aberrated ones do not.
+    np.testing.assert_allclose(axis_ideal, axis_ideal[::-1], rtol=1e-6, atol=1e-12)
+    assert np.abs(axis_aberrated - axis_aberrated[::-1]).max() > 0.05 * axis_aberrated.max()
+    # A lower, longer focus (Strehl ratio below 1), but every plane keeps its light.
+    assert axis_aberrated.max() < 0.8 * axis_ideal.max()
+    planes = psf_planes(aberrated, (256, 256), np.array([-1.0, 0.0, 1.5]))
+    assert planes.sum(axis=(1, 2)) == pytest.approx(np.ones(3), abs=1e-4)
+    with pytest.raises(ValidationError, match="spherical_aberration_waves"):
+        Optics(spherical_aberration_waves=5.0)

@@ -1,0 +1,245 @@
+"""Judging a model beyond its training data: held-out structures and real stacks.
+
+A `Case` is one volume to reconstruct: a few input frames, their z, and a
+ground truth on the output planes.  Cases come from simulated structure
+families (`simulated_cases`) or from real recorded wide-field z-stacks
+(`stack_case`), where the inputs are planes of the stack and the truth is the
+stack itself.  `score_case` scores Recurrent-MZ and the baselines on both
+scales (`report.Scale`), how much the result depends on the order the frames
+arrive in, and whether the volume at an input plane is at least as close to
+the truth as the input frame was.
+
+``benchmarks/generalisation.py`` prints the table; the README quotes it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import permutations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from simulators.optics import PsfModel
+from simulators.samples import STRUCTURE_FAMILIES, StructureFamily
+
+from ..errors import RmzError
+from ..model.weights import LoadedModel
+from ..session import ReconstructionSession
+from ..training.conditions import ImagingConditions
+from ..training.data import OpticsVariety, SampleVariety, make_simulated_volume
+from ..training.trainer import EVALUATION_SEED
+from .metrics import psnr
+from .report import evaluate_arrays
+
+__all__ = [
+    "Case",
+    "CaseScore",
+    "families_seen_in_training",
+    "flowdec_stack",
+    "score_case",
+    "simulated_cases",
+    "stack_case",
+]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One volume to reconstruct from ``frames`` and score against ``truth``.
+
+    ``clean`` says whether the truth is noise-free (simulated), which is what
+    makes the input-plane check meaningful.
+    """
+
+    name: str
+    frames: NDArray[np.float32]
+    frames_z_um: list[float]
+    truth: NDArray[np.float32]
+    planes_um: NDArray[np.float64]
+    clean: bool
+
+
+@dataclass(frozen=True)
+class CaseScore:
+    """Scores of one case: means over the non-input planes.
+
+    ``order_psnr_db`` holds the mean PSNR (truth scale) of the volume for
+    every order of the input frames; ``input_plane_gain_db`` per input plane,
+    PSNR of the volume there minus PSNR of the input frame itself (both
+    against the noise-free truth; ``None`` for a recorded truth).
+    """
+
+    per_volume: dict[str, dict[str, float]]
+    truth_scale: dict[str, dict[str, float]]
+    order_psnr_db: list[float]
+    input_plane_gain_db: list[float] | None
+
+    @property
+    def order_spread_db(self) -> float:
+        return float(np.ptp(self.order_psnr_db)) if self.order_psnr_db else float("nan")
+
+
+def simulated_cases(
+    conditions: ImagingConditions,
+    inputs_um: Sequence[float],
+    planes_um: NDArray[np.floating],
+    *,
+    variety: SampleVariety,
+    family: StructureFamily | None = None,
+    psf_model: PsfModel = "scalar",
+    optics: OpticsVariety = "ideal",
+    n_volumes: int = 2,
+    fov_px: int = 256,
+) -> list[Case]:
+    """Held-out simulated volumes (seeds from `EVALUATION_SEED`), noise-free truth."""
+    families = (family,) if family is not None else STRUCTURE_FAMILIES
+    cases = []
+    for i in range(n_volumes):
+        seed = EVALUATION_SEED + i
+        volume = make_simulated_volume(
+            conditions,
+            seed,
+            fov_px,
+            (psf_model,),
+            (variety,),
+            structure_families=families,
+            optics_varieties=(optics,),
+        )
+        rng = np.random.default_rng(seed)
+        frames = np.stack([volume.frame(float(z), rng) for z in inputs_um])
+        truth = np.stack([volume.target(float(z)) for z in planes_um])
+        cases.append(
+            Case(
+                name=family or variety,
+                frames=frames.astype(np.float32),
+                frames_z_um=[float(z) for z in inputs_um],
+                truth=truth,
+                planes_um=np.asarray(planes_um, np.float64),
+                clean=True,
+            )
+        )
+    return cases
+
+
+def stack_case(
+    name: str, stack: NDArray[np.floating], depth_um: float, inputs_um: Sequence[float]
+) -> Case:
+    """A recorded z-stack spread evenly over ``depth_um``; inputs are its nearest planes.
+
+    Where the stack's own z step is unknown (as for the stacks that ship in
+    packages), mapping it onto the preset's depth is the assumption that it
+    was recorded under the preset's sampling.
+    """
+    data = np.asarray(stack, np.float32)
+    if data.ndim != 3 or data.shape[0] < 3:
+        raise RmzError(f"{name}: a z-stack needs shape (z, y, x) with 3+ planes, not {data.shape}")
+    z = np.linspace(0.0, depth_um, data.shape[0])
+    chosen = [int(np.argmin(np.abs(z - zi))) for zi in inputs_um]
+    return Case(
+        name=name,
+        frames=data[chosen],
+        frames_z_um=[float(z[j]) for j in chosen],
+        truth=data,
+        planes_um=z,
+        clean=False,
+    )
+
+
+def flowdec_stack(name: str) -> NDArray[np.float32]:
+    """A real wide-field stack from the ``flowdec`` wheel: ``neuron`` or ``bead``.
+
+    Read straight from the installed files, without importing flowdec (which
+    needs TensorFlow): ``pip install --no-deps flowdec==1.1.0`` is enough.
+    """
+    import importlib.metadata
+
+    import tifffile
+
+    folders = {"neuron": "neuron-25pct", "bead": "bead-25pct"}
+    if name not in folders:
+        raise RmzError(f"unknown flowdec stack {name!r}; choose {', '.join(folders)}")
+    try:
+        dist = importlib.metadata.distribution("flowdec")
+    except importlib.metadata.PackageNotFoundError:
+        raise RmzError(
+            "the real stacks ship in the flowdec wheel: pip install --no-deps flowdec==1.1.0"
+        ) from None
+    path = Path(str(dist.locate_file(f"flowdec/datasets/{folders[name]}/data.tif")))
+    if not path.is_file():
+        raise RmzError(f"{path} is missing from the flowdec installation")
+    return np.asarray(tifffile.imread(path), np.float32)
+
+
+def _reconstruct(
+    model: LoadedModel, case: Case, order: Sequence[int], device: str | None
+) -> NDArray[np.float32]:
+    session = ReconstructionSession(model, case.planes_um, device=device)
+    result = session.run([case.frames[i] for i in order], [case.frames_z_um[i] for i in order])
+    return result.volume.copy()
+
+
+def _non_input(case: Case) -> NDArray[np.bool_]:
+    step = float(np.median(np.diff(case.planes_um))) if len(case.planes_um) > 1 else 1.0
+    z = np.asarray(case.frames_z_um)
+    return np.array([np.all(np.abs(z - p) >= 0.5 * step) for p in case.planes_um])
+
+
+def score_case(
+    model: LoadedModel, case: Case, *, orders: bool = True, device: str | None = None
+) -> CaseScore:
+    """Recurrent-MZ and the baselines on ``case``; every frame order when ``orders``."""
+    order_list = list(permutations(range(len(case.frames)))) if orders else []
+    volume = _reconstruct(model, case, range(len(case.frames)), device)
+    frames_z = np.asarray(case.frames_z_um)
+    scales = {}
+    for scale in ("per_volume", "truth"):
+        evaluation = evaluate_arrays(
+            volume,
+            case.planes_um,
+            case.truth,
+            case.planes_um,
+            case.frames,
+            frames_z,
+            pixel_um=0.1,
+            model=model,
+            device=device,
+            scale=scale,  # type: ignore[arg-type]
+        )
+        scales[scale] = evaluation.means(non_input_only=True)
+    keep = _non_input(case)
+    order_psnr = []
+    for order in order_list:
+        other = volume if list(order) == sorted(order) else _reconstruct(model, case, order, device)
+        order_psnr.append(
+            float(np.mean([psnr(a, b) for a, b in zip(other[keep], case.truth[keep], strict=True)]))
+        )
+    gain = None
+    if case.clean:
+        gain = []
+        for frame, z in zip(case.frames, case.frames_z_um, strict=True):
+            j = int(np.argmin(np.abs(case.planes_um - z)))
+            if abs(case.planes_um[j] - z) > 1e-6:
+                continue
+            gain.append(psnr(volume[j], case.truth[j]) - psnr(frame, case.truth[j]))
+    return CaseScore(scales["per_volume"], scales["truth"], order_psnr, gain)
+
+
+def families_seen_in_training(model: LoadedModel) -> set[str]:
+    """What the model's training could draw: structure families, and ``worm``.
+
+    From its stored settings; a model without them (the first presets) was
+    trained on its preset's own sample, the worm band, alone.
+    """
+    raw = model.metadata.get("training")
+    if not raw:
+        return {"worm"}
+    settings: dict[str, Any] = json.loads(raw)
+    varieties = settings.get("sample_varieties", ("standard",))
+    seen = {"worm"} if {"standard", "wide"} & set(varieties) else set()
+    if "structures" in varieties:
+        seen |= set(settings.get("structure_families", STRUCTURE_FAMILIES))
+    return seen
