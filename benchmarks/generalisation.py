@@ -1,11 +1,12 @@
 """How a preset holds on structures and physics it was not trained on.
 
     python benchmarks/generalisation.py --preset nuclei [--weights FILE] [--volumes 2]
-                                        [--rows worm,nuclei,...,real-neuron] [--no-orders]
+                                        [--rows own,nuclei,...,real-neuron] [--no-orders]
                                         [--json OUT.json]
 
 One row per kind of data, every row held-out data only:
-- ``worm``: the preset's own simulated sample (held-out seeds, ideal optics);
+- ``own``: the preset's own simulated sample (the worm band of nuclei, or
+  beads; held-out seeds, ideal optics, scalar PSF);
 - one row per structure family of ``simulators.structures``, imaged with the
   vectorial PSF and the realistic optics (aberration, focal shift, haze,
   wider flux); the column ``seen`` says whether the model's training could
@@ -19,8 +20,10 @@ Inputs at the preset's protocol (nuclei 3, 9, 15 um; beads 3, 6, 9 um).
 Columns: mean over the non-input planes of PSNR / NRMSE / SSIM, with
 per-volume normalisation (the paper's) and on the truth's scale, for
 Recurrent-MZ and linear interpolation, single-input propagation and the
-nearest plane; the spread of Recurrent-MZ's PSNR over all orders of the
-input frames; and the worst input plane's PSNR gain over its own frame.
+nearest plane; ``orders``, the spread of Recurrent-MZ's PSNR (truth scale, every third
+non-input plane) over all six orders of the three input frames; ``input
+plane``, the worst PSNR gain of the volume at an input plane over the input
+frame itself, against the noise-free truth (simulated rows only).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ SHORT = {"recurrent_mz": "RMZ", "linear_interpolation": "lin", "single_input": "
 def _cases(row: str, preset: str, volumes: int) -> list[Case]:
     conditions = PRESET_CONDITIONS[preset]
     inputs, planes = PROTOCOL[preset]
-    if row == "worm":
+    if row == "own":
         return simulated_cases(conditions, inputs, planes, variety="standard", n_volumes=volumes)
     if row.startswith("real-"):
         stack = flowdec_stack(row.removeprefix("real-"))
@@ -89,8 +92,9 @@ def main() -> None:
     parser.add_argument("--volumes", type=int, default=2, help="simulated volumes per row")
     parser.add_argument(
         "--rows",
-        default=",".join(["worm", *STRUCTURE_FAMILIES, "real-neuron", "real-bead"]),
-        help="rows to score, comma-separated",
+        default=None,
+        help="rows to score, comma-separated (default: own, every family, and the real "
+        "stack of the preset's kind: real-neuron for nuclei, real-bead for beads)",
     )
     parser.add_argument("--no-orders", action="store_true", help="skip the frame-order check")
     parser.add_argument("--json", default=None)
@@ -113,7 +117,9 @@ def main() -> None:
         f"{'row':<13}{'seen':>5} | {names} {'-lin':>6} {'-single':>7} {'NRMSE%':>6} {'SSIM':>5}"
         f" | {names} | {'orders':>7} {'input plane':>12}"
     )
-    for row in [r.strip() for r in args.rows.split(",") if r.strip()]:
+    real = "real-neuron" if args.preset == "nuclei" else "real-bead"
+    rows = args.rows or ",".join(["own", *STRUCTURE_FAMILIES, real])
+    for row in [r.strip() for r in rows.split(",") if r.strip()]:
         scores = [score_case(model, case, orders=not args.no_orders) for case in
                   _cases(row, args.preset, args.volumes)]  # fmt: skip
         per_volume = [s.per_volume for s in scores]
@@ -134,6 +140,7 @@ def main() -> None:
         tv = entry["truth_scale"]
         gains = entry["input_plane_gain_db"]
         rmz = pv["recurrent_mz"]
+        spread = entry["order_spread_db"]
         print(
             f"{row:<13}{'yes' if entry['seen_in_training'] else 'no':>5} | "
             + " ".join(f"{pv[m]['psnr']:>6.2f}" for m in METHODS)
@@ -141,7 +148,7 @@ def main() -> None:
             + f" {rmz['psnr'] - pv['single_input']['psnr']:>+7.2f}"
             + f" {rmz['nrmse']:>6.2f} {rmz['ssim']:>5.3f} | "
             + " ".join(f"{tv[m]['psnr']:>6.2f}" for m in METHODS)
-            + f" | {entry['order_spread_db']:>7.2f}"
+            + (f" | {spread:>7.2f}" if np.isfinite(spread) else f" | {'-':>7}")
             + (f" {min(gains):>+12.2f}" if gains else f" {'-':>12}"),
             flush=True,
         )

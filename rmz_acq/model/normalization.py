@@ -20,8 +20,13 @@ reconstruction comes back in the camera's units.  Two methods
     wide-field frame's mean is the same at every focus (within 6 % across
     the same stacks, against the light lost past the field's edge), and the
     dark floor moves little: whichever frame comes first sets nearly the same
-    scale.  Both statistics follow ``a * frame + b`` exactly, so the
-    reconstruction of rescaled frames is the rescaled reconstruction.
+    scale (1.2 times apart across a bead stack, 1.9 across a nuclei stack,
+    against 98 and 6 times for the triangle method).  On that scale a bright
+    object in a dark field is far above 1 (a lone neuron's soma reaches 90),
+    so values are then compressed, ``c * asinh(v / c)`` with ``c = 3``: linear
+    below about 3, logarithmic above, and inverted exactly on the output.
+    Both statistics follow ``a * frame + b`` exactly, so the reconstruction
+    of rescaled frames is the rescaled reconstruction.
 """
 
 from __future__ import annotations
@@ -63,12 +68,23 @@ def triangle_threshold(image: NDArray[np.floating], bins: int = 256) -> float:
     return float(edges[best + 1] if end > peak else edges[best])
 
 
+# Where the energy method's compression turns from linear to logarithmic.
+ENERGY_COMPRESSION = 3.0
+# The largest compressed value inverted: sinh beyond it would overflow float32
+# long before any camera could record it.
+_MAX_COMPRESSED = 60.0
+
+
 @dataclass(frozen=True)
 class IntensityNormalization:
-    """``normalised = (raw - shift) / scale``; ``raw = normalised * scale + shift``."""
+    """``v = (raw - shift) / scale``, then ``c * asinh(v / c)`` when ``compression`` c > 0.
+
+    `invert` undoes both: ``raw = c * sinh(n / c) * scale + shift``.
+    """
 
     shift: float
     scale: float
+    compression: float = 0.0
 
     @classmethod
     def from_frame(
@@ -110,10 +126,18 @@ class IntensityNormalization:
         # A flat frame has no spread: fall back to a tiny positive scale
         # relative to its level so that nothing divides by zero.
         floor = max(1e-6 * max(abs(mean), 1.0), 1e-12)
-        return cls(shift=mean, scale=max(spread, floor))
+        return cls(shift=mean, scale=max(spread, floor), compression=ENERGY_COMPRESSION)
 
     def apply(self, raw: NDArray[np.number]) -> NDArray[np.float32]:
-        return ((np.asarray(raw, np.float32) - self.shift) / self.scale).astype(np.float32)
+        linear = (np.asarray(raw, np.float32) - self.shift) / self.scale
+        if self.compression > 0:
+            c = np.float32(self.compression)
+            linear = c * np.arcsinh(linear / c)
+        return linear.astype(np.float32)
 
     def invert(self, normalised: NDArray[np.floating]) -> NDArray[np.float32]:
-        return (np.asarray(normalised, np.float32) * self.scale + self.shift).astype(np.float32)
+        values = np.asarray(normalised, np.float32)
+        if self.compression > 0:
+            c = np.float32(self.compression)
+            values = c * np.sinh(np.clip(values, -_MAX_COMPRESSED, _MAX_COMPRESSED) / c)
+        return (values * self.scale + self.shift).astype(np.float32)

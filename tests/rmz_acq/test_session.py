@@ -149,3 +149,36 @@ def test_bad_grids_and_sequences_are_refused() -> None:
         session.run([], [])
     with pytest.raises(ValueError, match="finite"):
         session.push(_frames(1)[0], float("nan"))
+
+
+def test_measured_planes_are_pulled_back_to_their_frames_only_where_needed() -> None:
+    from rmz_acq.fidelity import blend_measured, noise_variance
+
+    rng = np.random.default_rng(4)
+    clean = np.full((64, 64), 100.0)
+    clean[20:40, 20:40] = 400.0
+    frame = clean + rng.normal(0, 5, clean.shape)
+    assert noise_variance(frame) == pytest.approx(25.0, rel=0.15)
+    # an estimate that agrees with the frame to within its noise is kept
+    good = clean + rng.normal(0, 1, clean.shape)
+    np.testing.assert_allclose(blend_measured(good, frame, 25.0), good, atol=2.0)
+    # one that has gone astray (a missing object) is pulled back to the measurement
+    wrong = np.full_like(clean, 100.0)
+    pulled = blend_measured(wrong, frame, 25.0)
+    error = lambda image: float(np.mean((image - clean) ** 2))  # noqa: E731
+    assert error(pulled) <= error(frame) * 1.05 < error(wrong)
+
+    # in a session: only the planes at a frame's z change, and a network
+    # far from the truth is no worse than the frame there
+    model = _model()
+    planes = [0.0, 1.0, 2.0, 3.0]
+    z_in = [1.0, 2.96]  # the second within stage error of the plane at 3 um
+    frames = [frame, frame + 30]
+    kept = ReconstructionSession(model, planes, keep_measured=True).run(frames, z_in).volume
+    raw = ReconstructionSession(model, planes, keep_measured=False).run(frames, z_in).volume
+    np.testing.assert_array_equal(kept[[0, 2]], raw[[0, 2]])
+    for plane, measured in ((1, frames[0]), (3, frames[1])):
+        truth = clean + (30 if plane == 3 else 0)
+        assert float(np.mean((kept[plane] - truth) ** 2)) <= 1.05 * float(
+            np.mean((measured - truth) ** 2)
+        )

@@ -108,3 +108,19 @@ def test_the_method_travels_with_the_weights(tmp_path) -> None:  # type: ignore[
     assert NetworkConfig.from_dict(legacy).intensity == "triangle"
     with pytest.raises(ValueError, match="intensity"):
         NetworkConfig.from_dict({**legacy, "intensity": "median"})
+
+
+def test_energy_values_are_compressed_above_a_few_and_invert_exactly() -> None:
+    frame = np.full((64, 64), 100.0) + np.random.default_rng(2).normal(0, 2, (64, 64))
+    frame[30:33, 30:33] += 2000.0  # one bright object in a dark field
+    norm = IntensityNormalization.from_frame(frame, method="energy")
+    assert norm.compression > 0
+    linear = (frame - norm.shift) / norm.scale
+    assert linear.max() > 100  # far outside what dense training fields show
+    squeezed = norm.apply(frame)
+    assert squeezed.max() < 20
+    # near the background the map is still linear
+    np.testing.assert_allclose(squeezed[:10, :10], linear[:10, :10], rtol=0.02, atol=0.02)
+    np.testing.assert_allclose(norm.invert(squeezed), frame, rtol=1e-4)
+    # a runaway network output is clipped, not turned into inf
+    assert np.isfinite(norm.invert(np.array([1e6], np.float32))).all()

@@ -1,0 +1,116 @@
+"""The generalisation scoring: cases, order spread, input-plane gain, provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rmz_acq.errors import RmzError
+from rmz_acq.evaluation.generalisation import (
+    Case,
+    families_seen_in_training,
+    flowdec_stack,
+    score_case,
+    stack_case,
+)
+from rmz_acq.model.network import RecurrentMZ
+from rmz_acq.model.weights import load_model, save_weights
+
+
+def _tiny(tmp_path: Path, training: dict[str, object] | None = None) -> Path:
+    torch.manual_seed(0)
+    extra = {"training": json.dumps(training)} if training is not None else None
+    return save_weights(
+        RecurrentMZ(base_channels=2, depth=2), tmp_path / "m.safetensors", name="t", extra=extra
+    )
+
+
+def test_a_stack_case_spreads_the_stack_and_takes_its_nearest_planes() -> None:
+    stack = np.arange(10 * 8 * 8, dtype=np.float32).reshape(10, 8, 8)
+    case = stack_case("s", stack, 18.0, [3.0, 9.0, 15.0])
+    np.testing.assert_allclose(case.planes_um, np.linspace(0, 18, 10))
+    # planes 1, 4, 7 of 0, 2, ..., 18 (15 is as near 14 as 16: the lower wins)
+    assert case.frames_z_um == [2.0, 8.0, 14.0]
+    np.testing.assert_array_equal(case.frames, stack[[1, 4, 7]])
+    assert not case.clean
+    with pytest.raises(RmzError, match="3\\+ planes"):
+        stack_case("flat", stack[:2], 18.0, [3.0])
+
+
+def test_score_case_counts_orders_and_input_planes(tmp_path: Path) -> None:
+    model = load_model(_tiny(tmp_path))
+    rng = np.random.default_rng(0)
+    planes = np.round(np.arange(0, 4.01, 0.5), 3)
+    truth = (100 + 20 * rng.random((len(planes), 16, 16))).astype(np.float32)
+    z = [0.5, 2.0, 3.5]
+    frames = np.stack([truth[int(np.argmin(np.abs(planes - zi)))] + 3 for zi in z])
+    case = Case("toy", frames, z, truth, planes, clean=True)
+    score = score_case(model, case, device="cpu")
+    assert len(score.order_psnr_db) == 6  # every order of three frames
+    assert score.order_spread_db >= 0 and np.isfinite(score.order_spread_db)
+    assert score.input_plane_gain_db is not None and len(score.input_plane_gain_db) == 3
+    for scale in (score.per_volume, score.truth_scale):
+        assert set(scale) == {
+            "recurrent_mz",
+            "linear_interpolation",
+            "nearest_plane",
+            "single_input",
+        }
+    recorded = Case("rec", frames, z, truth, planes, clean=False)
+    assert score_case(model, recorded, orders=False, device="cpu").input_plane_gain_db is None
+
+
+def test_per_volume_scale_ignores_gain_and_offset_the_truth_scale_does_not(
+    tmp_path: Path,
+) -> None:
+    from rmz_acq.evaluation.report import evaluate_arrays
+
+    rng = np.random.default_rng(1)
+    planes = np.arange(6, dtype=np.float64)
+    truth = np.zeros((6, 32, 32), np.float32) + 100
+    truth[:, 8:16, 8:16] += 400 * rng.random((6, 8, 8)).astype(np.float32)
+    frames = truth[[1, 4]]
+    volume = truth + rng.normal(0, 5, truth.shape).astype(np.float32)
+
+    def rmz_psnr(estimate: np.ndarray, scale: str) -> float:
+        e = evaluate_arrays(
+            estimate,
+            planes,
+            truth,
+            planes,
+            frames,
+            planes[[1, 4]],
+            pixel_um=0.1,
+            scale=scale,  # type: ignore[arg-type]
+        )
+        return e.means()["recurrent_mz"]["psnr"]
+
+    brighter = 2 * volume + 50
+    assert rmz_psnr(brighter, "per_volume") == pytest.approx(
+        rmz_psnr(volume, "per_volume"), abs=0.2
+    )
+    assert rmz_psnr(brighter, "truth") < rmz_psnr(volume, "truth") - 10
+
+
+def test_what_the_training_saw_comes_from_its_settings(tmp_path: Path) -> None:
+    legacy = load_model(_tiny(tmp_path))
+    assert families_seen_in_training(legacy) == {"own"}
+    trained = load_model(
+        _tiny(
+            tmp_path,
+            {"sample_varieties": ["standard", "structures"], "structure_families": ["cells"]},
+        )
+    )
+    assert families_seen_in_training(trained) == {"own", "cells"}
+    only = load_model(_tiny(tmp_path, {"sample_varieties": ["structures"]}))
+    assert "own" not in families_seen_in_training(only)
+    assert "filaments" in families_seen_in_training(only)  # all families by default
+
+
+def test_unknown_flowdec_stack_is_refused() -> None:
+    with pytest.raises(RmzError, match="neuron, bead"):
+        flowdec_stack("cells")
