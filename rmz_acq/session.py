@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from .fidelity import blend_measured, noise_variance
+from .fidelity import blend_measured, noise_variance_map
 from .model.network import RecurrentMZ, RecurrentState
 from .model.normalization import IntensityNormalization
 from .model.weights import LoadedModel
@@ -175,8 +175,8 @@ class ReconstructionSession:
         self._batch = 1
         self.frames_z_um: list[float] = []
         # output plane index -> (sum of the frames measured there, their count,
-        # summed noise variance), for `keep_measured`
-        self._measured: dict[int, tuple[NDArray[np.float64], int, float]] = {}
+        # summed noise variance maps), for `keep_measured`
+        self._measured: dict[int, tuple[NDArray[np.float64], int, NDArray[np.float64]]] = {}
 
     @property
     def planes_per_step(self) -> int:
@@ -330,8 +330,9 @@ class ReconstructionSession:
         j = int(np.argmin(np.abs(self.output_planes_um - z_um)))
         if abs(self.output_planes_um[j] - z_um) > self._plane_tolerance_um:
             return
-        total, count, variance = self._measured.get(j, (np.zeros_like(frame), 0, 0.0))
-        self._measured[j] = (total + frame, count + 1, variance + noise_variance(frame))
+        zero = np.zeros_like(frame)
+        total, count, variance = self._measured.get(j, (zero, 0, zero))
+        self._measured[j] = (total + frame, count + 1, variance + noise_variance_map(frame))
 
     def _advance(
         self, image: torch.Tensor, dpm: torch.Tensor, p0: int, p1: int

@@ -159,13 +159,13 @@ def test_measured_planes_are_pulled_back_to_their_frames_only_where_needed() -> 
     clean[20:40, 20:40] = 400.0
     frame = clean + rng.normal(0, 5, clean.shape)
     assert noise_variance(frame) == pytest.approx(25.0, rel=0.15)
-    # an estimate that agrees with the frame to within its noise is kept
+    error = lambda image: float(np.mean((image - clean) ** 2))  # noqa: E731
+    # an estimate that agrees with the frame to within its noise is (nearly) kept
     good = clean + rng.normal(0, 1, clean.shape)
-    np.testing.assert_allclose(blend_measured(good, frame, 25.0), good, atol=2.0)
+    assert error(blend_measured(good, frame, 25.0)) < 2 * error(good) < 0.1 * error(frame)
     # one that has gone astray (a missing object) is pulled back to the measurement
     wrong = np.full_like(clean, 100.0)
     pulled = blend_measured(wrong, frame, 25.0)
-    error = lambda image: float(np.mean((image - clean) ** 2))  # noqa: E731
     assert error(pulled) <= error(frame) * 1.05 < error(wrong)
 
     # in a session: only the planes at a frame's z change, and a network
