@@ -172,7 +172,7 @@ def _make_beads(spec: BeadSample, field_px: int, voxel_xy_um: float) -> Sample:
     return Sample(density, voxel_xy_um, spec.voxel_z_um, 0.0, True, points)
 
 
-def _smoothstep(t: NDArray[np.float32]) -> NDArray[np.float32]:
+def _smoothstep(t: NDArray[np.floating]) -> NDArray[np.floating]:
     t = np.clip(t, 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 

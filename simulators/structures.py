@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter
 
-from .samples import STRUCTURE_FAMILIES, Sample, StructureFamily, StructureSample
+from .samples import STRUCTURE_FAMILIES, Sample, StructureFamily, StructureSample, _smoothstep
 
 __all__ = ["make_structures"]
 
@@ -60,11 +60,6 @@ def make_structures(spec: StructureSample, field_px: int, voxel_xy_um: float) ->
 # geometry helpers ----------------------------------------------------------
 
 
-def _smoothstep(t: NDArray[np.float64]) -> NDArray[np.float64]:
-    t = np.clip(t, 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
 def _blur(
     volume: NDArray[np.float32], sigma_um: float, voxel_xy_um: float, voxel_z_um: float
 ) -> NDArray[np.float32]:
@@ -81,7 +76,7 @@ def _splat_ellipsoid(
     angle: float,
     voxel_xy_um: float,
     voxel_z_um: float,
-    profile: Callable[[NDArray[np.float64]], NDArray[np.float64]],
+    profile: Callable[[NDArray[np.float64]], NDArray[np.floating]],
     value: float,
 ) -> None:
     """Add ``value * profile(r)`` around a rotated ellipsoid (r = 1 on its surface)."""
@@ -148,6 +143,26 @@ def _count_for_packing(
     return int(packing * volume / (4 / 3 * np.pi * radius_um**3))
 
 
+def _packed_objects(
+    rng: np.random.Generator,
+    grid: Grid,
+    voxel_xy_um: float,
+    voxel_z_um: float,
+    *,
+    mean_radius_um: float,
+    packing: tuple[float, float],
+    overlap: float,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Centres and radii of objects of about ``mean_radius_um``, placed without overlap.
+
+    They fill ``packing[0] + packing[1] * u`` of the volume, ``u`` drawn in 0.6-1.
+    """
+    radii = mean_radius_um * rng.uniform(0.7, 1.3, 64)
+    share = packing[0] + packing[1] * rng.uniform(0.6, 1.0)
+    count = _count_for_packing(grid, voxel_xy_um, voxel_z_um, share, mean_radius_um)
+    return _place(rng, max(count, 1), radii, grid, voxel_xy_um, voxel_z_um, overlap)
+
+
 def _texture(
     rng: np.random.Generator,
     grid: Grid,
@@ -163,11 +178,11 @@ def _texture(
     return np.clip(1.0 + noise, 0.05, None).astype(np.float32)
 
 
-def _solid(edge: float) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:
+def _solid(edge: float) -> Callable[[NDArray[np.float64]], NDArray[np.floating]]:
     return lambda r: _smoothstep((1.0 - r) / edge)
 
 
-def _shell(thickness: float) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:
+def _shell(thickness: float) -> Callable[[NDArray[np.float64]], NDArray[np.floating]]:
     return lambda r: np.exp(-0.5 * ((r - 1.0) / thickness) ** 2)
 
 
@@ -184,11 +199,10 @@ def _nuclei(
 ) -> NDArray[np.float32]:
     """Nuclei throughout the volume, 3-10 µm, packed from 2 % to 45 % of it."""
     density = np.zeros(grid, np.float32)
-    mean_radius = rng.uniform(1.5, 5.0) * size
-    radii = mean_radius * rng.uniform(0.7, 1.3, 64)
-    packing = 0.02 + 0.43 * fill * rng.uniform(0.6, 1.0)
-    count = _count_for_packing(grid, voxel_xy_um, voxel_z_um, packing, mean_radius)
-    centres, kept = _place(rng, max(count, 1), radii, grid, voxel_xy_um, voxel_z_um)
+    centres, kept = _packed_objects(
+        rng, grid, voxel_xy_um, voxel_z_um, mean_radius_um=rng.uniform(1.5, 5.0) * size,
+        packing=(0.02, 0.43 * fill), overlap=0.9,
+    )  # fmt: skip
     spread = rng.uniform(0.1, 0.7)
     for centre, radius in zip(centres, kept, strict=True):
         axes = radius * rng.uniform(0.75, 1.25, 3)
@@ -213,11 +227,10 @@ def _cells(
 ) -> NDArray[np.float32]:
     """Cells 8-20 µm: textured cytoplasm, a nucleus brighter or darker than it."""
     density = np.zeros(grid, np.float32)
-    mean_radius = rng.uniform(4.0, 10.0) * size
-    radii = mean_radius * rng.uniform(0.7, 1.3, 64)
-    packing = 0.05 + 0.5 * fill * rng.uniform(0.6, 1.0)
-    count = _count_for_packing(grid, voxel_xy_um, voxel_z_um, packing, mean_radius)
-    centres, kept = _place(rng, max(count, 1), radii, grid, voxel_xy_um, voxel_z_um, 0.8)
+    centres, kept = _packed_objects(
+        rng, grid, voxel_xy_um, voxel_z_um, mean_radius_um=rng.uniform(4.0, 10.0) * size,
+        packing=(0.05, 0.5 * fill), overlap=0.8,
+    )  # fmt: skip
     nucleus_level = rng.choice([rng.uniform(1.5, 4.0), rng.uniform(0.0, 0.3)])
     cytoplasm = np.zeros(grid, np.float32)
     nuclei = np.zeros(grid, np.float32)
@@ -310,11 +323,10 @@ def _membranes(
 ) -> NDArray[np.float32]:
     """Thin shells: cell outlines packed like an epithelium, or scattered vesicles."""
     density = np.zeros(grid, np.float32)
-    mean_radius = rng.uniform(1.0, 9.0) * size
-    radii = mean_radius * rng.uniform(0.7, 1.3, 64)
-    packing = 0.05 + 0.55 * fill * rng.uniform(0.6, 1.0)
-    count = _count_for_packing(grid, voxel_xy_um, voxel_z_um, packing, mean_radius)
-    centres, kept = _place(rng, max(count, 1), radii, grid, voxel_xy_um, voxel_z_um, 0.75)
+    centres, kept = _packed_objects(
+        rng, grid, voxel_xy_um, voxel_z_um, mean_radius_um=rng.uniform(1.0, 9.0) * size,
+        packing=(0.05, 0.55 * fill), overlap=0.75,
+    )  # fmt: skip
     thickness_um = rng.uniform(0.08, 0.3)
     for centre, radius in zip(centres, kept, strict=True):
         axes = radius * rng.uniform(0.75, 1.25, 3)
