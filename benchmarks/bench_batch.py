@@ -56,7 +56,7 @@ def main() -> None:
         print(f"{'processes x threads':>20}{'wall s':>9}{'runs/min':>10}{'speed-up':>10}")
         first = None
         for jobs in splits:
-            runs, _ = find_runs(root, output_name=f"volume_{jobs}.ome.tif")
+            runs = find_runs(root, output_name=f"volume_{jobs}.ome.tif").runs
             started = time.perf_counter()
             results = reconstruct_runs(runs, "nuclei", jobs=jobs)
             seconds = time.perf_counter() - started

@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -26,9 +27,11 @@ from numpy.typing import NDArray
 
 from .errors import RmzError
 
-__all__ = ["BatchRun", "RunResult", "find_runs", "reconstruct_runs", "worker_split"]
+__all__ = ["BatchRun", "RunResult", "RunSearch", "find_runs", "reconstruct_runs", "worker_split"]
 
 FRAMES_NAME = "frames.ome.tif"
+# The files of a run that hold frames: never an output.
+INPUT_NAMES = (FRAMES_NAME, "unused_frames.ome.tif")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,15 @@ class BatchRun:
     frames: Path
     output: Path
     planes_um: tuple[float, ...]
+    pixel_size_um: float | None = None
+
+
+class RunSearch(NamedTuple):
+    """What `find_runs` found: runs to do, outputs already there, runs it cannot do."""
+
+    runs: list[BatchRun]
+    existing: list[Path]
+    unusable: list[tuple[Path, str]]
 
 
 @dataclass(frozen=True)
@@ -58,7 +70,7 @@ def _planes_from_report(frames: Path) -> tuple[float, ...]:
     except (OSError, ValueError, KeyError, TypeError):
         raise RmzError(
             f"{frames.parent} has no report.json with output_planes_um to take the output "
-            "grid from; give --z-range"
+            "grid from; give --z-range to reconstruct it"
         ) from None
     return tuple(float(p) for p in planes)
 
@@ -69,22 +81,30 @@ def find_runs(
     *,
     output_name: str = "volume.ome.tif",
     overwrite: bool = False,
-) -> tuple[list[BatchRun], list[Path]]:
-    """Runs under ``folder`` (any depth), and the outputs skipped as already there.
+    pixel_size_um: float | None = None,
+) -> RunSearch:
+    """Runs under ``folder`` (any depth), outputs already there, and runs without a grid.
 
     The output grid is ``planes_um``, or else each run's own
-    ``report.json`` ``output_planes_um``.
+    ``report.json`` ``output_planes_um``; a run with neither is listed in
+    ``unusable`` (with the reason) and the others go ahead.  The output is
+    never one of a run's frame files.
 
     Raises
     ------
     RmzError
-        ``folder`` is missing or holds no ``frames.ome.tif``; a run has no grid.
+        ``folder`` is missing or holds no ``frames.ome.tif``; a bad ``output_name``.
     """
     root = Path(folder)
     if not root.is_dir():
         raise RmzError(f"{root} is not a folder of runs")
     if not output_name.endswith((".ome.tif", ".ome.tiff")) or "/" in output_name:
         raise RmzError(f"--output-name {output_name!r} must be a file name ending in .ome.tif")
+    if output_name in INPUT_NAMES:
+        raise RmzError(
+            f"--output-name {output_name!r} is where a run keeps its frames; writing it would "
+            "destroy them. Choose another name, e.g. volume.ome.tif"
+        )
     found = sorted(root.rglob(FRAMES_NAME))
     if not found:
         raise RmzError(
@@ -93,20 +113,25 @@ def find_runs(
         )
     runs: list[BatchRun] = []
     skipped: list[Path] = []
+    unusable: list[tuple[Path, str]] = []
     for frames in found:
         output = frames.parent / output_name
         if output.exists() and not overwrite:
             skipped.append(output)
             continue
-        grid = (
-            tuple(float(p) for p in planes_um)
-            if planes_um is not None
-            else _planes_from_report(frames)
-        )
-        if not grid:
-            raise RmzError(f"the output grid for {frames} has no planes")
-        runs.append(BatchRun(frames, output, grid))
-    return runs, skipped
+        try:
+            grid = (
+                tuple(float(p) for p in planes_um)
+                if planes_um is not None
+                else _planes_from_report(frames)
+            )
+            if not grid:
+                raise RmzError(f"the output grid for {frames} has no planes")
+        except RmzError as exc:
+            unusable.append((frames.parent, str(exc)))
+            continue
+        runs.append(BatchRun(frames, output, grid, pixel_size_um))
+    return RunSearch(runs, skipped, unusable)
 
 
 def worker_split(n_runs: int, jobs: int | None = None, cores: int | None = None) -> tuple[int, int]:
@@ -128,8 +153,10 @@ def _reconstruct_one(run: BatchRun, model: str, device: str | None, precision: s
             run.output,
             np.asarray(run.planes_um),
             model,
+            pixel_size_um=run.pixel_size_um,
             device=device,
             precision=precision,
+            overwrite=True,  # find_runs kept an existing output only when asked to
         )
     except (RmzError, ValueError, OSError) as exc:
         return RunResult(run, time.perf_counter() - started, f"{exc}")

@@ -42,13 +42,17 @@ def _quiet_pymmcore_logs() -> Iterator[None]:
     configs, and device initialisation failures are logged with a traceback
     before we re-raise them with a short message.
     """
-    logger = logging.getLogger("pymmcore-plus")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    # "pymmcore-plus" is the package's own logger; the Python-device layer
+    # (unicore) logs under its module name, "pymmcore_plus...".
+    loggers = [logging.getLogger(name) for name in ("pymmcore-plus", "pymmcore_plus")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _needs_cpp_adapters(text: str) -> list[str]:

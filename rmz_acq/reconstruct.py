@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +12,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from .errors import RmzError
+from .errors import DataWarning, RmzError
 from .io import read_zstack, write_zstack
+from .io.outputs import check_output_file
 from .model.weights import LoadedModel, load_model
 from .session import PushResult, ReconstructionSession, compute_dtype
 
@@ -37,6 +40,7 @@ def read_frames(path: str | Path, z_override: Sequence[float] | None = None) -> 
     """
     stack = read_zstack(path)
     n = stack.data.shape[0]
+    _warn_if_frames_lost(Path(path), n)
     if z_override is not None:
         if len(z_override) != n:
             raise RmzError(f"--z gives {len(z_override)} positions but {path} holds {n} frames")
@@ -51,6 +55,25 @@ def read_frames(path: str | Path, z_override: Sequence[float] | None = None) -> 
     return FrameSet(stack.data.astype(np.float32), z, stack.pixel_size_um)
 
 
+def _warn_if_frames_lost(path: Path, n_read: int) -> None:
+    """A run's ``report.json`` lists every frame taken: say if the file holds fewer."""
+    report = path.parent / "report.json"
+    if path.name != "frames.ome.tif" or not report.is_file():
+        return
+    try:
+        listed = len(json.loads(report.read_text())["frames"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if listed > n_read:
+        warnings.warn(
+            f"{path} holds {n_read} intact frames but {report.name} lists {listed}: "
+            f"{listed - n_read} lost (the scan was killed while writing?); reconstructing "
+            f"from the {n_read} that are there",
+            DataWarning,
+            stacklevel=3,
+        )
+
+
 def reconstruct_frames(
     model: LoadedModel,
     frames: FrameSet,
@@ -60,12 +83,19 @@ def reconstruct_frames(
     precision: str = "float32",
     on_push: Callable[[PushResult], None] | None = None,
 ) -> NDArray[np.float32]:
-    """Push the frames in their order; return the final ``(Z, H, W)`` volume."""
+    """Push the frames in their order; return the final ``(Z, H, W)`` volume.
+
+    Raises
+    ------
+    RmzError
+        No frames, or a volume that would not fit in memory (checked first).
+    """
     if len(frames.frames) == 0:
         raise RmzError("no frames to reconstruct from; at least one is needed")
     session = ReconstructionSession(
         model, output_planes_um, device=device, compute_dtype=compute_dtype(precision)
     )
+    session.check_memory(*frames.frames.shape[1:])
     result = None
     for frame, z in zip(frames.frames, frames.z_um, strict=True):
         result = session.push(frame, float(z))
@@ -86,8 +116,17 @@ def reconstruct_file(
     device: str | torch.device | None = None,
     precision: str = "float32",
     on_push: Callable[[PushResult], None] | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """``rmz-acq reconstruct``: read frames, reconstruct, write a float32 OME-TIFF."""
+    """``rmz-acq reconstruct``: read frames, reconstruct, write a float32 OME-TIFF.
+
+    Raises
+    ------
+    RmzError
+        The output is the input (always refused) or exists and ``overwrite``
+        is false; the frames lack z or pixel size; bad grid, model or device.
+    """
+    check_output_file(output_path, inputs=[frames_path], overwrite=overwrite)
     frames = read_frames(frames_path, z_override)
     pixel = pixel_size_um or frames.pixel_size_um
     if pixel is None:

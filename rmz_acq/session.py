@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from .compute import resolve_device
+from .errors import RmzError
 from .fidelity import blend_measured, noise_variance_map
 from .model.network import RecurrentMZ, RecurrentState
 from .model.normalization import IntensityNormalization
@@ -141,7 +143,7 @@ class ReconstructionSession:
             )
         if plane_batch is not None and plane_batch < 1:
             raise ValueError(f"plane_batch must be >= 1, got {plane_batch}")
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         # Channels-last convolutions run 1.5-2x faster on the CPU here
         # (benchmarks/bench_session.py throughput); the weights are unchanged.
         network.to(self.device)
@@ -209,6 +211,28 @@ class ReconstructionSession:
             * len(self.output_planes_um)
             * torch.empty(0, dtype=self.state_dtype).element_size()
         )
+
+    def check_memory(self, height: int, width: int, *, extra_host_bytes: int = 0) -> None:
+        """Refuse (`RmzError`) frames of ``height x width`` whose volume will not fit.
+
+        The recurrent state lives on ``self.device``, the volume (float32)
+        in host memory; ``extra_host_bytes`` is anything else the caller
+        will hold beside them.
+        """
+        from .safety import check_memory
+
+        n = len(self.output_planes_um)
+        state = {"recurrent state": self.state_nbytes_for(height, width)}
+        host = {"volume": n * height * width * 4}
+        if extra_host_bytes:
+            host["kept volumes"] = extra_host_bytes
+        what = f"{n} output planes of {height} x {width} px"
+        fix = "Use a larger step between output planes (--z-range) or a shorter range."
+        if self.device.type == "cpu":
+            check_memory(state | host, what=what, fix=fix)
+        else:
+            check_memory(state, device=self.device, what=what, fix=fix)
+            check_memory(host, what=what, fix=fix)
 
     def _allocate(self, height: int, width: int) -> None:
         m = self.model.multiple
@@ -316,6 +340,12 @@ class ReconstructionSession:
                 squared_norm += float(np.sum(new.astype(np.float64) ** 2))
                 old[...] = new
         self.frames_z_um.append(float(measured_z_um))
+        if not np.isfinite(squared_norm):  # any NaN or inf in the volume
+            raise RmzError(
+                f"the volume after frame {self.n_frames} (z {measured_z_um:g} um) holds "
+                "non-finite values (NaN or inf): the network's weights are damaged or the "
+                "frame is far outside what it was trained on; nothing was written from it"
+            )
         change = None if first else float(np.sqrt(squared_change))
         relative = None if change is None else change / max(float(np.sqrt(squared_norm)), 1e-30)
         return PushResult(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import InvalidValueError, validation_message
 
 __all__ = ["ZRange", "parse_z_list", "parse_z_range"]
 
@@ -27,7 +29,14 @@ class ZRange(BaseModel):
                 f"stop {self.stop_um} um is below start {self.start_um} um; "
                 "write the range low:high:step"
             )
-        if (self.stop_um - self.start_um) / self.step_um >= _MAX_PLANES:
+        span = self.stop_um - self.start_um
+        if span > 0 and self.step_um > span * (1 + 1e-9):
+            raise ValueError(
+                f"step {self.step_um:g} um is longer than the range {self.start_um:g} to "
+                f"{self.stop_um:g} um, which would give one plane; use a step of at most "
+                f"{span:g} um (or START:START:1 for a single plane)"
+            )
+        if span / self.step_um >= _MAX_PLANES:
             raise ValueError(f"the range has more than {_MAX_PLANES} planes; use a larger step")
         return self
 
@@ -45,29 +54,59 @@ class ZRange(BaseModel):
 
 
 def parse_z_range(text: str) -> ZRange:
-    """Parse ``"START:STOP:STEP"`` (micrometres) with a message that shows the fix."""
+    """Parse ``"START:STOP:STEP"`` (micrometres) with a message that shows the fix.
+
+    Raises
+    ------
+    InvalidValueError
+        Not three finite numbers, a non-positive step, STOP below START, a
+        step longer than the range, or too many planes.
+    """
     parts = text.strip().split(":")
     if len(parts) != 3:
-        raise ValueError(f"z range {text!r} must be START:STOP:STEP in micrometres, e.g. 0:10:0.1")
+        raise InvalidValueError(
+            f"z range {text!r} must be START:STOP:STEP in micrometres, e.g. 0:10:0.1"
+        )
     try:
         start, stop, step = (float(p) for p in parts)
     except ValueError:
-        raise ValueError(
+        raise InvalidValueError(
             f"z range {text!r} has a part that is not a number; write e.g. 0:10:0.1"
         ) from None
     if not all(np.isfinite([start, stop, step])):
-        raise ValueError(f"z range {text!r} must be finite numbers")
+        raise InvalidValueError(f"z range {text!r} must be finite numbers, e.g. 0:10:0.1")
     if step <= 0:
-        raise ValueError(f"z range {text!r}: STEP must be positive, got {step:g}")
-    return ZRange(start_um=start, stop_um=stop, step_um=step)
+        raise InvalidValueError(f"z range {text!r}: STEP must be positive, got {step:g}")
+    try:
+        return ZRange(start_um=start, stop_um=stop, step_um=step)
+    except ValidationError as exc:
+        raise InvalidValueError(f"z range {text!r}: {validation_message(exc)}") from None
 
 
 def parse_z_list(text: str) -> list[float]:
-    """Parse ``"3,6,9"`` (micrometres)."""
-    try:
-        values = [float(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise ValueError(f"z list {text!r} must be comma-separated numbers, e.g. 3,6,9") from None
-    if not values or not all(np.isfinite(values)):
-        raise ValueError(f"z list {text!r} must hold at least one finite number")
+    """Parse ``"3,6,9"`` (micrometres).
+
+    Raises
+    ------
+    InvalidValueError
+        A part that is not a number, not finite, or no number at all.
+    """
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise InvalidValueError(f"z list {text!r} holds no numbers; write e.g. 3,6,9")
+    values = []
+    for part in parts:
+        try:
+            value = float(part)
+        except ValueError:
+            raise InvalidValueError(
+                f"z list {text!r}: {part!r} is not a number; write comma-separated "
+                "micrometres, e.g. 3,6,9"
+            ) from None
+        if not np.isfinite(value):
+            raise InvalidValueError(
+                f"z list {text!r}: {part!r} is not a finite number; write comma-separated "
+                "micrometres, e.g. 3,6,9"
+            )
+        values.append(value)
     return values

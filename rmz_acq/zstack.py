@@ -19,7 +19,7 @@ from pymmcore_plus import CMMCorePlus
 from .errors import AcquisitionError
 from .hardware import MicroscopeSummary, light_path_open, summarize
 from .io import FrameStackWriter
-from .safety import check_within_limits
+from .safety import check_within_limits, travel_limits
 
 __all__ = ["FrameRecord", "acquire_zstack"]
 
@@ -41,6 +41,7 @@ def acquire_zstack(
     z_step_um: float | None = None,
     limits_um: tuple[float, float] | None = None,
     on_frame: Callable[[FrameRecord], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[FrameRecord]:
     """Acquire one frame at each z through ``core.mda`` and write an OME-TIFF.
 
@@ -55,9 +56,13 @@ def acquire_zstack(
     z_step_um
         Nominal spacing written as ``PhysicalSizeZ``.
     limits_um
-        Focus travel limits; default: what the stage reports.
+        Focus travel limits: required when the stage reports none, otherwise
+        they can only narrow the stage's (`rmz_acq.safety.travel_limits`).
     on_frame
         Called on the runner thread after each frame is on disk.
+    should_stop
+        Asked after each frame; ``True`` ends the stack there (a cancel: the
+        frames taken are kept, and no error is raised).
 
     Raises
     ------
@@ -67,12 +72,14 @@ def acquire_zstack(
         Fewer frames arrived than planned (the file keeps those that did).
     """
     summary: MicroscopeSummary = summarize(core)
-    check_within_limits(planes_um, limits_um or summary.focus_limits_um)
+    limits, _narrowed = travel_limits(summary.focus_limits_um, limits_um)
+    check_within_limits(planes_um, limits)
     if len(planes_um) == 0:
         raise AcquisitionError("no z planes to acquire")
 
     records: list[FrameRecord] = []
     errors: list[BaseException] = []
+    stopped: list[bool] = []
     writer = FrameStackWriter(output, summary.pixel_size_um, z_step_um=z_step_um)
 
     def frame_ready(image: np.ndarray, event: useq.MDAEvent, meta: dict[str, Any]) -> None:
@@ -89,6 +96,9 @@ def acquire_zstack(
             records.append(record)
             if on_frame is not None:
                 on_frame(record)
+            if should_stop is not None and should_stop():
+                stopped.append(True)
+                core.mda.cancel()
         except BaseException as exc:  # surfaced after the run
             errors.append(exc)
             core.mda.cancel()
@@ -103,7 +113,7 @@ def acquire_zstack(
         writer.close()
     if errors:
         raise errors[0]
-    if len(records) != len(planes_um):
+    if len(records) != len(planes_um) and not stopped:
         raise AcquisitionError(
             f"only {len(records)} of {len(planes_um)} frames arrived (the camera or "
             f"stage failed; see the log); {output} holds the frames that did"

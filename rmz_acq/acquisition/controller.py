@@ -35,10 +35,12 @@ from psygnal import Signal, SignalGroup
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymmcore_plus import CMMCorePlus
 
-from ..errors import AcquisitionError, ConfigError, RmzError
+from ..errors import AcquisitionError, ConfigError, RmzError, StageSafetyError
 from ..hardware import MicroscopeSummary, light_path_open, summarize
 from ..io import FrameStackWriter, write_zstack
+from ..io.outputs import RunFolder
 from ..model.weights import LoadedModel
+from ..safety import check_within_limits, travel_limits
 from ..session import ReconstructionSession, compute_dtype
 from .plan import ScanPlan
 from .report import FrameRecord, ScanReport, write_preview
@@ -196,8 +198,20 @@ def simulated_optics(core: CMMCorePlus) -> tuple[float, float] | None:
     return None
 
 
+IN_PROGRESS = (
+    "the scan has not finished: it is still running, or its process was stopped before "
+    "it could end this report (the frames taken are in frames.ome.tif)"
+)
+
+
 class AdaptiveScan:
     """One adaptive scan of one sample.
+
+    Everything that can be checked is checked before anything moves: the
+    candidates against the focus travel, the volume against free memory, the
+    run folder (refused when it holds files, unless ``overwrite``).  While
+    the scan runs the folder is locked, ``report.json`` is rewritten after
+    every frame, and each frame is on disk before it is reconstructed.
 
     Parameters
     ----------
@@ -213,7 +227,20 @@ class AdaptiveScan:
         Where ``frames.ome.tif``, ``volume.ome.tif``, ``report.json`` and
         ``preview.png`` go.
     limits_um
-        Focus travel limits when the stage does not report them.
+        Focus travel limits: required when the stage reports none, otherwise
+        they can only narrow the stage's (`rmz_acq.safety.travel_limits`).
+    device
+        Where the network runs (default: CUDA when available).
+    overwrite
+        Delete what an earlier run wrote in ``run_dir`` instead of refusing.
+
+    Raises
+    ------
+    StageSafetyError
+        A candidate lies outside the travel limits, or no limits are known.
+    RmzError
+        The volume would not fit in memory; the run folder is taken or not
+        writable; ``strict`` and the optics differ from the model's.
     """
 
     def __init__(
@@ -226,39 +253,75 @@ class AdaptiveScan:
         *,
         limits_um: tuple[float, float] | None = None,
         device: str | None = None,
+        overwrite: bool = False,
     ) -> None:
         self.core = core
         self.model = model
         self.plan = plan
         self.settings = settings
         self.run_dir = Path(run_dir)
+        self.overwrite = overwrite
         self.events = ScanSignals()
         self.summary = summarize(core)
+        self.limits_um, narrowed = travel_limits(self.summary.focus_limits_um, limits_um)
         self.warnings = compatibility_warnings(core, self.summary, model)
+        if narrowed:
+            self.warnings.insert(0, narrowed)
         if settings.strict and self.warnings:
             raise ConfigError("refusing to scan (--strict): " + "; ".join(self.warnings))
-        plan.check_stage_limits(limits_um or self.summary.focus_limits_um)
+        try:
+            plan.check_stage_limits(self.limits_um)
+        except StageSafetyError as exc:
+            raise StageSafetyError(f"{exc} ({narrowed})" if narrowed else str(exc)) from None
+        self.folder = RunFolder(self.run_dir)
+        self.folder.check(overwrite=overwrite)
         self.session = ReconstructionSession(
             model,
             plan.output_planes_um,
             device=device,
             compute_dtype=compute_dtype(settings.precision),
         )
+        self._check_memory()
         self._frames: queue.Queue[tuple[NDArray[Any], float] | None] = queue.Queue()
         self._cancel = threading.Event()
         self.report: ScanReport | None = None
 
+    def _check_memory(self) -> None:
+        height, width = self.summary.image_shape
+        volume = len(self.plan.output_planes_um) * height * width * 4
+        history = volume * len(self.plan.candidates_um) if self.settings.save_history else 0
+        self.session.check_memory(height, width, extra_host_bytes=history)
+
     # control -------------------------------------------------------------------
 
     def cancel(self) -> None:
-        """Stop after the frame in flight; safe from any thread."""
+        """Stop after the frame in flight; safe from any thread.
+
+        The frame in flight, if any, is kept in ``unused_frames.ome.tif``.
+        """
         self._cancel.set()
         self._frames.put(None)  # wake the generator if it waits for a frame
         self.core.mda.cancel()
 
-    def toggle_pause(self) -> None:
+    def request_stop(self) -> None:
+        """`cancel` for a signal handler: takes no lock, so it cannot deadlock.
+
+        The scan stops before the next move (the MDA runner asks for the next
+        event on the thread the handler interrupted).
+        """
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def set_paused(self, paused: bool) -> None:
         """Pause or resume between frames (the microscope stays idle, shutter as is)."""
-        self.core.mda.toggle_pause()
+        self.core.mda.set_paused(paused)
+
+    def toggle_pause(self) -> None:
+        """Pause a running scan, or resume a paused one."""
+        self.set_paused(not self.core.mda.is_paused())
 
     # the scan ------------------------------------------------------------------
 
@@ -274,14 +337,32 @@ class AdaptiveScan:
 
         Errors from the hardware end the scan with stop reason ``error``:
         the frames taken so far, the volume and the report are still written,
-        and the exception is raised again afterwards.
+        and the exception is raised again afterwards.  ``KeyboardInterrupt``
+        ends it as ``cancelled`` (everything written), then propagates.
+
+        Raises
+        ------
+        RunLockedError
+            Another scan holds the run folder.
+        OutputExistsError
+            The folder filled up since the scan was planned (and no ``overwrite``).
+        AcquisitionError
+            The scan or the writing of its results failed; ``report.error`` says how.
         """
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with self.folder.locked():
+            self.folder.check(overwrite=self.overwrite)
+            if self.overwrite:
+                self.folder.clear()
+            return self._run()
+
+    def _run(self) -> ScanReport:
         pixel = self.summary.pixel_size_um
+        report_path = self.run_dir / "report.json"
         frames_writer = FrameStackWriter(self.run_dir / "frames.ome.tif", pixel)
-        unused_writer: FrameStackWriter | None = None
+        unused: list[FrameStackWriter] = []
         report = ScanReport(
-            stop_reason=StopReason.MAX_FRAMES,
+            stop_reason=StopReason.ERROR,
+            error=IN_PROGRESS,
             epsilon=self.settings.epsilon,
             relative_epsilon=None
             if self.settings.epsilon is not None
@@ -295,7 +376,10 @@ class AdaptiveScan:
             candidates_um=list(self.plan.candidates_um),
             settings=self.settings.model_dump(),
             warnings=list(self.warnings),
+            pixel_size_um=pixel,
+            focus_limits_um=list(self.limits_um),
         )
+        report.write(report_path)  # a scan that dies still leaves its plan and grid
         history: list[NDArray[np.float32]] = []
         started = time.perf_counter()
         reconstruction_s = 0.0
@@ -303,12 +387,19 @@ class AdaptiveScan:
         decided: list[StopReason] = []
         failure: BaseException | None = None
 
+        def keep_unused(image: NDArray[Any], measured: float, commanded: float) -> None:
+            if not unused:
+                unused.append(FrameStackWriter(self.run_dir / "unused_frames.ome.tif", pixel))
+            unused[0].append(image, measured, commanded_z_um=commanded)
+            report.unused_frames.append({"commanded_z_um": commanded, "measured_z_um": measured})
+
         def event_stream() -> Iterator[useq.MDAEvent]:
             nonlocal reconstruction_s
             for index, z in enumerate(self.plan.candidates_um):
                 if self._cancel.is_set():
                     decided.append(StopReason.CANCELLED)
                     return
+                check_within_limits([z], self.limits_um)  # the plan was checked; never trust
                 yield useq.MDAEvent(index={"z": index}, z_pos=z, exposure=self.settings.exposure_ms)
                 try:
                     item = self._frames.get(timeout=_frame_timeout_s())
@@ -317,23 +408,24 @@ class AdaptiveScan:
                         f"the camera delivered no frame at z = {z:g} um (the snap failed; "
                         "see the log)"
                     ) from None
-                if item is None:  # cancelled while waiting
+                if item is None:  # cancelled while waiting; a late frame is drained later
                     decided.append(StopReason.CANCELLED)
                     return
                 image, measured = item
                 arrived = time.perf_counter() - started
                 if self._cancel.is_set():
-                    nonlocal unused_writer
-                    unused_writer = unused_writer or FrameStackWriter(
-                        self.run_dir / "unused_frames.ome.tif", pixel
-                    )
-                    unused_writer.append(image, measured, commanded_z_um=z)
-                    report.unused_frames.append({"commanded_z_um": z, "measured_z_um": measured})
+                    keep_unused(image, measured, z)
                     decided.append(StopReason.CANCELLED)
                     return
                 frames_writer.append(
                     image, measured, exposure_ms=self.core.getExposure(), commanded_z_um=z
                 )
+                if not frames_writer.intact():
+                    raise AcquisitionError(
+                        f"the run folder {self.run_dir} (or its frames.ome.tif) was removed "
+                        f"during the scan; stopped after frame {index + 1} so no more frames "
+                        "are taken blind"
+                    )
                 self.events.frameAcquired.emit(AcquiredFrame(index, z, measured))
                 result = self.session.push(image, measured)
                 reconstruction_s += result.reconstruction_s
@@ -347,6 +439,7 @@ class AdaptiveScan:
                     reconstruction_s=result.reconstruction_s,
                 )
                 report.frames.append(record)
+                report.write(report_path)
                 if self.settings.save_history:
                     history.append(result.volume.copy())
                 self.events.volumeUpdated.emit(
@@ -368,29 +461,47 @@ class AdaptiveScan:
         try:
             with light_path_open(self.core):
                 self.core.mda.run(event_stream())
-        except BaseException as exc:  # the hardware or our own checks failed
+        except BaseException as exc:  # the hardware, our own checks, or Ctrl-C
             failure = exc
         finally:
             self.core.mda.events.frameReady.disconnect(self._on_frame)
-            if self._cancel.is_set() and not decided:
-                decided.append(StopReason.CANCELLED)
+            # A frame that arrived after the scan stopped waiting for it (a
+            # cancel during the snap) is kept, not dropped.
+            while True:
+                try:
+                    item = self._frames.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    with contextlib.suppress(Exception):
+                        keep_unused(item[0], item[1], float("nan"))
+            interrupted = isinstance(failure, KeyboardInterrupt)
+            if interrupted or (self._cancel.is_set() and not decided):
+                decided.insert(0, StopReason.CANCELLED)
             report.stop_reason = (
                 StopReason.ERROR
-                if failure is not None
+                if failure is not None and not interrupted
                 else (decided[0] if decided else StopReason.MAX_FRAMES)
             )
-            if failure is not None:
-                report.error = f"{type(failure).__name__}: {failure}"
+            report.error = (
+                f"{type(failure).__name__}: {failure}"
+                if failure is not None and not interrupted
+                else None
+            )
             total = time.perf_counter() - started
             report.durations_s = {
                 "acquisition": max(total - reconstruction_s, 0.0),
                 "reconstruction": reconstruction_s,
                 "total": total,
             }
-            self._finish(report, frames_writer, unused_writer, history)
+            problems = self._finish(report, frames_writer, unused, history)
         self.report = report
         self.events.finished.emit(report)
+        if isinstance(failure, KeyboardInterrupt):
+            raise failure  # after everything was written, as a cancel
         if failure is None:
+            if problems:
+                raise AcquisitionError(f"the scan's results were not all written: {report.error}")
             return report
         if isinstance(failure, RmzError) or not isinstance(failure, Exception):
             raise failure
@@ -400,29 +511,53 @@ class AdaptiveScan:
         self,
         report: ScanReport,
         frames_writer: FrameStackWriter,
-        unused_writer: FrameStackWriter | None,
+        unused: list[FrameStackWriter],
         history: list[NDArray[np.float32]],
-    ) -> None:
-        frames_writer.close()
-        if unused_writer is not None:
-            unused_writer.close()
+    ) -> list[str]:
+        """Write the volume, preview and final report; what could not be written.
+
+        Each file is attempted on its own, so a failure (a full disk, the
+        folder removed) loses only that file; the report, written last,
+        says what is missing and why.
+        """
+        problems: list[str] = []
+
+        def attempt(what: str, write: Any) -> None:
+            try:
+                write()
+            except Exception as exc:
+                problems.append(f"{what} not written ({type(exc).__name__}: {exc})")
+
+        attempt("frames.ome.tif", frames_writer.close)
+        for writer in unused:
+            attempt("unused_frames.ome.tif", writer.close)
         planes = self.session.output_planes_um
         pixel = self.summary.pixel_size_um
         step = float(np.diff(planes).mean()) if len(planes) > 1 else None
         volume = self.session.volume
+        if volume is not None and not np.isfinite(volume).all():
+            problems.append("volume.ome.tif not written: it holds non-finite values (NaN or inf)")
+            volume = None
         if volume is not None:
             name = f"rmz_acq {self.model.name} {self.model.sha256[:12]}"
-            write_zstack(
-                self.run_dir / "volume.ome.tif", volume, planes, pixel, z_step_um=step, name=name
-            )
-            for i, past in enumerate(history):
-                write_zstack(
-                    self.run_dir / f"volume_after_{i + 1:02d}_frames.ome.tif",
-                    past,
+            attempt(
+                "volume.ome.tif",
+                lambda: write_zstack(
+                    self.run_dir / "volume.ome.tif",
+                    volume,
                     planes,
                     pixel,
                     z_step_um=step,
                     name=name,
+                ),
+            )
+            for i, past in enumerate(history):
+                target = self.run_dir / f"volume_after_{i + 1:02d}_frames.ome.tif"
+                attempt(
+                    target.name,
+                    lambda past=past, target=target: write_zstack(
+                        target, past, planes, pixel, z_step_um=step, name=name
+                    ),
                 )
             with contextlib.suppress(Exception):  # a preview must never lose the data
                 write_preview(
@@ -435,4 +570,11 @@ class AdaptiveScan:
                     relative_epsilon=report.relative_epsilon,
                     title=f"{len(report.frames)} frames, stop: {report.stop_reason.value}",
                 )
-        report.write(self.run_dir / "report.json")
+        if problems:
+            stopped = report.stop_reason.value
+            report.stop_reason = StopReason.ERROR
+            earlier = [report.error] if report.error else []
+            report.error = "; ".join([*earlier, *problems, f"the scan stopped: {stopped}"])
+        report.finished = True
+        attempt("report.json", lambda: report.write(self.run_dir / "report.json"))
+        return problems

@@ -108,7 +108,7 @@ class ScanPlan(BaseModel):
             if not candidates:
                 raise RmzError("the candidate list is empty; give at least one focus plane")
         else:
-            step = candidate_step_um or 1.0
+            step = 1.0 if candidate_step_um is None else candidate_step_um
             if step <= 0:
                 raise RmzError(f"candidate spacing must be positive, got {step:g} um")
             lo, hi = min(output), max(output)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ..io.jsonfile import strict_json, write_json_file
 from .stop_rules import StopReason
 
 __all__ = ["FrameRecord", "ScanReport", "write_preview"]
@@ -53,19 +53,27 @@ class ScanReport:
     settings: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    pixel_size_um: float | None = None
+    focus_limits_um: list[float] | None = None
+    finished: bool = False
 
     def to_json(self) -> dict[str, Any]:
+        """The report as strict JSON data (a non-finite number becomes ``null``).
+
+        The contract's ``epsilon`` is the threshold in force: the absolute
+        one, or the relative one when the scan stops on the relative change
+        (``relative_epsilon`` says which).
+        """
         data = asdict(self)
         data["stop_reason"] = self.stop_reason.value
         data["frames"] = [asdict(f) for f in self.frames]
-        return data
+        if data["epsilon"] is None:
+            data["epsilon"] = self.relative_epsilon
+        return strict_json(data)
 
     def write(self, path: str | Path) -> Path:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(json.dumps(self.to_json(), indent=1))
-        tmp.replace(path)
-        return path
+        """Write ``report.json`` atomically (the previous version stays whole until then)."""
+        return write_json_file(path, self.to_json())
 
 
 def render_preview(

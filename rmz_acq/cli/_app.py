@@ -7,13 +7,25 @@ status 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-from typing import Annotated
+import errno
+import sys
+import warnings
+from typing import Annotated, NoReturn, TextIO
 
 import typer
+from pydantic import ValidationError
 
-from ..errors import RmzError
+from ..errors import RmzError, validation_message
 
-__all__ = ["EXIT_USER_ERROR", "Precision", "app", "fail", "parse_limits"]
+__all__ = [
+    "EXIT_USER_ERROR",
+    "Precision",
+    "app",
+    "fail",
+    "parse_limits",
+    "run_app",
+    "user_message",
+]
 
 app = typer.Typer(
     name="rmz-acq",
@@ -35,9 +47,66 @@ Precision = Annotated[
 ]
 
 
-def fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+# Path errors the user fixes (a read-only folder, a file where a folder is
+# wanted); a full disk is reported in one line too, with exit status 1.
+_PATH_ERRORS = (PermissionError, FileExistsError, IsADirectoryError, NotADirectoryError)
+_USER_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG}
+_FAULT_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def user_message(exc: BaseException) -> str | None:
+    """One line for an error the user can fix, or ``None`` for a bug.
+
+    Our own `RmzError`, pydantic validation errors (fields named as their
+    flags) and paths that cannot be written.
+    """
+    if isinstance(exc, RmzError):
+        return " ".join(str(exc).split())
+    if isinstance(exc, ValidationError):
+        return validation_message(exc, as_flags=True)
+    if isinstance(exc, OSError) and (
+        isinstance(exc, _PATH_ERRORS) or exc.errno in _USER_ERRNOS | _FAULT_ERRNOS
+    ):
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"cannot write{where}: {exc.strerror or exc}"
+    return None
+
+
+def fail(message: str | BaseException) -> typer.Exit:
+    """Print ``error: message`` and return the exit to raise (status 2)."""
+    text = message if isinstance(message, str) else (user_message(message) or str(message))
+    typer.echo(f"error: {text}", err=True)
     return typer.Exit(EXIT_USER_ERROR)
+
+
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    typer.echo(f"warning: {' '.join(str(message).split())}", err=True)
+
+
+def run_app() -> NoReturn:
+    """Run the command line; a user's mistake ends in one ``error:`` line, exit 2.
+
+    Real bugs keep their traceback.  A full disk also gets one line (exit 1):
+    it is not a mistake in the command, but nothing is gained by a traceback.
+    """
+    warnings.showwarning = _one_line_warning
+    try:
+        app()  # usage errors, --help and typer.Exit are handled (and exit) in here
+    except Exception as exc:
+        message = user_message(exc)
+        if message is None:
+            raise
+        typer.echo(f"error: {message}", err=True)
+        fault = isinstance(exc, OSError) and exc.errno in _FAULT_ERRNOS
+        sys.exit(1 if fault else EXIT_USER_ERROR)
+    sys.exit(0)
 
 
 @app.callback(invoke_without_command=True)

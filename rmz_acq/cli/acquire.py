@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ import typer
 
 from ..errors import RmzError
 from ._app import Precision, app, fail, parse_limits
+from ._signals import exit_status, signal_name, stop_on_signals
 
 
 @app.command()
@@ -55,10 +57,21 @@ def acquire(
     time_budget_s: Annotated[float | None, typer.Option("--time-budget-s")] = None,
     exposure_ms: Annotated[float | None, typer.Option("--exposure-ms")] = None,
     z_limits: Annotated[
-        str | None, typer.Option("--z-limits", help="LOW:HIGH focus travel, if the stage has none.")
+        str | None,
+        typer.Option(
+            "--z-limits",
+            help="LOW:HIGH um: narrows the stage's travel (required if it reports none).",
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; move nothing.")
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Reuse a run folder: delete the files an earlier run wrote there (only those).",
+        ),
     ] = False,
     strict: Annotated[
         bool,
@@ -94,6 +107,10 @@ def acquire(
             raise RmzError(f"--epsilon must be >= 0, got {epsilon:g}")
         if relative_epsilon is not None and relative_epsilon < 0:
             raise RmzError(f"--relative-epsilon must be >= 0, got {relative_epsilon:g}")
+        if candidate_step is not None and not candidate_step > 0:
+            raise RmzError(
+                f"--candidate-step must be a positive spacing in um, got {candidate_step:g}"
+            )
         try:
             plane_order = PlaneOrder(order)
         except ValueError:
@@ -142,12 +159,23 @@ def acquire(
             strict=strict,
             precision=precision,
         )
-        scan = AdaptiveScan(core, loaded, plan, settings, output, limits_um=limits, device=device)
+        scan = AdaptiveScan(
+            core,
+            loaded,
+            plan,
+            settings,
+            output,
+            limits_um=limits,
+            device=device,
+            overwrite=overwrite,
+        )
         for note in scan.warnings:
             typer.echo(f"warning: {note}", err=True)
         if dry_run:
             typer.echo(f"model: {loaded.name} ({loaded.sha256[:12]})")
             typer.echo(plan.describe())
+            lo, hi = scan.limits_um
+            typer.echo(f"focus travel: {lo:g} to {hi:g} um")
             rule = (
                 f"||V_M - V_(M-1)||_F <= {settings.epsilon:g}"
                 if settings.epsilon is not None
@@ -156,13 +184,14 @@ def acquire(
             typer.echo(f"stop: {rule}, min {settings.min_frames} frames")
             return
         target = settings.epsilon if settings.epsilon is not None else settings.relative_epsilon
+        most = min(len(plan.candidates_um), settings.max_frames or len(plan.candidates_um))
 
         def show(update: VolumeUpdate) -> None:
             r = update.record
             change = r.frobenius_change if settings.epsilon is not None else r.relative_change
             shown = "-" if change is None else f"{change:.4g}"
             typer.echo(
-                f"frame {r.index + 1}/{len(plan.candidates_um)} at z {r.measured_z_um:.3f} um: "
+                f"frame {r.index + 1}/{most} at z {r.measured_z_um:.3f} um: "
                 f"change {shown} (epsilon {target:g}), {r.reconstruction_s:.1f} s",
                 err=True,
             )
@@ -179,13 +208,28 @@ def acquire(
                 relative_epsilon=settings.relative_epsilon,
             )
             scan.events.volumeUpdated.connect(writer)
-        try:
-            report = _run_with_viewer(scan, settings, slicer) if view else scan.run()
-        except AcquisitionError as exc:
-            typer.echo(f"error: {exc} (frames so far and report.json are in {output})", err=True)
-            raise typer.Exit(1) from None
+        with stop_on_signals(scan.request_stop) as received:
+            try:
+                report = _run_with_viewer(scan, settings, slicer, received) if view else scan.run()
+            except AcquisitionError as exc:
+                typer.echo(
+                    f"error: {exc} (frames so far and report.json are in {output})", err=True
+                )
+                raise typer.Exit(1) from None
+            except KeyboardInterrupt:  # a second signal: the scan wrote what it had
+                report = scan.report
+                if report is None:
+                    raise
+                received.append(signal.SIGINT)
     except (RmzError, ValueError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
+    if received:
+        typer.echo(
+            f"cancelled by {signal_name(received[0])} after {len(report.frames)} frames; "
+            f"frames, volume and report.json are in {output}",
+            err=True,
+        )
+        raise typer.Exit(exit_status(received[0]))
     d = report.durations_s
     typer.echo(
         f"{report.stop_reason.value} after {len(report.frames)} of {len(plan.candidates_um)} "
@@ -194,9 +238,14 @@ def acquire(
     )
 
 
-def _run_with_viewer(scan: Any, settings: Any, slicer: bool) -> Any:
-    """Scan on a worker thread while the Qt viewer runs on this (main) thread."""
+def _run_with_viewer(scan: Any, settings: Any, slicer: bool, received: list[int]) -> Any:
+    """Scan on a worker thread while the Qt viewer runs on this (main) thread.
+
+    ``received`` fills with the signals (Ctrl-C, SIGTERM) caught meanwhile:
+    the scan then stops and writes its files, and the window closes.
+    """
     try:
+        from qtpy.QtCore import QTimer
         from qtpy.QtWidgets import QApplication
 
         from ..preview.viewer import ScanViewer, start_scan
@@ -214,7 +263,16 @@ def _run_with_viewer(scan: Any, settings: Any, slicer: bool) -> Any:
     viewer.resize(1100, 800)
     viewer.show()
     worker = start_scan(scan, viewer)
+
+    def watch() -> None:  # Python runs signal handlers only between Qt events
+        if received and not worker.is_alive():
+            qt_app.quit()
+
+    timer = QTimer()
+    timer.timeout.connect(watch)
+    timer.start(200)
     qt_app.exec()  # returns when the window is closed
+    timer.stop()
     if worker.is_alive():  # closed mid-scan: stop the microscope, keep what was taken
         scan.cancel()
         worker.join()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from . import acquire, model_commands, simulate  # noqa: F401  (they register their commands)
-from ._app import app
+from ._app import app, run_app
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: one-line errors for user mistakes (`run_app`)."""
+    run_app()

@@ -31,13 +31,17 @@ def reconstruct(
     ] = None,
     device: Annotated[str | None, typer.Option("--device", help="cpu or cuda.")] = None,
     precision: Precision = "float32",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the output file if it exists.")
+    ] = False,
 ) -> None:
     """Reconstruct a volume from M frames at arbitrary z."""
     from ..reconstruct import reconstruct_file
-    from ..session import PushResult
+    from ..session import PushResult, compute_dtype
     from ..zgrid import parse_z_list, parse_z_range
 
     try:
+        compute_dtype(precision)
         planes = parse_z_range(z_range).planes_um()
         z_list = parse_z_list(z) if z is not None else None
 
@@ -60,9 +64,10 @@ def reconstruct(
             device=device,
             precision=precision,
             on_push=report,
+            overwrite=overwrite,
         )
     except (RmzError, ValueError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     typer.echo(f"wrote {path}: {len(planes)} planes from {planes[0]:g} to {planes[-1]:g} um")
 
 
@@ -89,6 +94,10 @@ def reconstruct_runs(
         int | None,
         typer.Option("--jobs", "-j", help="Runs reconstructed at once (default: one per core)."),
     ] = None,
+    pixel_size_um: Annotated[
+        float | None,
+        typer.Option("--pixel-size-um", help="For frames that do not state it."),
+    ] = None,
     device: Annotated[str | None, typer.Option("--device", help="cpu or cuda.")] = None,
     precision: Precision = "float32",
 ) -> None:
@@ -101,11 +110,23 @@ def reconstruct_runs(
     try:
         compute_dtype(precision)
         planes = parse_z_range(z_range).planes_um() if z_range is not None else None
-        runs, skipped = find_runs(folder, planes, output_name=output_name, overwrite=overwrite)
+        if pixel_size_um is not None and not pixel_size_um > 0:
+            raise RmzError(f"--pixel-size-um must be positive, got {pixel_size_um:g}")
+        runs, skipped, unusable = find_runs(
+            folder,
+            planes,
+            output_name=output_name,
+            overwrite=overwrite,
+            pixel_size_um=pixel_size_um,
+        )
         for path in skipped:
             typer.echo(f"skipped {path}: already there (--overwrite replaces it)", err=True)
+        for run_dir, reason in unusable:
+            typer.echo(f"skipped {run_dir}: {reason}", err=True)
         if not runs:
             typer.echo("nothing to do")
+            if unusable:
+                raise fail(f"{len(unusable)} run(s) could not be reconstructed (see above)")
             return
         processes, threads = worker_split(len(runs), jobs)
         typer.echo(f"{len(runs)} runs, {processes} at a time with {threads} threads each", err=True)
@@ -120,9 +141,14 @@ def reconstruct_runs(
             runs, model, jobs=jobs, device=device, precision=precision, on_done=report
         )
     except (RmzError, ValueError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     failed = [r for r in results if not r.ok]
     typer.echo(f"reconstructed {len(results) - len(failed)} of {len(results)} runs")
+    if unusable:
+        raise fail(
+            f"{len(unusable)} run(s) skipped for lack of an output grid: "
+            + ", ".join(str(p) for p, _ in unusable)
+        )
     if failed:
         raise fail(f"{len(failed)} runs failed: " + ", ".join(str(r.run.frames) for r in failed))
 
@@ -167,7 +193,7 @@ def evaluate(
             volume, ground_truth, frames, model=loaded, beads=beads, device=device
         )
     except (RmzError, ValueError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     stem = volume.name.removesuffix(".tif").removesuffix(".ome")
     json_path = write_json(result, output or volume.with_name(f"{stem}.evaluation.json"))
     png_path = plot_evaluation(result, plot or volume.with_name(f"{stem}.psnr.png"))
@@ -455,7 +481,7 @@ def train(
                 on_progress=show,
             )
     except (RmzError, ValueError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
     scores = " ".join(f"{k}={v:.3f}" for k, v in summary.last_validation.items())
     if summary.weights is None:
         typer.echo(f"stopped after {summary.steps} steps; run again to resume ({scores})")

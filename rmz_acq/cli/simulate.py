@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import typer
 
 from ..errors import RmzError
 from ._app import app, fail, parse_limits
+from ._signals import exit_status, signal_name, stop_on_signals
 
 
 @app.command()
@@ -26,25 +28,38 @@ def simulate(
     ] = None,
     z_limits: Annotated[
         str | None,
-        typer.Option("--z-limits", help="LOW:HIGH focus travel in um, if the stage has none."),
+        typer.Option(
+            "--z-limits",
+            help="LOW:HIGH um: narrows the stage's travel (required if it reports none).",
+        ),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the output file if it exists.")
+    ] = False,
 ) -> None:
     """Acquire a full z-stack (the mechanical scan) and write an OME-TIFF."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from ..hardware import load_core
+    from ..hardware import focus_limits_um, load_core
+    from ..io.outputs import check_output_file
+    from ..safety import check_within_limits, travel_limits
     from ..zgrid import parse_z_range
     from ..zstack import FrameRecord, acquire_zstack
 
     try:
         zr = parse_z_range(z_range)
         limits = parse_limits(z_limits)
+        if exposure_ms is not None and not exposure_ms > 0:
+            raise RmzError(f"--exposure-ms must be positive, got {exposure_ms:g}")
+        check_output_file(output, overwrite=overwrite)
         core = load_core(config)
-        if exposure_ms is not None:
-            if not exposure_ms > 0:
-                raise RmzError(f"--exposure-ms must be positive, got {exposure_ms:g}")
-            core.setExposure(exposure_ms)
         planes = zr.planes_um()
+        limits, narrowed = travel_limits(focus_limits_um(core), limits)
+        if narrowed:
+            typer.echo(f"warning: {narrowed}", err=True)
+        check_within_limits(planes.tolist(), limits)
+        if exposure_ms is not None:
+            core.setExposure(exposure_ms)
         with Progress(
             TextColumn("[bold]z-stack"),
             BarColumn(),
@@ -58,16 +73,26 @@ def simulate(
             def advance(record: FrameRecord) -> None:
                 progress.update(task, advance=1, z=f"{record.measured_z_um:.3f}")
 
-            records = acquire_zstack(
-                core,
-                planes.tolist(),
-                output,
-                z_step_um=zr.step_um,
-                limits_um=limits,
-                on_frame=advance,
-            )
+            stop = threading.Event()
+            with stop_on_signals(stop.set) as received:
+                records = acquire_zstack(
+                    core,
+                    planes.tolist(),
+                    output,
+                    z_step_um=zr.step_um,
+                    limits_um=limits,
+                    on_frame=advance,
+                    should_stop=stop.is_set,
+                )
     except (RmzError, ValueError) as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc) from None
+    if received:
+        typer.echo(
+            f"cancelled by {signal_name(received[0])}: {len(records)} of {len(planes)} planes "
+            f"in {output}",
+            err=True,
+        )
+        raise typer.Exit(exit_status(received[0]))
     measured = [r.measured_z_um for r in records]
     typer.echo(
         f"wrote {output}: {len(records)} planes, z {min(measured):.3f} to "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -271,8 +270,10 @@ def plot_evaluation(evaluation: Evaluation, path: str | Path) -> Path:
 
 
 def write_json(evaluation: Evaluation, path: str | Path) -> Path:
-    Path(path).write_text(json.dumps(evaluation.to_json(), indent=1))
-    return Path(path)
+    """The evaluation as strict JSON (a score that is not finite becomes ``null``)."""
+    from ..io.jsonfile import write_json_file
+
+    return write_json_file(path, evaluation.to_json())
 
 
 def plot_bead_histograms(evaluation: Evaluation, path: str | Path) -> Path:

@@ -9,9 +9,13 @@ rewrites the file as an OME-TIFF (``PhysicalSizeX/Y/Z``, one ``Plane`` with
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import warnings
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -21,7 +25,7 @@ import numpy as np
 import tifffile
 from numpy.typing import NDArray
 
-from ..errors import RmzError
+from ..errors import DataWarning, RmzError
 
 __all__ = ["FrameStackWriter", "ZStack", "read_zstack", "write_zstack"]
 
@@ -88,8 +92,12 @@ def write_zstack(
     exposure = None if exposure_ms is None else np.asarray(exposure_ms, np.float64)
     meta = _ome_metadata(data.shape[0], z, pixel_size_um, z_step_um, exposure, name)
     tmp = path.with_name(path.name + ".partial")
-    tifffile.imwrite(tmp, data, ome=True, metadata=meta, photometric="minisblack")
-    os.replace(tmp, path)
+    try:
+        tifffile.imwrite(tmp, data, ome=True, metadata=meta, photometric="minisblack")
+        os.replace(tmp, path)
+    except BaseException:  # a full disk leaves no half-written file behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -144,7 +152,14 @@ class FrameStackWriter:
                 f"frame {len(self)} has shape {frame.shape} {frame.dtype}; the stack "
                 f"holds {self._shape} {self._dtype}"
             )
-        record = {_PAGE_TAG: len(self), "PositionZ_um": float(z_um), **extra}
+        # Each page carries what a reconstruction needs (z, pixel size), so a
+        # file cut short by a crash can still be reconstructed.
+        record = {
+            _PAGE_TAG: len(self),
+            "PositionZ_um": float(z_um),
+            "PhysicalSizeX_um": self.pixel_size_um,
+            **extra,
+        }
         if exposure_ms is not None:
             record["ExposureTime_ms"] = float(exposure_ms)
         self._tif.write(
@@ -158,6 +173,16 @@ class FrameStackWriter:
         os.fsync(self._tif.filehandle.fileno())
         self.z_um.append(float(z_um))
         self.exposure_ms.append(float("nan") if exposure_ms is None else float(exposure_ms))
+
+    def intact(self) -> bool:
+        """Whether ``path`` is still the file being written (not deleted or replaced)."""
+        if self._tif is None:
+            return self.path.is_file()
+        try:
+            on_disk = os.stat(self.path)
+        except OSError:
+            return False
+        return on_disk.st_ino == os.fstat(self._tif.filehandle.fileno()).st_ino
 
     def close(self) -> Path:
         """Finish the file as an OME-TIFF.  Safe to call twice."""
@@ -221,8 +246,10 @@ def read_zstack(path: str | Path) -> ZStack:
     """Read a stack written here, by Micro-Manager, or any 3D (OME-)TIFF.
 
     The z of each plane comes from OME ``Plane@PositionZ``, or from the
-    per-page records of an unfinished stream; ``z_um`` is ``None`` when the
-    file carries neither.
+    per-page records of an unfinished stream (which also carry the pixel
+    size); ``z_um`` is ``None`` when the file carries neither.  A file cut
+    short (a crash while writing) gives its intact frames and a
+    `DataWarning` saying how many were lost.
 
     Raises
     ------
@@ -232,21 +259,31 @@ def read_zstack(path: str | Path) -> ZStack:
     path = Path(path)
     if not path.is_file():
         raise RmzError(f"{str(path)!r} does not exist")
+    z: list[float] | None = None
+    sizes: dict[str, float] = {}
+    exposure: list[float] = []
+    dropped = 0
     try:
-        with tifffile.TiffFile(path) as tif:
-            z: list[float] | None = None
-            sizes: dict[str, float] = {}
-            exposure: list[float] = []
+        with _tifffile_log() as complaints, tifffile.TiffFile(path) as tif:
+            data = None
             if tif.is_ome and tif.ome_metadata:
                 z, sizes, exposure = _ome_planes(tif.ome_metadata)
-                data = tif.series[0].asarray()
-            else:
-                data = np.stack([page.asarray() for page in tif.pages])  # type: ignore[union-attr]
-                records = [_page_record(page) for page in tif.pages]
-                if records and all(r is not None for r in records):
+                with contextlib.suppress(ValueError, OSError, IndexError):
+                    data = tif.series[0].asarray()
+            if data is None:
+                pages, dropped = _intact_pages(tif)
+                if not pages:
+                    raise RmzError(f"{str(path)!r} holds no readable frame (damaged or empty TIFF)")
+                data = np.stack([array for array, _ in pages])
+                records = [record for _, record in pages]
+                if z is None and all(r is not None for r in records):
                     z = [float(r["PositionZ_um"]) for r in records if r is not None]
+                pixels = {r.get("PhysicalSizeX_um") for r in records if r is not None}
+                pixels.discard(None)
+                if "PhysicalSizeX" not in sizes and len(pixels) == 1:
+                    sizes["PhysicalSizeX"] = float(pixels.pop())
                 pixel = _resolution_um(tif)
-                if pixel is not None:
+                if pixel is not None and "PhysicalSizeX" not in sizes:
                     sizes["PhysicalSizeX"] = pixel
     except (OSError, ValueError, tifffile.TiffFileError) as exc:
         raise RmzError(f"cannot read {str(path)!r} as TIFF: {exc}") from exc
@@ -257,8 +294,19 @@ def read_zstack(path: str | Path) -> ZStack:
         raise RmzError(
             f"{str(path)!r} holds an array of shape {data.shape}; expected one channel (z, y, x)"
         )
+    if z is not None and len(z) > data.shape[0]:  # OME planes of a file cut short
+        z = z[: data.shape[0]]
     if z is not None and len(z) != data.shape[0]:
         z = None
+    if dropped or complaints:
+        lost = f"at least {dropped} frame(s) lost, " if dropped else ""
+        detail = f" ({complaints[0]})" if complaints else ""
+        warnings.warn(
+            f"{path} is damaged (cut short by a crash?): {lost}{data.shape[0]} intact "
+            f"frame(s) read{detail}",
+            DataWarning,
+            stacklevel=2,
+        )
     return ZStack(
         data=data,
         z_um=None if z is None else np.asarray(z, np.float64),
@@ -266,6 +314,43 @@ def read_zstack(path: str | Path) -> ZStack:
         z_step_um=sizes.get("PhysicalSizeZ"),
         exposure_ms=np.asarray(exposure) if len(exposure) == data.shape[0] else None,
     )
+
+
+@contextlib.contextmanager
+def _tifffile_log() -> Iterator[list[str]]:
+    """Collect what tifffile logs (instead of printing it) while reading."""
+    messages: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(" ".join(record.getMessage().split()))
+
+    logger = logging.getLogger("tifffile")
+    handler = _Collect(logging.WARNING)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _intact_pages(tif: tifffile.TiffFile) -> tuple[list[tuple[NDArray[Any], Any]], int]:
+    """Pages read one by one up to the first damaged one; and how many were not read."""
+    pages: list[tuple[NDArray[Any], Any]] = []
+    total = len(tif.pages)
+    for index in range(total):
+        try:
+            page = tif.pages[index]
+            array = page.asarray()  # type: ignore[union-attr]
+        except (ValueError, OSError, IndexError, tifffile.TiffFileError):
+            break
+        if pages and array.shape != pages[0][0].shape:
+            break
+        pages.append((array, _page_record(page)))
+    return pages, total - len(pages)
 
 
 def _page_record(page: Any) -> dict[str, Any] | None:

@@ -83,8 +83,12 @@ def load_model(name_or_path: str | Path, device: torch.device | str = "cpu") -> 
     ------
     RmzError
         Unknown preset, missing file, corrupt file, a file of another format,
-        or weights that do not fit the architecture they claim.
+        non-finite weights, weights that do not fit the architecture they
+        claim, or a ``device`` this machine does not have.
     """
+    from ..compute import resolve_device
+
+    device = resolve_device(device)
     text = str(name_or_path)
     if text in PRESETS:
         path = preset_path(text)
@@ -111,6 +115,17 @@ def load_model(name_or_path: str | Path, device: torch.device | str = "cpu") -> 
         raise RmzError(
             f"{path} is not an rmz_acq weights file (format {metadata.get('format')!r}, "
             f"expected {FORMAT!r}); train one with `rmz-acq train`"
+        )
+    damaged = [
+        name
+        for name, tensor in tensors.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if damaged:
+        raise RmzError(
+            f"{path} holds non-finite weights (NaN or inf) in {len(damaged)} tensor(s), "
+            f"e.g. {damaged[0]}: the file is damaged or its training diverged; "
+            "use a preset or train again"
         )
     try:
         config = NetworkConfig.from_dict(metadata)

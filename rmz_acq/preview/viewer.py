@@ -181,7 +181,9 @@ def open_run(run_dir: str | Path, *, slicer: bool = False) -> ScanViewer:
     frames = [FrameRecord(**f) for f in data["frames"]]
     report = ScanReport(
         stop_reason=StopReason(data["stop_reason"]),
-        epsilon=data.get("epsilon"),
+        # "epsilon" is the threshold in force; it is relative when
+        # "relative_epsilon" is set.
+        epsilon=None if data.get("relative_epsilon") is not None else data.get("epsilon"),
         relative_epsilon=data.get("relative_epsilon"),
         model=data.get("model", {}),
         output_planes_um=data["output_planes_um"],

@@ -46,11 +46,11 @@ def runs(tmp_path: Path) -> Path:
 
 
 def test_find_runs_takes_the_grid_from_each_report(runs: Path) -> None:
-    found, skipped = find_runs(runs)
-    assert [r.frames.parent.name for r in found] == ["a", "b", "c"] and skipped == []
+    found, skipped, unusable = find_runs(runs)
+    assert [r.frames.parent.name for r in found] == ["a", "b", "c"] and skipped == unusable == []
     assert all(r.planes_um == tuple(GRID) for r in found)
     assert found[0].output == runs / "a" / "volume.ome.tif"
-    own, _ = find_runs(runs, [0.0, 1.0])
+    own = find_runs(runs, [0.0, 1.0]).runs
     assert all(r.planes_um == (0.0, 1.0) for r in own)
 
 
@@ -59,8 +59,10 @@ def test_find_runs_bad_input(runs: Path, tmp_path: Path) -> None:
     with pytest.raises(RmzError, match=r"no frames\.ome\.tif"):
         find_runs(tmp_path / "empty")
     _run(runs / "no_report", 4, report=False)
-    with pytest.raises(RmzError, match=r"no_report.*--z-range"):
-        find_runs(runs)
+    search = find_runs(runs)  # the run without a grid is set aside; the others go ahead
+    assert [r.frames.parent.name for r in search.runs] == ["a", "b", "c"]
+    assert [(p.name, "--z-range" in why) for p, why in search.unusable] == [("no_report", True)]
+    assert len(find_runs(runs, GRID).runs) == 4  # a grid for all: every run
     with pytest.raises(RmzError, match="must be a file name"):
         find_runs(runs, GRID, output_name="../v.tif")
 
@@ -77,7 +79,7 @@ def test_worker_split_gives_each_process_its_share_of_cores() -> None:
 def test_parallel_batch_equals_one_by_one_and_survives_a_bad_run(runs: Path, weights: Path) -> None:
     (runs / "broken").mkdir()
     (runs / "broken" / "frames.ome.tif").write_bytes(b"not a tiff")
-    found, _ = find_runs(runs, GRID)
+    found = find_runs(runs, GRID).runs
     seen: list[int] = []
     results = reconstruct_runs(found, weights, jobs=2, on_done=lambda r, d, t: seen.append(d))
     assert seen == [1, 2, 3, 4]
