@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pymmcore_plus import CMMCorePlus
 
@@ -23,6 +24,7 @@ from .errors import ConfigError
 
 __all__ = [
     "MicroscopeSummary",
+    "connect_on_runner_thread",
     "focus_limits_um",
     "light_path_open",
     "load_core",
@@ -251,6 +253,25 @@ def light_path_open(core: CMMCorePlus) -> Iterator[None]:
         with contextlib.suppress(Exception):
             core.setShutterOpen(False)
         core.setAutoShutter(auto)
+
+
+def connect_on_runner_thread(signal: Any, slot: Any) -> None:
+    """Connect an MDA signal so ``slot`` runs on the runner's thread, with or without Qt.
+
+    pymmcore-plus picks Qt signals for a core created once a QApplication
+    exists; those reach a slot through the GUI thread's event loop: late, or
+    never if that loop has stopped (a frame lost).  A direct connection
+    delivers on the thread that snapped the frame, as psygnal does.
+    """
+    if type(signal).__module__.startswith("psygnal"):
+        signal.connect(slot)
+        return
+    try:
+        from qtpy.QtCore import Qt
+
+        signal.connect(slot, Qt.ConnectionType.DirectConnection)
+    except (ImportError, TypeError):
+        signal.connect(slot)
 
 
 def loaded_python_device(core: CMMCorePlus, label: str) -> object | None:

@@ -17,7 +17,7 @@ import useq
 from pymmcore_plus import CMMCorePlus
 
 from .errors import AcquisitionError
-from .hardware import MicroscopeSummary, light_path_open, summarize
+from .hardware import MicroscopeSummary, connect_on_runner_thread, light_path_open, summarize
 from .io import FrameStackWriter
 from .safety import check_within_limits, travel_limits
 
@@ -104,7 +104,7 @@ def acquire_zstack(
             core.mda.cancel()
 
     sequence = useq.MDASequence(z_plan=useq.ZAbsolutePositions(absolute=list(planes_um)))
-    core.mda.events.frameReady.connect(frame_ready)
+    connect_on_runner_thread(core.mda.events.frameReady, frame_ready)
     try:
         with light_path_open(core):
             core.mda.run(sequence)

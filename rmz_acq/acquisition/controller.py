@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymmcore_plus import CMMCorePlus
 
 from ..errors import AcquisitionError, ConfigError, RmzError, StageSafetyError
-from ..hardware import MicroscopeSummary, light_path_open, summarize
+from ..hardware import MicroscopeSummary, connect_on_runner_thread, light_path_open, summarize
 from ..io import FrameStackWriter, write_zstack
 from ..io.outputs import RunFolder
 from ..model.weights import LoadedModel
@@ -457,7 +457,7 @@ class AdaptiveScan:
                     decided.append(reason)
                     return
 
-        self.core.mda.events.frameReady.connect(self._on_frame)
+        connect_on_runner_thread(self.core.mda.events.frameReady, self._on_frame)
         try:
             with light_path_open(self.core):
                 self.core.mda.run(event_stream())
