@@ -67,7 +67,8 @@ def user_message(exc: BaseException) -> str | None:
     if isinstance(exc, OSError) and (
         isinstance(exc, _PATH_ERRORS) or exc.errno in _USER_ERRNOS | _FAULT_ERRNOS
     ):
-        where = f" {exc.filename}" if exc.filename else ""
+        # a temporary file written to be renamed: name the file the user asked for
+        where = f" {str(exc.filename).removesuffix('.partial')}" if exc.filename else ""
         return f"cannot write{where}: {exc.strerror or exc}"
     return None
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import RmzError
+from ..errors import AcquisitionError, RmzError
 from ._app import app, fail, parse_limits
 from ._signals import exit_status, signal_name, stop_on_signals
 
@@ -84,6 +84,9 @@ def simulate(
                     on_frame=advance,
                     should_stop=stop.is_set,
                 )
+    except AcquisitionError as exc:  # the hardware failed mid-stack: the file keeps its frames
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     except (RmzError, ValueError) as exc:
         raise fail(exc) from None
     if received:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from simulators.optics import PsfModel
 from simulators.samples import STRUCTURE_FAMILIES, StructureFamily
 
+from ..compute import resolve_device
 from ..errors import RmzError
 from ..evaluation.metrics import psnr
 from ..model.losses import (
@@ -330,7 +331,7 @@ def train(
         raise RmzError(f"the time limit must be positive, not {time_limit_s} s")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     torch.manual_seed(settings.seed)
     notify = on_progress or (lambda *args: None)
 

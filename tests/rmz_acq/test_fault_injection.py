@@ -96,7 +96,7 @@ def _frames_file(path: Path, n: int = 3, *, pixel: float | None = 0.1) -> Path:
     frames = (100 + 300 * rng.random((n, 24, 28))).astype(np.uint16)
     z = [1.0 + i for i in range(n)]
     if pixel is None:
-        tifffile.imwrite(path, frames)  # no metadata at all
+        tifffile.imwrite(path, frames, photometric="minisblack")  # no metadata at all
     else:
         write_zstack(path, frames, z, pixel)
     return path
@@ -665,3 +665,42 @@ def test_progress_counts_against_max_frames(
     )
     assert code == 0, err
     assert "frame 1/2 " in err and "frame 2/2 " in err and "/4" not in err
+
+
+def test_failures_after_the_start_exit_1_with_one_line(
+    capsys: pytest.CaptureFixture[str],
+    config: Path,
+    weights: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = SimulatedCamera.snap
+    calls = {"n": 0}
+
+    def dies(self: SimulatedCamera, buffer: np.ndarray) -> object:
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise RuntimeError("camera disconnected")
+        return original(self, buffer)
+
+    monkeypatch.setattr(SimulatedCamera, "snap", dies)
+    stack = tmp_path / "stack.ome.tif"
+    code, _, err = cli(capsys, "simulate", "-c", config, "--z-range", "0:4:1", "-o", stack)
+    assert code == 1 and err.startswith("error: only 2 of 5 frames arrived"), err
+    assert len(read_zstack(stack).data) == 2  # what was taken is kept
+    monkeypatch.undo()
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "v.ome.tif.partial"))
+
+    frames = _frames_file(tmp_path / "f.tif", pixel=None)
+    monkeypatch.setattr(ome_tiff.tifffile, "imwrite", full_disk)
+    code, _, err = cli(
+        capsys,
+        *("reconstruct", frames, "--z", "1,2,3", "--pixel-size-um", "0.1"),
+        *("--z-range", "1:3:1", "-m", weights, "-o", tmp_path / "v.ome.tif"),
+    )
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1 and "Traceback" not in err, err
+    assert errors == [f"error: cannot write {tmp_path / 'v.ome.tif'}: No space left on device"]
+    assert not list(tmp_path.glob("*.partial"))
