@@ -1,30 +1,34 @@
-"""The adaptive scan: sparse planes through ``core.mda``, a volume after every frame.
+"""The adaptive scan: sparse planes through ``core.mda``, decided at the microscope's pace.
 
 Events are produced one at a time by a generator that the MDA runner pulls
 from.  The runner asks for the next event only after the previous one was
-executed, and the generator asks the frame queue for that frame before it
-decides anything, so each frame is on disk, pushed into the session and
-judged by the stop rules before the stage moves again.  Reconstruction runs
-inside the generator, on the runner's thread, never in a ``frameReady``
-callback (which pymmcore-plus delivers on the Qt main thread once a
-QApplication exists).
+executed, and each frame reaches the scan on the runner's thread the moment
+the engine produces it (`connect_on_runner_thread`), so when the generator
+resumes the frame is there: it is written to disk, pushed into a small
+*decision* session (a few evenly spread output planes) and judged by the
+stop rules before the stage moves again.  The whole output grid is brought
+up to date from the same frames on a worker thread (`Completion`) while the
+stage moves on; the scan ends when the rule fires, the volume when the
+completion has caught up.
 
-Signals (psygnal), all emitted on the thread that runs `AdaptiveScan.run`
-(the MDA runner's thread):
+Signals (psygnal):
 
-- ``frameAcquired(AcquiredFrame)``: a frame is on disk (before the push);
-- ``volumeUpdated(VolumeUpdate)``: the volume after a push, and its change;
+- ``frameAcquired(AcquiredFrame)``: a frame is on disk (runner thread);
+- ``decisionMade(FrameRecord)``: the stop rule has judged a frame (runner
+  thread, before the next move);
+- ``volumeUpdated(VolumeUpdate)``: the full volume after a frame, and its
+  change (the completion's worker thread, or the runner's when the scan
+  decides on the full grid);
 - ``finished(ScanReport)``: the scan ended, files are written.
 """
 
 from __future__ import annotations
 
 import contextlib
-import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -41,8 +45,16 @@ from ..io import FrameStackWriter, write_zstack
 from ..io.outputs import RunFolder
 from ..model.weights import LoadedModel
 from ..safety import check_within_limits, travel_limits
-from ..session import ReconstructionSession, compute_dtype
-from .plan import ScanPlan
+from ..session import PushResult, ReconstructionSession, compute_dtype
+from .completion import Completion
+from .plan import (
+    DECISION_PLANES,
+    OTHER_SCAN_DEFAULTS,
+    PRESET_SCAN_DEFAULTS,
+    ScanPlan,
+    decision_plane_indices,
+    scan_defaults,
+)
 from .report import FrameRecord, ScanReport, write_preview
 from .stop_rules import (
     FrobeniusChange,
@@ -64,34 +76,19 @@ __all__ = [
     "default_relative_epsilon",
 ]
 
-DEFAULT_RELATIVE_EPSILON = 0.1  # from benchmarks/bench_adaptive.py, see README
-# Per preset, from benchmarks/bench_adaptive.py --sample worm / --sample beads:
-# nuclei volumes gain 2 dB from frame 4 to frame 6 and change by 4-6 % of
-# their norm per frame after that; sparse beads change a small share of the
-# volume's norm with each frame (0.02-0.06 relative, on and on), and keep
-# sharpening up to 8-9 frames.
-PRESET_RELATIVE_EPSILON = {"nuclei": 0.05, "beads": 0.02}
+DEFAULT_RELATIVE_EPSILON = OTHER_SCAN_DEFAULTS.relative_epsilon
+PRESET_RELATIVE_EPSILON = {
+    name: defaults.relative_epsilon for name, defaults in PRESET_SCAN_DEFAULTS.items()
+}
 
 
 def default_relative_epsilon(model_name: str) -> float:
     """The relative epsilon a scan with this model stops at by default.
 
-    The shipped presets have their own (measured); any other model gets
-    `DEFAULT_RELATIVE_EPSILON`.
+    The shipped presets have their own (measured: `PRESET_SCAN_DEFAULTS`);
+    any other model gets `DEFAULT_RELATIVE_EPSILON`.
     """
-    return PRESET_RELATIVE_EPSILON.get(model_name, DEFAULT_RELATIVE_EPSILON)
-
-
-def _frame_timeout_s() -> float:
-    # Without Qt, frameReady is emitted on the runner thread before it asks
-    # for the next event, so a missing frame is a failed snap (pymmcore-plus
-    # only logs those).  With a QApplication the frame is delivered through
-    # the Qt event loop and may come a little later.
-    import sys
-
-    qt = sys.modules.get("qtpy.QtWidgets") or sys.modules.get("PyQt6.QtWidgets")
-    app = getattr(qt, "QApplication", None)
-    return 30.0 if app is not None and app.instance() is not None else 2.0
+    return scan_defaults(model_name).relative_epsilon
 
 
 class ScanSettings(BaseModel):
@@ -108,12 +105,34 @@ class ScanSettings(BaseModel):
     save_history: bool = False
     strict: bool = False
     precision: Literal["float32", "bfloat16"] = "float32"
+    decision_planes: int | None = Field(
+        DECISION_PLANES,
+        ge=2,
+        description="output planes the stop rule is measured on as each frame arrives, the "
+        "rest completed in the background; None: decide on the full grid",
+    )
 
     @model_validator(mode="after")
     def _a_rule(self) -> ScanSettings:
         if self.max_frames is not None and self.max_frames < self.min_frames:
             raise ValueError(f"max_frames {self.max_frames} is below min_frames {self.min_frames}")
         return self
+
+    @classmethod
+    def for_model(cls, model: LoadedModel | str, **overrides: Any) -> ScanSettings:
+        """The settings a scan with ``model`` (or a model name) uses by default.
+
+        The stop rule is the model's relative epsilon (`scan_defaults`)
+        unless ``overrides`` give ``epsilon`` (the paper's absolute rule) or
+        ``relative_epsilon``; anything else in ``overrides`` is a field.
+        """
+        name = model if isinstance(model, str) else model.name
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "epsilon" in given:
+            given.setdefault("relative_epsilon", None)
+        else:
+            given.setdefault("relative_epsilon", default_relative_epsilon(name))
+        return cls(**given)
 
     def rules(self) -> list[StopRule]:
         rules: list[StopRule] = []
@@ -147,6 +166,7 @@ class AcquiredFrame(NamedTuple):
 
 class ScanSignals(SignalGroup):
     frameAcquired = Signal(AcquiredFrame)
+    decisionMade = Signal(FrameRecord)
     volumeUpdated = Signal(VolumeUpdate)
     finished = Signal(ScanReport)
 
@@ -281,9 +301,30 @@ class AdaptiveScan:
             device=device,
             compute_dtype=compute_dtype(settings.precision),
         )
+        # The stop rule's planes: a few, spread evenly, pushed as each frame
+        # arrives; None when they would be (nearly) the whole grid.
+        n_planes = len(plan.output_planes_um)
+        chosen = (
+            decision_plane_indices(n_planes, settings.decision_planes)
+            if settings.decision_planes is not None
+            else np.arange(n_planes)
+        )
+        self.decision = (
+            ReconstructionSession(
+                model,
+                np.asarray(plan.output_planes_um)[chosen],
+                device=device,
+                compute_dtype=compute_dtype(settings.precision),
+            )
+            if 2 * len(chosen) <= n_planes
+            else None
+        )
         self._check_memory()
-        self._frames: queue.Queue[tuple[NDArray[Any], float] | None] = queue.Queue()
         self._cancel = threading.Event()
+        self._report_lock = threading.Lock()
+        self._arrived: list[tuple[NDArray[Any], float, float]] = []  # image, z, arrival
+        self._unused: FrameStackWriter | None = None
+        self._completion: Completion | None = None
         self.report: ScanReport | None = None
 
     def _check_memory(self) -> None:
@@ -300,8 +341,7 @@ class AdaptiveScan:
         The frame in flight, if any, is kept in ``unused_frames.ome.tif``.
         """
         self._cancel.set()
-        self._frames.put(None)  # wake the generator if it waits for a frame
-        self.core.mda.cancel()
+        self.core.mda.cancel()  # also ends a pause or a wait between events
 
     def request_stop(self) -> None:
         """`cancel` for a signal handler: takes no lock, so it cannot deadlock.
@@ -326,11 +366,12 @@ class AdaptiveScan:
     # the scan ------------------------------------------------------------------
 
     def _on_frame(self, image: NDArray[Any], event: useq.MDAEvent, meta: dict[str, Any]) -> None:
+        # On the runner's thread, as the engine produces the frame.
         position = meta.get("position", {}) if isinstance(meta, dict) else {}
         measured = position.get("z")
         if measured is None:
             measured = self.core.getPosition()
-        self._frames.put((np.array(image, copy=True), float(measured)))
+        self._arrived.append((np.array(image, copy=True), float(measured), time.perf_counter()))
 
     def run(self) -> ScanReport:
         """Scan until a stop rule fires; returns (and writes) the report.
@@ -355,12 +396,10 @@ class AdaptiveScan:
                 self.folder.clear()
             return self._run()
 
-    def _run(self) -> ScanReport:
-        pixel = self.summary.pixel_size_um
-        report_path = self.run_dir / "report.json"
-        frames_writer = FrameStackWriter(self.run_dir / "frames.ome.tif", pixel)
-        unused: list[FrameStackWriter] = []
-        report = ScanReport(
+    # one scan ----------------------------------------------------------------
+
+    def _new_report(self) -> ScanReport:
+        return ScanReport(
             stop_reason=StopReason.ERROR,
             error=IN_PROGRESS,
             epsilon=self.settings.epsilon,
@@ -376,126 +415,80 @@ class AdaptiveScan:
             candidates_um=list(self.plan.candidates_um),
             settings=self.settings.model_dump(),
             warnings=list(self.warnings),
-            pixel_size_um=pixel,
+            pixel_size_um=self.summary.pixel_size_um,
             focus_limits_um=list(self.limits_um),
         )
-        report.write(report_path)  # a scan that dies still leaves its plan and grid
-        history: list[NDArray[np.float32]] = []
-        started = time.perf_counter()
-        reconstruction_s = 0.0
-        rules = self.settings.rules()
-        decided: list[StopReason] = []
+
+    def _write_report(self) -> None:
+        assert self.report is not None
+        with self._report_lock:
+            self.report.write(self.run_dir / "report.json")
+
+    def _keep_unused(self, image: NDArray[Any], measured: float, commanded: float) -> None:
+        """A frame taken but not used (arrived after a cancel): kept, never dropped."""
+        assert self.report is not None
+        if self._unused is None:
+            self._unused = FrameStackWriter(
+                self.run_dir / "unused_frames.ome.tif", self.summary.pixel_size_um
+            )
+        self._unused.append(image, measured, commanded_z_um=commanded)
+        self.report.unused_frames.append({"commanded_z_um": commanded, "measured_z_um": measured})
+
+    def _run(self) -> ScanReport:
+        self.report = report = self._new_report()
+        self._write_report()  # a scan that dies still leaves its plan and grid
+        self._frames = FrameStackWriter(self.run_dir / "frames.ome.tif", self.summary.pixel_size_um)
+        self._unused = None
+        self._arrived = []
+        self._history: list[NDArray[np.float32]] = []
+        self._started = time.perf_counter()
+        self._completion = (
+            Completion(self.session, self._on_completed) if self.decision is not None else None
+        )
+        stop: list[StopReason] = []
         failure: BaseException | None = None
-
-        def keep_unused(image: NDArray[Any], measured: float, commanded: float) -> None:
-            if not unused:
-                unused.append(FrameStackWriter(self.run_dir / "unused_frames.ome.tif", pixel))
-            unused[0].append(image, measured, commanded_z_um=commanded)
-            report.unused_frames.append({"commanded_z_um": commanded, "measured_z_um": measured})
-
-        def event_stream() -> Iterator[useq.MDAEvent]:
-            nonlocal reconstruction_s
-            for index, z in enumerate(self.plan.candidates_um):
-                if self._cancel.is_set():
-                    decided.append(StopReason.CANCELLED)
-                    return
-                check_within_limits([z], self.limits_um)  # the plan was checked; never trust
-                yield useq.MDAEvent(index={"z": index}, z_pos=z, exposure=self.settings.exposure_ms)
-                try:
-                    item = self._frames.get(timeout=_frame_timeout_s())
-                except queue.Empty:
-                    raise AcquisitionError(
-                        f"the camera delivered no frame at z = {z:g} um (the snap failed; "
-                        "see the log)"
-                    ) from None
-                if item is None:  # cancelled while waiting; a late frame is drained later
-                    decided.append(StopReason.CANCELLED)
-                    return
-                image, measured = item
-                arrived = time.perf_counter() - started
-                if self._cancel.is_set():
-                    keep_unused(image, measured, z)
-                    decided.append(StopReason.CANCELLED)
-                    return
-                frames_writer.append(
-                    image, measured, exposure_ms=self.core.getExposure(), commanded_z_um=z
-                )
-                if not frames_writer.intact():
-                    raise AcquisitionError(
-                        f"the run folder {self.run_dir} (or its frames.ome.tif) was removed "
-                        f"during the scan; stopped after frame {index + 1} so no more frames "
-                        "are taken blind"
-                    )
-                self.events.frameAcquired.emit(AcquiredFrame(index, z, measured))
-                result = self.session.push(image, measured)
-                reconstruction_s += result.reconstruction_s
-                record = FrameRecord(
-                    index=index,
-                    commanded_z_um=z,
-                    measured_z_um=measured,
-                    time_s=arrived,
-                    frobenius_change=result.frobenius_change,
-                    relative_change=result.relative_change,
-                    reconstruction_s=result.reconstruction_s,
-                )
-                report.frames.append(record)
-                report.write(report_path)
-                if self.settings.save_history:
-                    history.append(result.volume.copy())
-                self.events.volumeUpdated.emit(
-                    VolumeUpdate(record, result.volume, self.session.output_planes_um)
-                )
-                progress = ScanProgress(
-                    frames=index + 1,
-                    frobenius_change=result.frobenius_change,
-                    relative_change=result.relative_change,
-                    elapsed_s=time.perf_counter() - started,
-                    candidates_left=len(self.plan.candidates_um) - index - 1,
-                )
-                reason = first_stop(rules, progress, min_frames=self.settings.min_frames)
-                if reason is not None:
-                    decided.append(reason)
-                    return
-
         connect_on_runner_thread(self.core.mda.events.frameReady, self._on_frame)
         try:
             with light_path_open(self.core):
-                self.core.mda.run(event_stream())
+                self.core.mda.run(self._events(stop))
         except BaseException as exc:  # the hardware, our own checks, or Ctrl-C
             failure = exc
         finally:
             self.core.mda.events.frameReady.disconnect(self._on_frame)
-            # A frame that arrived after the scan stopped waiting for it (a
-            # cancel during the snap) is kept, not dropped.
-            while True:
+            decided = time.perf_counter()
+            for image, measured, _ in self._arrived:  # taken after the scan stopped using frames
+                with contextlib.suppress(Exception):
+                    self._keep_unused(image, measured, float("nan"))
+            if self._completion is not None:
                 try:
-                    item = self._frames.get_nowait()
-                except queue.Empty:
-                    break
-                if item is not None:
-                    with contextlib.suppress(Exception):
-                        keep_unused(item[0], item[1], float("nan"))
+                    self._completion.finish()
+                except Exception as exc:
+                    failure = failure or exc
             interrupted = isinstance(failure, KeyboardInterrupt)
-            if interrupted or (self._cancel.is_set() and not decided):
-                decided.insert(0, StopReason.CANCELLED)
+            if interrupted or (self._cancel.is_set() and not stop):
+                stop.insert(0, StopReason.CANCELLED)
             report.stop_reason = (
                 StopReason.ERROR
                 if failure is not None and not interrupted
-                else (decided[0] if decided else StopReason.MAX_FRAMES)
+                else (stop[0] if stop else StopReason.MAX_FRAMES)
             )
             report.error = (
                 f"{type(failure).__name__}: {failure}"
                 if failure is not None and not interrupted
                 else None
             )
-            total = time.perf_counter() - started
+            problems = self._finish(report)
+            total = time.perf_counter() - self._started
+            deciding = sum(f.decision_s or 0.0 for f in report.frames)
             report.durations_s = {
-                "acquisition": max(total - reconstruction_s, 0.0),
-                "reconstruction": reconstruction_s,
+                "acquisition": max(decided - self._started - deciding, 0.0),
+                "decision": deciding,
+                "reconstruction": sum(f.reconstruction_s for f in report.frames),
+                "after_last_frame": time.perf_counter() - decided,
                 "total": total,
             }
-            problems = self._finish(report, frames_writer, unused, history)
-        self.report = report
+            with contextlib.suppress(Exception):
+                self._write_report()
         self.events.finished.emit(report)
         if isinstance(failure, KeyboardInterrupt):
             raise failure  # after everything was written, as a cancel
@@ -507,13 +500,114 @@ class AdaptiveScan:
             raise failure
         raise AcquisitionError(f"scan ended with an error: {report.error}") from failure
 
-    def _finish(
-        self,
-        report: ScanReport,
-        frames_writer: FrameStackWriter,
-        unused: list[FrameStackWriter],
-        history: list[NDArray[np.float32]],
-    ) -> list[str]:
+    def _events(self, stop: list[StopReason]) -> Iterator[useq.MDAEvent]:
+        """One event per candidate until a stop; each frame is judged before the next move."""
+        for index, z in enumerate(self.plan.candidates_um):
+            if self._cancel.is_set():
+                stop.append(StopReason.CANCELLED)
+                return
+            check_within_limits([z], self.limits_um)  # the plan was checked; never trust
+            yield useq.MDAEvent(index={"z": index}, z_pos=z, exposure=self.settings.exposure_ms)
+            if not self._arrived:
+                raise AcquisitionError(
+                    f"the camera delivered no frame at z = {z:g} um (the snap failed; see the log)"
+                )
+            image, measured, arrived = self._arrived.pop(0)
+            if self._cancel.is_set():
+                self._keep_unused(image, measured, z)
+                stop.append(StopReason.CANCELLED)
+                return
+            reason = self._take(index, z, image, measured, arrived)
+            if reason is not None:
+                stop.append(reason)
+                return
+
+    def _take(
+        self, index: int, z: float, image: NDArray[Any], measured: float, arrived: float
+    ) -> StopReason | None:
+        """Keep one frame, judge it; the stop reason, or ``None`` to go on."""
+        assert self.report is not None
+        self._frames.append(image, measured, exposure_ms=self.core.getExposure(), commanded_z_um=z)
+        if not self._frames.intact():
+            raise AcquisitionError(
+                f"the run folder {self.run_dir} (or its frames.ome.tif) was removed during the "
+                f"scan; stopped after frame {index + 1} so no more frames are taken blind"
+            )
+        if self._completion is not None and self._completion.error is not None:
+            raise self._completion.error
+        self.events.frameAcquired.emit(AcquiredFrame(index, z, measured))
+        record = FrameRecord(
+            index=index,
+            commanded_z_um=z,
+            measured_z_um=measured,
+            time_s=arrived - self._started,
+            frobenius_change=None,
+            relative_change=None,
+            reconstruction_s=0.0,
+        )
+        if self.decision is None:  # the full grid decides, here and now
+            result = self.session.push(image, measured)
+            record = replace(
+                record,
+                frobenius_change=result.frobenius_change,
+                relative_change=result.relative_change,
+                reconstruction_s=result.reconstruction_s,
+                decision_s=time.perf_counter() - arrived,
+                decision_frobenius_change=result.frobenius_change,
+                decision_relative_change=result.relative_change,
+            )
+            self.report.frames.append(record)
+            self._on_completed(index, result)
+        else:
+            result = self.decision.push(image, measured)
+            scale = np.sqrt(
+                len(self.session.output_planes_um) / len(self.decision.output_planes_um)
+            )
+            record = replace(
+                record,
+                decision_s=time.perf_counter() - arrived,
+                decision_frobenius_change=None
+                if result.frobenius_change is None
+                else result.frobenius_change * float(scale),
+                decision_relative_change=result.relative_change,
+            )
+            with self._report_lock:
+                self.report.frames.append(record)
+            self._completion.submit(index, image, measured)  # type: ignore[union-attr]
+            self._write_report()
+        self.events.decisionMade.emit(record)
+        progress = ScanProgress(
+            frames=index + 1,
+            frobenius_change=record.decision_frobenius_change,
+            relative_change=record.decision_relative_change,
+            elapsed_s=time.perf_counter() - self._started,
+            candidates_left=len(self.plan.candidates_um) - index - 1,
+        )
+        return first_stop(self.settings.rules(), progress, min_frames=self.settings.min_frames)
+
+    def _on_completed(self, index: int, result: PushResult) -> None:
+        """The full grid has taken frame ``index``: fill in its record, tell the listeners."""
+        assert self.report is not None
+        with self._report_lock:
+            position = next(i for i, f in enumerate(self.report.frames) if f.index == index)
+            record = replace(
+                self.report.frames[position],
+                frobenius_change=result.frobenius_change,
+                relative_change=result.relative_change,
+                reconstruction_s=result.reconstruction_s,
+            )
+            self.report.frames[position] = record
+        # The runner's own write, per frame, reports a disk that fails; this
+        # one only adds the full grid's figures.
+        with contextlib.suppress(OSError):
+            self._write_report()
+        if self.settings.save_history:
+            self._history.append(result.volume.copy())
+        self.events.volumeUpdated.emit(
+            VolumeUpdate(record, result.volume, self.session.output_planes_um)
+        )
+
+    def _finish(self, report: ScanReport) -> list[str]:
         """Write the volume, preview and final report; what could not be written.
 
         Each file is attempted on its own, so a failure (a full disk, the
@@ -528,9 +622,9 @@ class AdaptiveScan:
             except Exception as exc:
                 problems.append(f"{what} not written ({type(exc).__name__}: {exc})")
 
-        attempt("frames.ome.tif", frames_writer.close)
-        for writer in unused:
-            attempt("unused_frames.ome.tif", writer.close)
+        attempt("frames.ome.tif", self._frames.close)
+        if self._unused is not None:
+            attempt("unused_frames.ome.tif", self._unused.close)
         planes = self.session.output_planes_um
         pixel = self.summary.pixel_size_um
         step = float(np.diff(planes).mean()) if len(planes) > 1 else None
@@ -551,7 +645,7 @@ class AdaptiveScan:
                     name=name,
                 ),
             )
-            for i, past in enumerate(history):
+            for i, past in enumerate(self._history):
                 target = self.run_dir / f"volume_after_{i + 1:02d}_frames.ome.tif"
                 attempt(
                     target.name,
@@ -576,5 +670,5 @@ class AdaptiveScan:
             earlier = [report.error] if report.error else []
             report.error = "; ".join([*earlier, *problems, f"the scan stopped: {stopped}"])
         report.finished = True
-        attempt("report.json", lambda: report.write(self.run_dir / "report.json"))
+        attempt("report.json", self._write_report)
         return problems

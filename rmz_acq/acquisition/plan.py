@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import Enum
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,7 +19,55 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ..errors import RmzError
 from ..safety import check_within_limits
 
-__all__ = ["PlaneOrder", "ScanPlan", "order_planes"]
+if TYPE_CHECKING:
+    from ..model.weights import LoadedModel
+
+__all__ = [
+    "DECISION_PLANES",
+    "PlaneOrder",
+    "ScanDefaults",
+    "ScanPlan",
+    "decision_plane_indices",
+    "order_planes",
+    "scan_defaults",
+]
+
+# Output planes the stop rule is measured on while the scan runs (the rest
+# of the grid is completed in the background); benchmarks/bench_stopping.py.
+DECISION_PLANES = 11
+
+
+class ScanDefaults(NamedTuple):
+    """What a scan with a model does unless told otherwise (chosen by benchmark)."""
+
+    candidate_step_fraction: float  # candidate spacing, as a share of the input spacing
+    relative_epsilon: float
+
+
+# benchmarks/bench_stopping.py (see the README, "Benchmarks"): the candidate
+# spacing and threshold at which default scans stop on their rule.
+PRESET_SCAN_DEFAULTS = {
+    "nuclei": ScanDefaults(candidate_step_fraction=0.25, relative_epsilon=0.05),
+    "beads": ScanDefaults(candidate_step_fraction=1 / 3, relative_epsilon=0.02),
+}
+OTHER_SCAN_DEFAULTS = ScanDefaults(candidate_step_fraction=0.25, relative_epsilon=0.1)
+
+
+def scan_defaults(model_name: str) -> ScanDefaults:
+    """The shipped presets' own defaults; any other model gets `OTHER_SCAN_DEFAULTS`."""
+    return PRESET_SCAN_DEFAULTS.get(model_name, OTHER_SCAN_DEFAULTS)
+
+
+def decision_plane_indices(n_planes: int, count: int = DECISION_PLANES) -> NDArray[np.intp]:
+    """Evenly spread indices into a grid of ``n_planes``, both ends included.
+
+    Every output plane's recurrent state is independent of the others, so
+    the volume on these planes is exactly the full volume's there, and its
+    relative change estimates the whole grid's without favouring any depth.
+    """
+    if n_planes <= count:
+        return np.arange(n_planes)
+    return np.unique(np.round(np.linspace(0, n_planes - 1, count)).astype(np.intp))
 
 
 class PlaneOrder(str, Enum):
@@ -127,6 +176,56 @@ class ScanPlan(BaseModel):
             raise RmzError(
                 "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
             ) from None
+
+    @classmethod
+    def for_model(
+        cls,
+        model: LoadedModel,
+        *,
+        output_planes_um: Sequence[float] | NDArray[np.floating] | None = None,
+        candidates_um: Sequence[float] | None = None,
+        candidate_step_um: float | None = None,
+        order: PlaneOrder = PlaneOrder.BISECTION,
+    ) -> ScanPlan:
+        """The plan a scan with ``model`` takes by default; every part can be overridden.
+
+        - output grid: the model's depth at its output step (``0:depth:step``);
+        - candidates: every ``candidate_step_um`` (default: the preset's share
+          of its input spacing, `scan_defaults`) from half an input spacing
+          inside each end of the grid;
+        - order: coarse to fine (bisection); reach: one input spacing.
+
+        Raises
+        ------
+        RmzError
+            The model states no output range and none is given; a bad step.
+        """
+        conditions: dict[str, Any] = model.conditions
+        if output_planes_um is None:
+            if not conditions:
+                raise RmzError(f"model {model.name!r} states no output range; give --z-range")
+            depth, step = float(conditions["depth_um"]), float(conditions["output_step_um"])
+            count = int(np.floor(depth / step + 1e-6)) + 1
+            output_planes_um = np.round(step * np.arange(count), 9)
+        planes = np.asarray(output_planes_um, np.float64)
+        if planes.size == 0:
+            raise RmzError("the output grid has no planes")
+        if candidate_step_um is not None and not candidate_step_um > 0:
+            raise RmzError(f"candidate spacing must be positive, got {candidate_step_um:g} um")
+        spacing = float(conditions.get("input_spacing_um", 0.0))
+        if spacing <= 0:  # a model without conditions: judge by the grid
+            spacing = max(float(np.ptp(planes)) / 3, 1.0)
+        if candidates_um is None:
+            step = candidate_step_um or spacing * scan_defaults(model.name).candidate_step_fraction
+            lo, hi = float(planes.min()) + spacing / 2, float(planes.max()) - spacing / 2
+            if hi >= lo:
+                n = int(np.floor((hi - lo) / step + 1e-6)) + 1
+                candidates_um = [float(np.round(lo + step * i, 9)) for i in range(n)]
+            else:
+                candidates_um = [float(planes.mean())]
+        return cls.build(
+            planes, candidates_um=candidates_um, order=order, reach_um=max(spacing, 1.0)
+        )
 
     def check_stage_limits(self, limits_um: tuple[float, float] | None) -> None:
         """Refuse the whole plan, before anything moves, if a candidate is out of travel."""

@@ -26,6 +26,13 @@ class FrameRecord:
     """One frame of the scan, as ``report.json`` lists it.
 
     ``time_s`` is when the frame arrived, from the start of the scan.
+    ``frobenius_change`` and ``relative_change`` are ``||V_M - V_(M-1)||``
+    over the whole output grid (``None`` for the first frame, and until the
+    full grid has caught up with this frame); ``reconstruction_s`` is that
+    full update's time, wherever it ran.  The stop rule judged the
+    ``decision_*`` change, measured on the decision planes as the frame
+    arrived (the Frobenius norm scaled to the full grid), ``decision_s``
+    after the frame's arrival.
     """
 
     index: int
@@ -35,6 +42,9 @@ class FrameRecord:
     frobenius_change: float | None
     relative_change: float | None
     reconstruction_s: float
+    decision_s: float | None = None
+    decision_frobenius_change: float | None = None
+    decision_relative_change: float | None = None
 
 
 @dataclass

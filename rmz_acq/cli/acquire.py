@@ -6,7 +6,6 @@ import signal
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 
 from ..errors import RmzError
@@ -35,7 +34,10 @@ def acquire(
     ] = None,
     candidate_step: Annotated[
         float | None,
-        typer.Option("--candidate-step", help="Candidate spacing (default: half the model's)."),
+        typer.Option(
+            "--candidate-step",
+            help="Candidate spacing in um (default: the model's; nuclei 1.5, beads 1).",
+        ),
     ] = None,
     order: Annotated[
         str, typer.Option("--order", help="bisection, centre-out or as-given.")
@@ -93,8 +95,7 @@ def acquire(
     precision: Precision = "float32",
 ) -> None:
     """Adaptive scan: sparse planes until the volume stops changing."""
-    from ..acquisition import AdaptiveScan, PlaneOrder, ScanPlan, ScanSettings, VolumeUpdate
-    from ..acquisition.controller import default_relative_epsilon
+    from ..acquisition import AdaptiveScan, FrameRecord, PlaneOrder, ScanPlan, ScanSettings
     from ..errors import AcquisitionError
     from ..hardware import load_core
     from ..model.weights import load_model
@@ -121,36 +122,17 @@ def acquire(
         core = load_core(config)
         name = model or _preset_for(core)
         loaded = load_model(name, device or "cpu")
-        conditions = loaded.conditions
-        if z_range is not None:
-            planes = parse_z_range(z_range).planes_um()
-        elif conditions:
-            planes = parse_z_range(
-                f"0:{conditions['depth_um']}:{conditions['output_step_um']}"
-            ).planes_um()
-        else:
-            raise RmzError("this model states no output range; give --z-range")
-        spacing = float(conditions.get("input_spacing_um", 2 * (candidate_step or 1.0)))
-        candidate_list = parse_z_list(candidates) if candidates is not None else None
-        if candidate_list is None and candidate_step is None:
-            half = spacing / 2
-            lo, hi = float(planes[0]) + half, float(planes[-1]) - half
-            count = int(np.floor((hi - lo) / half + 1e-6)) + 1 if hi >= lo else 1
-            candidate_list = (
-                [lo + half * i for i in range(count)] if hi >= lo else [float(planes.mean())]
-            )
-        plan = ScanPlan.build(
-            planes,
-            candidates_um=candidate_list,
+        plan = ScanPlan.for_model(
+            loaded,
+            output_planes_um=parse_z_range(z_range).planes_um() if z_range is not None else None,
+            candidates_um=parse_z_list(candidates) if candidates is not None else None,
             candidate_step_um=candidate_step,
             order=plane_order,
-            reach_um=max(spacing, 1.0),
         )
-        settings = ScanSettings(
+        settings = ScanSettings.for_model(
+            loaded,
             epsilon=epsilon,
-            relative_epsilon=relative_epsilon
-            if relative_epsilon is not None
-            else (None if epsilon is not None else default_relative_epsilon(loaded.name)),
+            relative_epsilon=relative_epsilon,
             min_frames=min_frames,
             max_frames=max_frames,
             time_budget_s=time_budget_s,
@@ -186,17 +168,20 @@ def acquire(
         target = settings.epsilon if settings.epsilon is not None else settings.relative_epsilon
         most = min(len(plan.candidates_um), settings.max_frames or len(plan.candidates_um))
 
-        def show(update: VolumeUpdate) -> None:
-            r = update.record
-            change = r.frobenius_change if settings.epsilon is not None else r.relative_change
+        def show(r: FrameRecord) -> None:  # as the rule judges each frame
+            change = (
+                r.decision_frobenius_change
+                if settings.epsilon is not None
+                else r.decision_relative_change
+            )
             shown = "-" if change is None else f"{change:.4g}"
             typer.echo(
                 f"frame {r.index + 1}/{most} at z {r.measured_z_um:.3f} um: "
-                f"change {shown} (epsilon {target:g}), {r.reconstruction_s:.1f} s",
+                f"change {shown} (epsilon {target:g}), decided in {r.decision_s or 0:.2f} s",
                 err=True,
             )
 
-        scan.events.volumeUpdated.connect(show)
+        scan.events.decisionMade.connect(show)
         if snapshots:
             from ..preview.snapshots import SnapshotWriter
 
@@ -234,7 +219,8 @@ def acquire(
     typer.echo(
         f"{report.stop_reason.value} after {len(report.frames)} of {len(plan.candidates_um)} "
         f"candidate planes; {d['total']:.1f} s (acquisition {d['acquisition']:.1f} s, "
-        f"reconstruction {d['reconstruction']:.1f} s); wrote {output}"
+        f"decisions {d['decision']:.1f} s, volume done {d['after_last_frame']:.1f} s after "
+        f"the last frame); wrote {output}"
     )
 
 

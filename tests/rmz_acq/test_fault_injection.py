@@ -87,7 +87,7 @@ def one_line_error(code: int, err: str, fragment: str) -> None:
 
 def _scan(core: CMMCorePlus, model: LoadedModel, run_dir: Path, **kwargs: object) -> AdaptiveScan:
     plan = ScanPlan.build(OUTPUT, candidates_um=CANDIDATES)
-    settings = ScanSettings(epsilon=0.0)
+    settings = ScanSettings(epsilon=0.0, decision_planes=5)  # the rest completed aside
     return AdaptiveScan(core, model, plan, settings, run_dir, **kwargs)  # type: ignore[arg-type]
 
 
@@ -297,8 +297,8 @@ def test_report_is_on_disk_from_the_first_frame(
     run = tmp_path / "run"
     seen: list[dict[str, object]] = []
     scan = _scan(small_core, tiny, run)
-    scan.events.volumeUpdated.connect(
-        lambda u: seen.append(json.loads((run / "report.json").read_text()))
+    scan.events.decisionMade.connect(  # before the next move
+        lambda record: seen.append(json.loads((run / "report.json").read_text()))
     )
     scan.run()
     assert [len(r["frames"]) for r in seen] == [1, 2, 3, 4]  # type: ignore[arg-type]
@@ -338,7 +338,7 @@ def test_a_run_folder_removed_mid_scan_stops_the_scan(
 ) -> None:
     run = tmp_path / "run"
     scan = _scan(small_core, tiny, run)
-    scan.events.volumeUpdated.connect(lambda u: shutil.rmtree(run) if u.record.index == 1 else None)
+    scan.events.decisionMade.connect(lambda r: shutil.rmtree(run) if r.index == 1 else None)
     with pytest.raises(
         AcquisitionError, match="was removed during the scan; stopped after frame 3"
     ):
@@ -565,7 +565,7 @@ def test_pause_uses_set_paused_not_the_deprecated_toggle(
             scan.toggle_pause()
             scan.set_paused(False)
 
-    scan.events.volumeUpdated.connect(pause_and_resume)
+    scan.events.decisionMade.connect(pause_and_resume)
     assert len(scan.run().frames) == len(CANDIDATES)
     assert states and all(states)
 

@@ -41,13 +41,20 @@ def _scan(core: CMMCorePlus, model: LoadedModel, run_dir: Path, **settings: obje
     return AdaptiveScan(core, model, plan, ScanSettings(**settings), run_dir)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("decision_planes", [5, None], ids=["decide-on-5-planes", "full-grid"])
 def test_epsilon_zero_takes_every_candidate_and_writes_the_run(
-    small_core: CMMCorePlus, tiny_model: LoadedModel, tmp_path: Path
+    small_core: CMMCorePlus, tiny_model: LoadedModel, tmp_path: Path, decision_planes: int | None
 ) -> None:
     updates: list[VolumeUpdate] = []
-    scan = _scan(small_core, tiny_model, tmp_path / "run", epsilon=0.0)
+    decided: list[int] = []
+    scan = _scan(
+        small_core, tiny_model, tmp_path / "run", epsilon=0.0, decision_planes=decision_planes
+    )
+    assert (scan.decision is None) == (decision_planes is None)
     scan.events.volumeUpdated.connect(updates.append)
+    scan.events.decisionMade.connect(lambda record: decided.append(record.index))
     report = scan.run()
+    assert decided == [u.record.index for u in updates] == [0, 1, 2, 3]
     assert report.stop_reason is StopReason.MAX_FRAMES
     assert len(report.frames) == len(CANDIDATES) == len(updates)
     assert not small_core.getShutterOpen()
@@ -55,9 +62,21 @@ def test_epsilon_zero_takes_every_candidate_and_writes_the_run(
     data = json.loads((run / "report.json").read_text())
     assert data["stop_reason"] == "max_frames" and data["epsilon"] == 0.0
     assert data["model"]["sha256"] == tiny_model.sha256
-    assert set(data["durations_s"]) == {"acquisition", "reconstruction", "total"}
+    assert set(data["durations_s"]) == {
+        "acquisition",
+        "decision",
+        "reconstruction",
+        "after_last_frame",
+        "total",
+    }
     assert data["frames"][0]["frobenius_change"] is None
     assert all(f["frobenius_change"] > 0 for f in data["frames"][1:])
+    assert all(f["decision_s"] > 0 and f["reconstruction_s"] > 0 for f in data["frames"])
+    assert all(f["decision_relative_change"] > 0 for f in data["frames"][1:])
+    if decision_planes is None:  # the full grid decided: the same numbers
+        assert all(
+            f["decision_relative_change"] == f["relative_change"] for f in data["frames"][1:]
+        )
     frames = read_zstack(run / "frames.ome.tif")
     assert frames.data.shape == (4, 64, 64)
     volume = read_zstack(run / "volume.ome.tif")
