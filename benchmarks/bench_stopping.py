@@ -16,7 +16,8 @@ after every frame is kept from both.  Per (fraction, epsilon) it prints:
 - loss: PSNR of V_stop against the truth, minus that of the all-candidates
   volume (mean and worst, dB; 0 when all were taken);
 - same stop: seeds where the decision planes stop at the same frame as the
-  full grid.
+  full grid;
+- PSNR, all: mean PSNR (dB) of V_stop and of the all-candidates volume.
 
 Only the held-out seeds (200 and up by default in the README's table) are
 used for the final claim; seeds 100-119 served to choose.
@@ -125,7 +126,7 @@ def main() -> None:
     )
     print(
         f"{'step um':>8}{'cands':>6}{'epsilon':>8}{'converged':>10}{'frames':>7}"
-        f"{'loss dB':>8}{'worst':>7}{'same stop':>10}"
+        f"{'loss dB':>8}{'worst':>7}{'same stop':>10}{'PSNR':>8}{'all':>8}"
     )
     for fraction in fractions:
         seeds = runs[fraction]
@@ -137,10 +138,12 @@ def main() -> None:
             converged = sum(m < count for m in frames)  # stopped before running out
             loss = [s[m - 1] - s[-1] for m, (_, _, s) in zip(frames, seeds, strict=True)]
             same = sum(a == b for a, b in zip(fired, fired_decision, strict=True))
+            at_stop = np.mean([s[m - 1] for m, (_, _, s) in zip(frames, seeds, strict=True)])
             print(
                 f"{fraction * spacing:>8g}{count:>6}{epsilon:>8g}"
                 f"{f'{converged}/{n}':>10}{np.mean(frames):>7.1f}"
-                f"{np.mean(loss):>+8.2f}{min(loss):>+7.2f}{f'{same}/{n}':>10}"
+                f"{np.mean(loss):>+8.2f}{min(loss):>+7.2f}{f'{same}/{n}':>10}{at_stop:>8.2f}"
+                f"{np.mean([s[-1] for _, _, s in seeds]):>8.2f}"
             )
 
 

@@ -30,13 +30,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import useq
 from numpy.typing import NDArray
 from psygnal import Signal, SignalGroup
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymmcore_plus import CMMCorePlus
 
 from ..errors import AcquisitionError, ConfigError, RmzError, StageSafetyError
@@ -47,27 +46,20 @@ from ..model.weights import LoadedModel
 from ..safety import check_within_limits, travel_limits
 from ..session import PushResult, ReconstructionSession, compute_dtype
 from .completion import Completion
-from .plan import (
-    DECISION_PLANES,
-    OTHER_SCAN_DEFAULTS,
-    PRESET_SCAN_DEFAULTS,
-    ScanPlan,
-    decision_plane_indices,
-    scan_defaults,
-)
+from .judge import ScanJudge
+from .plan import ScanPlan
 from .report import FrameRecord, ScanReport, write_preview
-from .stop_rules import (
-    FrobeniusChange,
-    MaxFrames,
-    RelativeChange,
-    ScanProgress,
-    StopReason,
-    StopRule,
-    TimeBudget,
-    first_stop,
+from .settings import (
+    DEFAULT_RELATIVE_EPSILON,
+    PRESET_RELATIVE_EPSILON,
+    ScanSettings,
+    default_relative_epsilon,
 )
+from .stop_rules import StopReason
 
 __all__ = [
+    "DEFAULT_RELATIVE_EPSILON",
+    "PRESET_RELATIVE_EPSILON",
     "AcquiredFrame",
     "AdaptiveScan",
     "ScanSettings",
@@ -75,76 +67,6 @@ __all__ = [
     "compatibility_warnings",
     "default_relative_epsilon",
 ]
-
-DEFAULT_RELATIVE_EPSILON = OTHER_SCAN_DEFAULTS.relative_epsilon
-PRESET_RELATIVE_EPSILON = {
-    name: defaults.relative_epsilon for name, defaults in PRESET_SCAN_DEFAULTS.items()
-}
-
-
-def default_relative_epsilon(model_name: str) -> float:
-    """The relative epsilon a scan with this model stops at by default.
-
-    The shipped presets have their own (measured: `PRESET_SCAN_DEFAULTS`);
-    any other model gets `DEFAULT_RELATIVE_EPSILON`.
-    """
-    return scan_defaults(model_name).relative_epsilon
-
-
-class ScanSettings(BaseModel):
-    """Stop rule and limits of an adaptive scan."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    epsilon: float | None = Field(None, ge=0, description="absolute ||V_M - V_(M-1)||_F")
-    relative_epsilon: float | None = Field(DEFAULT_RELATIVE_EPSILON, ge=0)
-    min_frames: int = Field(2, ge=1)
-    max_frames: int | None = Field(None, ge=1)
-    time_budget_s: float | None = Field(None, gt=0)
-    exposure_ms: float | None = Field(None, gt=0)
-    save_history: bool = False
-    strict: bool = False
-    precision: Literal["float32", "bfloat16"] = "float32"
-    decision_planes: int | None = Field(
-        DECISION_PLANES,
-        ge=2,
-        description="output planes the stop rule is measured on as each frame arrives, the "
-        "rest completed in the background; None: decide on the full grid",
-    )
-
-    @model_validator(mode="after")
-    def _a_rule(self) -> ScanSettings:
-        if self.max_frames is not None and self.max_frames < self.min_frames:
-            raise ValueError(f"max_frames {self.max_frames} is below min_frames {self.min_frames}")
-        return self
-
-    @classmethod
-    def for_model(cls, model: LoadedModel | str, **overrides: Any) -> ScanSettings:
-        """The settings a scan with ``model`` (or a model name) uses by default.
-
-        The stop rule is the model's relative epsilon (`scan_defaults`)
-        unless ``overrides`` give ``epsilon`` (the paper's absolute rule) or
-        ``relative_epsilon``; anything else in ``overrides`` is a field.
-        """
-        name = model if isinstance(model, str) else model.name
-        given = {k: v for k, v in overrides.items() if v is not None}
-        if "epsilon" in given:
-            given.setdefault("relative_epsilon", None)
-        else:
-            given.setdefault("relative_epsilon", default_relative_epsilon(name))
-        return cls(**given)
-
-    def rules(self) -> list[StopRule]:
-        rules: list[StopRule] = []
-        if self.epsilon is not None:
-            rules.append(FrobeniusChange(self.epsilon))
-        if self.relative_epsilon is not None and self.epsilon is None:
-            rules.append(RelativeChange(self.relative_epsilon))
-        if self.max_frames is not None:
-            rules.append(MaxFrames(self.max_frames))
-        if self.time_budget_s is not None:
-            rules.append(TimeBudget(self.time_budget_s))
-        return rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,23 +224,9 @@ class AdaptiveScan:
             compute_dtype=compute_dtype(settings.precision),
         )
         # The stop rule's planes: a few, spread evenly, pushed as each frame
-        # arrives; None when they would be (nearly) the whole grid.
-        n_planes = len(plan.output_planes_um)
-        chosen = (
-            decision_plane_indices(n_planes, settings.decision_planes)
-            if settings.decision_planes is not None
-            else np.arange(n_planes)
-        )
-        self.decision = (
-            ReconstructionSession(
-                model,
-                np.asarray(plan.output_planes_um)[chosen],
-                device=device,
-                compute_dtype=compute_dtype(settings.precision),
-            )
-            if 2 * len(chosen) <= n_planes
-            else None
-        )
+        # arrives (no decision session when they would be most of the grid).
+        self.judge = ScanJudge(model, plan, settings, device=device)
+        self.decision = self.judge.session
         self._check_memory()
         self._cancel = threading.Event()
         self._report_lock = threading.Lock()
@@ -545,45 +453,26 @@ class AdaptiveScan:
             relative_change=None,
             reconstruction_s=0.0,
         )
-        if self.decision is None:  # the full grid decides, here and now
-            result = self.session.push(image, measured)
-            record = replace(
-                record,
-                frobenius_change=result.frobenius_change,
-                relative_change=result.relative_change,
-                reconstruction_s=result.reconstruction_s,
-                decision_s=time.perf_counter() - arrived,
-                decision_frobenius_change=result.frobenius_change,
-                decision_relative_change=result.relative_change,
-            )
+        full = self.session.push(image, measured) if self._completion is None else None
+        verdict = self.judge.judge(
+            index, image, measured, elapsed_s=time.perf_counter() - self._started, full=full
+        )
+        record = replace(
+            record,
+            decision_s=time.perf_counter() - arrived,
+            decision_frobenius_change=verdict.frobenius_change,
+            decision_relative_change=verdict.relative_change,
+        )
+        with self._report_lock:
             self.report.frames.append(record)
-            self._on_completed(index, result)
-        else:
-            result = self.decision.push(image, measured)
-            scale = np.sqrt(
-                len(self.session.output_planes_um) / len(self.decision.output_planes_um)
-            )
-            record = replace(
-                record,
-                decision_s=time.perf_counter() - arrived,
-                decision_frobenius_change=None
-                if result.frobenius_change is None
-                else result.frobenius_change * float(scale),
-                decision_relative_change=result.relative_change,
-            )
-            with self._report_lock:
-                self.report.frames.append(record)
-            self._completion.submit(index, image, measured)  # type: ignore[union-attr]
+        if full is not None:  # the full grid decided, here and now
+            self._on_completed(index, full)
+        else:  # the full grid follows on the completion's thread
+            assert self._completion is not None
+            self._completion.submit(index, image, measured)
             self._write_report()
         self.events.decisionMade.emit(record)
-        progress = ScanProgress(
-            frames=index + 1,
-            frobenius_change=record.decision_frobenius_change,
-            relative_change=record.decision_relative_change,
-            elapsed_s=time.perf_counter() - self._started,
-            candidates_left=len(self.plan.candidates_um) - index - 1,
-        )
-        return first_stop(self.settings.rules(), progress, min_frames=self.settings.min_frames)
+        return verdict.stop
 
     def _on_completed(self, index: int, result: PushResult) -> None:
         """The full grid has taken frame ``index``: fill in its record, tell the listeners."""

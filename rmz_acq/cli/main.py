@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import acquire, model_commands, simulate  # noqa: F401  (they register their commands)
+from . import acquire, model_commands, simulate, validate  # noqa: F401  (they register commands)
 from ._app import app, run_app
 
 __all__ = ["app", "main"]

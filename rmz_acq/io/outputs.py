@@ -18,7 +18,14 @@ from pathlib import Path
 
 from ..errors import OutputExistsError, RmzError, RunLockedError
 
-__all__ = ["LOCK_NAME", "RUN_FILES", "RunFolder", "check_output_file", "check_writable"]
+__all__ = [
+    "LOCK_NAME",
+    "RUN_FILES",
+    "VALIDATION_FILES",
+    "RunFolder",
+    "check_output_file",
+    "check_writable",
+]
 
 LOCK_NAME = ".rmz_acq.lock"
 
@@ -33,6 +40,9 @@ RUN_FILES = (
     "*.partial",
     "snapshots/frame_*.png",
 )
+
+# What `rmz-acq validate` writes into its folder.
+VALIDATION_FILES = ("stack.ome.tif", "volume.ome.tif", "report.json", "validation.png", "*.partial")
 
 
 def check_writable(path: Path) -> None:
@@ -88,8 +98,9 @@ def check_output_file(
 class RunFolder:
     """The folder one scan writes: checked, cleared on request, locked while in use."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, files: tuple[str, ...] = RUN_FILES) -> None:
         self.path = Path(path)
+        self.files = files  # what this kind of folder holds (glob patterns)
         self._lock_fd: int | None = None
 
     def contents(self) -> list[Path]:
@@ -99,9 +110,9 @@ class RunFolder:
         return sorted(p for p in self.path.iterdir() if p.name != LOCK_NAME)
 
     def run_files(self) -> list[Path]:
-        """The files in the folder that a run writes (`RUN_FILES`)."""
+        """The files in the folder that a run writes (``files``, e.g. `RUN_FILES`)."""
         found: list[Path] = []
-        for pattern in RUN_FILES:
+        for pattern in self.files:
             found.extend(p for p in self.path.glob(pattern) if p.is_file())
         return sorted(set(found))
 
@@ -127,7 +138,7 @@ class RunFolder:
             )
 
     def clear(self) -> list[Path]:
-        """Delete what an earlier run wrote (`RUN_FILES`); other files stay."""
+        """Delete what an earlier run wrote (``files``); other files stay."""
         removed = self.run_files()
         for path in removed:
             path.unlink(missing_ok=True)

@@ -33,6 +33,7 @@ __all__ = ["ScanViewer", "open_run", "start_scan"]
 class _Bridge(QObject):
     """Carries scan signals from the worker thread to the GUI thread."""
 
+    decided = Signal(object)
     updated = Signal(object)
     finished = Signal(object)
 
@@ -63,12 +64,14 @@ class ScanViewer(QWidget):
         self.epsilon = epsilon
         self.relative_epsilon = relative_epsilon
         self.records: list[FrameRecord] = []
+        self.decisions: list[FrameRecord] = []
         self.updates: list[tuple[int, bool]] = []
         self.report: ScanReport | None = None
         self.volume: NDArray[np.float32] | None = None
         self.planes_um: NDArray[np.float64] | None = None
         self.image: NDArray[np.uint8] | None = None
         self._bridge = _Bridge()
+        self._bridge.decided.connect(self._on_decision)
         self._bridge.updated.connect(self._on_update)
         self._bridge.finished.connect(self._on_finished)
 
@@ -93,6 +96,7 @@ class ScanViewer(QWidget):
 
     def attach(self, scan: AdaptiveScan) -> None:
         """Follow ``scan`` (call before it starts; thread-safe forwarding)."""
+        scan.events.decisionMade.connect(self._bridge.decided.emit)
         scan.events.volumeUpdated.connect(self._forward_update)
         scan.events.finished.connect(self._bridge.finished.emit)
 
@@ -100,6 +104,19 @@ class ScanViewer(QWidget):
         # On the scan's thread: copy, since the session keeps writing its volume.
         self._bridge.updated.emit(
             VolumeUpdate(update.record, update.volume.copy(), update.output_planes_um)
+        )
+
+    def _on_decision(self, record: FrameRecord) -> None:
+        # The rule's verdict comes first; the full volume follows from the
+        # background completion.
+        self.decisions.append(record)
+        change = record.decision_relative_change
+        shown = "-" if change is None else f"{change:.4f}"
+        behind = len(self.decisions) - len(self.records)
+        self.status.setText(
+            f"frame {record.index + 1} at z = {record.measured_z_um:.2f} um judged in "
+            f"{record.decision_s or 0:.2f} s: change {shown}"
+            + (f"; volume {behind} frame(s) behind" if behind > 0 else "")
         )
 
     def _on_update(self, update: VolumeUpdate) -> None:

@@ -25,7 +25,7 @@ import tifffile
 import torch
 from pymmcore_plus import CMMCorePlus
 
-from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings, StopReason
+from rmz_acq.acquisition import AdaptiveScan, FrameRecord, ScanPlan, ScanSettings, StopReason
 from rmz_acq.cli import main
 from rmz_acq.errors import AcquisitionError, RmzError, RunLockedError, StageSafetyError
 from rmz_acq.io import FrameStackWriter, ome_tiff, read_zstack, write_zstack
@@ -338,7 +338,12 @@ def test_a_run_folder_removed_mid_scan_stops_the_scan(
 ) -> None:
     run = tmp_path / "run"
     scan = _scan(small_core, tiny, run)
-    scan.events.decisionMade.connect(lambda r: shutil.rmtree(run) if r.index == 1 else None)
+
+    def remove(record: FrameRecord) -> None:
+        while record.index == 1 and run.exists():  # the scan's other thread may write meanwhile
+            shutil.rmtree(run, ignore_errors=True)
+
+    scan.events.decisionMade.connect(remove)
     with pytest.raises(
         AcquisitionError, match="was removed during the scan; stopped after frame 3"
     ):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from rmz_acq.acquisition import (
@@ -9,12 +10,15 @@ from rmz_acq.acquisition import (
     RelativeChange,
     ScanPlan,
     ScanProgress,
+    ScanSettings,
     StopReason,
     TimeBudget,
     first_stop,
     order_planes,
 )
+from rmz_acq.acquisition.plan import decision_plane_indices
 from rmz_acq.errors import RmzError, StageSafetyError
+from rmz_acq.model.weights import load_model
 
 ORDERS = [
     ("as given", [6, 0, 3], PlaneOrder.AS_GIVEN, [6, 0, 3]),
@@ -94,3 +98,33 @@ def test_negative_thresholds_are_refused() -> None:
         FrobeniusChange(-1.0)
     with pytest.raises(ValueError, match="max frames"):
         MaxFrames(0)
+
+
+def test_defaults_come_from_the_model_in_python_as_on_the_command_line() -> None:
+    nuclei, beads = load_model("nuclei"), load_model("beads")
+    plan = ScanPlan.for_model(nuclei)
+    assert plan.output_planes_um[0] == 0.0 and plan.output_planes_um[-1] == 18.0
+    assert len(plan.output_planes_um) == 91
+    assert sorted(plan.candidates_um) == pytest.approx([3.0 + 1.5 * i for i in range(9)])
+    assert plan.candidates_um[0] == 9.0 and plan.order is PlaneOrder.BISECTION
+    assert sorted(ScanPlan.for_model(beads).candidates_um) == pytest.approx(
+        [1.5 + i for i in range(8)]
+    )
+    # each part can be given instead
+    own = ScanPlan.for_model(nuclei, output_planes_um=[4.0, 5.0, 6.0], candidate_step_um=0.5)
+    assert own.candidates_um == (5.0,)  # half an input spacing inside a 2 um range: the middle
+    with pytest.raises(RmzError, match="positive"):
+        ScanPlan.for_model(nuclei, candidate_step_um=0.0)
+    assert ScanSettings.for_model(nuclei).relative_epsilon == 0.05
+    assert ScanSettings.for_model(beads).relative_epsilon == 0.02
+    assert ScanSettings.for_model("my-model").relative_epsilon == 0.1
+    paper = ScanSettings.for_model(nuclei, epsilon=3.0, max_frames=None)
+    assert paper.epsilon == 3.0 and paper.relative_epsilon is None and paper.max_frames is None
+    assert ScanSettings.for_model(nuclei).decision_planes == 11
+
+
+def test_decision_planes_spread_over_the_grid() -> None:
+    picked = decision_plane_indices(91)
+    assert len(picked) == 11 and picked[0] == 0 and picked[-1] == 90
+    assert np.ptp(np.diff(picked)) <= 1  # evenly spaced
+    assert list(decision_plane_indices(7)) == list(range(7))

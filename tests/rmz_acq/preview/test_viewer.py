@@ -34,7 +34,9 @@ def test_viewer_draws_every_update_on_the_gui_thread(
     qtbot: object, small_core: CMMCorePlus, tiny_model: LoadedModel, tmp_path: Path
 ) -> None:
     plan = ScanPlan.build(PLANES, candidates_um=[0.5, 1.5, 2.5, 3.5])
-    scan = AdaptiveScan(small_core, tiny_model, plan, ScanSettings(epsilon=0.0), tmp_path / "run")
+    settings = ScanSettings(epsilon=0.0, decision_planes=5)  # the volume follows the verdicts
+    scan = AdaptiveScan(small_core, tiny_model, plan, settings, tmp_path / "run")
+    assert scan.decision is not None
     viewer = ScanViewer(0.1, epsilon=0.0)
     qtbot.addWidget(viewer)  # type: ignore[attr-defined]
     viewer.show()
@@ -44,6 +46,7 @@ def test_viewer_draws_every_update_on_the_gui_thread(
     assert not worker.failures  # type: ignore[attr-defined]
     assert viewer.report is not None and viewer.report.stop_reason is StopReason.MAX_FRAMES
     assert viewer.updates == [(0, True), (1, True), (2, True), (3, True)]
+    assert [r.index for r in viewer.decisions] == [0, 1, 2, 3]
     final = read_zstack(tmp_path / "run" / "volume.ome.tif").data
     assert viewer.volume is not None
     np.testing.assert_array_equal(viewer.volume, final)

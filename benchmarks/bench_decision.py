@@ -1,0 +1,116 @@
+"""Deciding at the microscope's pace: decision planes against the full grid.
+
+    python benchmarks/bench_decision.py latency [--sizes 256,1024] [--planes 91]
+    python benchmarks/bench_decision.py scan [--size 256] [--frames 6]
+
+``latency``: one push of a frame into a session of the whole output grid
+(``--planes``, the `nuclei` preset) against one into the scan's decision
+session (`DECISION_PLANES` evenly spread planes), median of the 2nd to 4th
+pushes, same process: the stop rule waits for the latter only.
+
+``scan``: the shipped worm config (camera exposing in real time, stage
+settling 50 ms) scanned three ways over the same candidates, each taking
+``--frames`` frames: the mechanical acquisition alone (`acquire_zstack`),
+the adaptive scan deciding on the full grid (``decision_planes=None``, as
+before), and the adaptive scan deciding on the decision planes with the grid
+completed in the background (the default).  Wall times and their ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings
+from rmz_acq.acquisition.plan import DECISION_PLANES, decision_plane_indices
+from rmz_acq.hardware import load_core
+from rmz_acq.model.weights import load_model
+from rmz_acq.session import ReconstructionSession
+from rmz_acq.zstack import acquire_zstack
+
+WORM = Path(__file__).resolve().parents[1] / "device_configs" / "simulated_worm.cfg"
+
+
+def _push_time(session: ReconstructionSession, frames: list[np.ndarray]) -> float:
+    times = []
+    for i, frame in enumerate(frames):
+        started = time.perf_counter()
+        session.push(frame, 3.0 + 3.0 * i)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[1:])
+
+
+def latency(sizes: list[int], n_planes: int) -> None:
+    model = load_model("nuclei")
+    planes = np.round(np.linspace(0.0, 18.0, n_planes), 6)
+    subset = planes[decision_plane_indices(n_planes)]
+    rng = np.random.default_rng(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {n_planes} planes")
+    print(f"{'frame':>11}{'full push s':>13}{'decision s':>12}{'ratio':>8}")
+    for size in sizes:
+        frames = [(300 + 200 * rng.random((size, size))).astype(np.float32) for _ in range(4)]
+        full = _push_time(ReconstructionSession(model, planes, device="cpu"), frames)
+        few = _push_time(ReconstructionSession(model, subset, device="cpu"), frames)
+        print(f"{f'{size} x {size}':>11}{full:>13.2f}{few:>12.2f}{few / full:>8.2f}")
+
+
+def scan(size: int, frames: int) -> None:
+    model = load_model("nuclei")
+    rows = []
+    for label, decision in (
+        ("acquisition alone", "none"),
+        ("deciding on the full grid", None),
+        (f"deciding on {DECISION_PLANES} planes", DECISION_PLANES),
+    ):
+        core = load_core(WORM)
+        core.setProperty("Camera", "Width", str(size))
+        core.setProperty("Camera", "Height", str(size))
+        core.setProperty("Camera", "RealTimeExposure", "1")
+        core.setProperty("Z", "SettleTimeMs", "50")
+        plan = ScanPlan.for_model(model)
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            if decision == "none":
+                acquire_zstack(core, list(plan.candidates_um[:frames]), Path(tmp) / "z.ome.tif")
+                rows.append((label, time.perf_counter() - started, None, None))
+                continue
+            settings = ScanSettings.for_model(
+                model, epsilon=0.0, max_frames=frames, decision_planes=decision
+            )
+            report = AdaptiveScan(core, model, plan, settings, Path(tmp) / "run").run()
+            wall = time.perf_counter() - started
+            decided = float(np.mean([f.decision_s for f in report.frames]))
+            rows.append((label, wall, decided, report.durations_s["after_last_frame"]))
+    alone = rows[0][1]
+    print(
+        f"worm config, {size} x {size} px, {frames} frames, torch {torch.get_num_threads()} threads"
+    )
+    print(f"{'scan':<28}{'wall s':>8}{'x acquisition':>15}{'decision s':>12}{'after last s':>14}")
+    for label, wall, decided, after in rows:
+        d = "-" if decided is None else f"{decided:.2f}"
+        a = "-" if after is None else f"{after:.2f}"
+        print(f"{label:<28}{wall:>8.1f}{wall / alone:>15.2f}{d:>12}{a:>14}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["latency", "scan"])
+    parser.add_argument("--sizes", default="256,1024")
+    parser.add_argument("--planes", type=int, default=91)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--frames", type=int, default=6)
+    args = parser.parse_args()
+    if args.what == "latency":
+        latency([int(s) for s in args.sizes.split(",")], args.planes)
+    else:
+        scan(args.size, args.frames)
+
+
+if __name__ == "__main__":
+    main()

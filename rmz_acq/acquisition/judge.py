@@ -1,0 +1,103 @@
+"""The stop rule fed frame by frame: decision planes, their change, the verdict.
+
+Shared by the live scan (`AdaptiveScan`) and its offline replay
+(`rmz_acq.validation`), so a replay decides exactly as a live scan fed the
+same frames would.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from ..model.weights import LoadedModel
+from ..session import PushResult, ReconstructionSession, compute_dtype
+from .plan import ScanPlan, decision_plane_indices
+from .settings import ScanSettings
+from .stop_rules import ScanProgress, StopReason, first_stop
+
+__all__ = ["ScanJudge", "Verdict"]
+
+
+class Verdict(NamedTuple):
+    """What the rule saw after one frame, and its decision (``None``: go on)."""
+
+    frobenius_change: float | None  # scaled to the full grid
+    relative_change: float | None
+    stop: StopReason | None
+
+
+class ScanJudge:
+    """Judges each frame of a scan on a few evenly spread output planes.
+
+    Every output plane's recurrent state is independent of the others, so
+    the volume on the decision planes is exactly the full volume's there and
+    its relative change estimates the whole grid's; the Frobenius norm is
+    scaled by ``sqrt(planes / decision planes)``.  When the decision planes
+    would be half the grid or more (or ``settings.decision_planes`` is
+    ``None``) there is no decision session: the caller's full push is judged.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        plan: ScanPlan,
+        settings: ScanSettings,
+        *,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.settings = settings
+        self.n_candidates = len(plan.candidates_um)
+        planes = np.asarray(plan.output_planes_um, np.float64)
+        chosen = (
+            decision_plane_indices(len(planes), settings.decision_planes)
+            if settings.decision_planes is not None
+            else np.arange(len(planes))
+        )
+        self.session: ReconstructionSession | None = None
+        self.scale = 1.0
+        if 2 * len(chosen) <= len(planes):
+            self.session = ReconstructionSession(
+                model,
+                planes[chosen],
+                device=device,
+                compute_dtype=compute_dtype(settings.precision),
+            )
+            self.scale = float(np.sqrt(len(planes) / len(chosen)))
+
+    @property
+    def planes_um(self) -> NDArray[np.float64] | None:
+        """The decision planes, or ``None`` when the full grid decides."""
+        return None if self.session is None else self.session.output_planes_um
+
+    def judge(
+        self,
+        index: int,
+        frame: NDArray[np.number],
+        z_um: float,
+        *,
+        elapsed_s: float = 0.0,
+        full: PushResult | None = None,
+    ) -> Verdict:
+        """Push frame ``index`` into the decision planes (or take ``full``) and judge it."""
+        if self.session is not None:
+            result = self.session.push(frame, z_um)
+        elif full is not None:
+            result = full
+        else:
+            raise ValueError("no decision planes: pass the full grid's push result")
+        frobenius = None if result.frobenius_change is None else result.frobenius_change
+        if frobenius is not None and self.session is not None:
+            frobenius *= self.scale
+        progress = ScanProgress(
+            frames=index + 1,
+            frobenius_change=frobenius,
+            relative_change=result.relative_change,
+            elapsed_s=elapsed_s,
+            candidates_left=self.n_candidates - index - 1,
+        )
+        stop = first_stop(self.settings.rules(), progress, min_frames=self.settings.min_frames)
+        return Verdict(frobenius, result.relative_change, stop)

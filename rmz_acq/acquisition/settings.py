@@ -1,0 +1,88 @@
+"""How an adaptive scan stops: the rule, its limits, and the model's defaults."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..model.weights import LoadedModel
+from .plan import DECISION_PLANES, OTHER_SCAN_DEFAULTS, PRESET_SCAN_DEFAULTS, scan_defaults
+from .stop_rules import FrobeniusChange, MaxFrames, RelativeChange, StopRule, TimeBudget
+
+__all__ = [
+    "DEFAULT_RELATIVE_EPSILON",
+    "PRESET_RELATIVE_EPSILON",
+    "ScanSettings",
+    "default_relative_epsilon",
+]
+
+DEFAULT_RELATIVE_EPSILON = OTHER_SCAN_DEFAULTS.relative_epsilon
+PRESET_RELATIVE_EPSILON = {
+    name: defaults.relative_epsilon for name, defaults in PRESET_SCAN_DEFAULTS.items()
+}
+
+
+def default_relative_epsilon(model_name: str) -> float:
+    """The relative epsilon a scan with this model stops at by default.
+
+    The shipped presets have their own (measured: `PRESET_SCAN_DEFAULTS`);
+    any other model gets `DEFAULT_RELATIVE_EPSILON`.
+    """
+    return scan_defaults(model_name).relative_epsilon
+
+
+class ScanSettings(BaseModel):
+    """Stop rule and limits of an adaptive scan."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    epsilon: float | None = Field(None, ge=0, description="absolute ||V_M - V_(M-1)||_F")
+    relative_epsilon: float | None = Field(DEFAULT_RELATIVE_EPSILON, ge=0)
+    min_frames: int = Field(2, ge=1)
+    max_frames: int | None = Field(None, ge=1)
+    time_budget_s: float | None = Field(None, gt=0)
+    exposure_ms: float | None = Field(None, gt=0)
+    save_history: bool = False
+    strict: bool = False
+    precision: Literal["float32", "bfloat16"] = "float32"
+    decision_planes: int | None = Field(
+        DECISION_PLANES,
+        ge=2,
+        description="output planes the stop rule is measured on as each frame arrives, the "
+        "rest completed in the background; None: decide on the full grid",
+    )
+
+    @model_validator(mode="after")
+    def _a_rule(self) -> ScanSettings:
+        if self.max_frames is not None and self.max_frames < self.min_frames:
+            raise ValueError(f"max_frames {self.max_frames} is below min_frames {self.min_frames}")
+        return self
+
+    @classmethod
+    def for_model(cls, model: LoadedModel | str, **overrides: Any) -> ScanSettings:
+        """The settings a scan with ``model`` (or a model name) uses by default.
+
+        The stop rule is the model's relative epsilon (`scan_defaults`)
+        unless ``overrides`` give ``epsilon`` (the paper's absolute rule) or
+        ``relative_epsilon``; anything else in ``overrides`` is a field.
+        """
+        name = model if isinstance(model, str) else model.name
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "epsilon" in given:
+            given.setdefault("relative_epsilon", None)
+        else:
+            given.setdefault("relative_epsilon", default_relative_epsilon(name))
+        return cls(**given)
+
+    def rules(self) -> list[StopRule]:
+        rules: list[StopRule] = []
+        if self.epsilon is not None:
+            rules.append(FrobeniusChange(self.epsilon))
+        if self.relative_epsilon is not None and self.epsilon is None:
+            rules.append(RelativeChange(self.relative_epsilon))
+        if self.max_frames is not None:
+            rules.append(MaxFrames(self.max_frames))
+        if self.time_budget_s is not None:
+            rules.append(TimeBudget(self.time_budget_s))
+        return rules

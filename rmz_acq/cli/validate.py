@@ -1,0 +1,168 @@
+"""``rmz-acq validate``: will a sparse scan work on this specimen?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import numpy as np
+import typer
+
+from ..errors import AcquisitionError, RmzError
+from ._app import app, fail, parse_limits
+from ._signals import exit_status, signal_name, stop_on_signals
+
+if TYPE_CHECKING:
+    from ..model.weights import LoadedModel
+
+
+@app.command()
+def validate(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Validation folder.")],
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Micro-Manager .cfg: acquire the full stack now."),
+    ] = None,
+    stack: Annotated[
+        Path | None,
+        typer.Option("--stack", help="A full z-stack already taken (OME-TIFF with PositionZ)."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Preset or weights (default: nuclei, or the config's optics)."
+        ),
+    ] = None,
+    z_range: Annotated[
+        str | None,
+        typer.Option(
+            "--z-range",
+            help="With --config: the stack's planes START:STOP:STEP um (default: "
+            "the model's output range).",
+        ),
+    ] = None,
+    z_limits: Annotated[
+        str | None,
+        typer.Option("--z-limits", help="LOW:HIGH um: narrows the stage's travel."),
+    ] = None,
+    candidate_step: Annotated[
+        float | None,
+        typer.Option("--candidate-step", help="Candidate spacing in um (default: the model's)."),
+    ] = None,
+    exposure_ms: Annotated[float | None, typer.Option("--exposure-ms")] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Reuse the folder: delete what validate wrote there."),
+    ] = False,
+    device: Annotated[str | None, typer.Option("--device")] = None,
+) -> None:
+    """Replay a sparse scan on one full z-stack of your specimen and score it."""
+    from ..io import read_zstack
+    from ..io.outputs import VALIDATION_FILES, RunFolder
+    from ..model.weights import load_model
+    from ..validation import check_stack, validate_stack, write_validation
+
+    received: list[int] = []
+    try:
+        if (config is None) == (stack is None):
+            raise RmzError(
+                "give either --config CFG (take the stack now) or --stack STACK.ome.tif "
+                "(a stack already taken)"
+            )
+        if candidate_step is not None and not candidate_step > 0:
+            raise RmzError(
+                f"--candidate-step must be a positive spacing in um, got {candidate_step:g}"
+            )
+        if exposure_ms is not None and not exposure_ms > 0:
+            raise RmzError(f"--exposure-ms must be positive, got {exposure_ms:g}")
+        folder = RunFolder(output, files=VALIDATION_FILES)
+        folder.check(overwrite=overwrite)
+        with folder.locked():
+            if overwrite:
+                folder.clear()
+            if stack is not None:
+                source = str(stack)
+                loaded = load_model(model or "nuclei", device or "cpu")
+                taken = read_zstack(stack)
+            else:
+                assert config is not None
+                loaded, path, received = _acquire_stack(
+                    config, model, z_range, z_limits, exposure_ms, output, device
+                )
+                if received:
+                    raise typer.Exit(exit_status(received[0]))
+                source = str(path)
+                taken = read_zstack(path)
+            check_stack(taken, source)
+            typer.echo(
+                f"replaying the scan of model {loaded.name} on {taken.data.shape[0]} planes",
+                err=True,
+            )
+            result = validate_stack(
+                taken, loaded, source=source, candidate_step_um=candidate_step, device=device
+            )
+            write_validation(result, output)
+    except AcquisitionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except (RmzError, ValueError) as exc:
+        raise fail(exc) from None
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(result.verdict())
+    typer.echo(f"wrote {output}")
+
+
+def _acquire_stack(
+    config: Path,
+    model: str | None,
+    z_range: str | None,
+    z_limits: str | None,
+    exposure_ms: float | None,
+    output: Path,
+    device: str | None,
+) -> tuple[LoadedModel, Path, list[int]]:
+    """The full mechanical stack, under every rule a scan obeys; (model, path, signals)."""
+    import threading
+
+    from ..acquisition import ScanPlan
+    from ..hardware import focus_limits_um, load_core
+    from ..model.weights import load_model
+    from ..safety import check_within_limits, travel_limits
+    from ..zgrid import parse_z_range
+    from ..zstack import acquire_zstack
+    from .acquire import _preset_for
+
+    core = load_core(config)
+    loaded = load_model(model or _preset_for(core), device or "cpu")
+    if z_range is not None:
+        zr = parse_z_range(z_range)
+        planes, step = zr.planes_um(), zr.step_um
+    else:
+        planes = np.asarray(ScanPlan.for_model(loaded).output_planes_um)
+        step = float(loaded.conditions["output_step_um"])
+    limits, narrowed = travel_limits(focus_limits_um(core), parse_limits(z_limits))
+    if narrowed:
+        typer.echo(f"warning: {narrowed}", err=True)
+    check_within_limits([float(z) for z in planes], limits)
+    if exposure_ms is not None:
+        core.setExposure(exposure_ms)
+    path = output / "stack.ome.tif"
+    typer.echo(f"taking the full stack: {len(planes)} planes", err=True)
+    stop = threading.Event()
+    with stop_on_signals(stop.set) as received:
+        records = acquire_zstack(
+            core,
+            [float(z) for z in planes],
+            path,
+            z_step_um=step,
+            limits_um=limits,
+            should_stop=stop.is_set,
+        )
+    if received:
+        typer.echo(
+            f"cancelled by {signal_name(received[0])}: {len(records)} of {len(planes)} planes "
+            f"in {path}",
+            err=True,
+        )
+    return loaded, path, list(received)

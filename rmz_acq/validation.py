@@ -1,0 +1,277 @@
+"""Will it work on this specimen?  One full z-stack answers it.
+
+A mechanical z-stack of the user's own specimen is the ground truth that a
+sparse scan tries to reproduce.  `validate_stack` replays the adaptive scan
+offline from the stack's own planes (the candidates a live scan would take,
+in its order, judged by the same rule: `ScanJudge`), and scores the volume at
+the replay's stop, and at every M, against the whole stack, beside linear
+interpolation, the nearest plane and single-input propagation of the same
+planes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .acquisition.judge import ScanJudge
+from .acquisition.plan import ScanPlan
+from .acquisition.settings import ScanSettings
+from .acquisition.stop_rules import StopReason
+from .errors import RmzError
+from .evaluation.report import Evaluation, evaluate_arrays
+from .io import ZStack, write_zstack
+from .io.jsonfile import write_json_file
+from .model.weights import LoadedModel
+from .session import ReconstructionSession
+
+__all__ = ["MIN_PLANES", "Validation", "check_stack", "validate_stack", "write_validation"]
+
+MIN_PLANES = 5  # fewer cannot hold two inputs and planes between them to score
+MIN_SIDE_PX = 16
+
+
+@dataclass
+class Validation:
+    """A replayed scan on one stack, scored against the stack."""
+
+    model_name: str
+    model_sha256: str
+    planes_um: NDArray[np.float64]
+    candidates_um: list[float]  # in the scan's order (planes of the stack)
+    frames_used: int
+    stop_reason: StopReason
+    relative_changes: list[float | None]  # as the rule saw them, one per candidate
+    recurrent_mz_psnr_at_m: list[float]  # mean over planes that are not inputs, per M
+    evaluation: Evaluation  # at the stop, with the baselines
+    volume: NDArray[np.float32]
+    truth: NDArray[np.float32]  # the stack, planes sorted by z
+    pixel_size_um: float
+    notes: list[str] = field(default_factory=list)
+
+    def psnr_db(self) -> dict[str, float]:
+        """Means over the non-input planes, per method (the report's contract)."""
+        return {name: scores["psnr"] for name, scores in self.evaluation.means().items()}
+
+    def verdict(self) -> str:
+        """One line a microscopist can act on."""
+        scores = self.psnr_db()
+        parts = [
+            f"on this specimen, model {self.model_name} reaches {scores['recurrent_mz']:.1f} dB "
+            f"with {self.frames_used} of {len(self.candidates_um)} planes"
+        ]
+        names = {
+            "linear_interpolation": "linear interpolation of the same planes",
+            "nearest_plane": "nearest plane",
+            "single_input": "single-input propagation",
+        }
+        parts += [f"{label} {scores[key]:.1f} dB" for key, label in names.items() if key in scores]
+        return "; ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": {"name": self.model_name, "sha256": self.model_sha256},
+            "frames_used": self.frames_used,
+            "candidates": len(self.candidates_um),
+            "candidates_um": self.candidates_um,
+            "stop_reason": self.stop_reason.value,
+            "psnr_db": self.psnr_db(),
+            "verdict": self.verdict(),
+            "relative_changes": self.relative_changes,
+            "recurrent_mz_psnr_db_at_m": self.recurrent_mz_psnr_at_m,
+            "pixel_size_um": self.pixel_size_um,
+            "notes": self.notes,
+            "evaluation": self.evaluation.to_json(),
+        }
+
+
+def check_stack(stack: ZStack, source: str) -> NDArray[np.float64]:
+    """The stack's plane z values, sorted; refuse a stack that cannot validate anything.
+
+    Raises
+    ------
+    RmzError
+        No z per plane, too few planes, repeated z, or frames too small.
+    """
+    if stack.z_um is None:
+        raise RmzError(
+            f"{source} carries no z per plane (OME Plane PositionZ); acquire it with "
+            "`rmz-acq validate --config` or `rmz-acq simulate`, or save it from Micro-Manager "
+            "as OME-TIFF"
+        )
+    if stack.data.shape[0] < MIN_PLANES:
+        raise RmzError(
+            f"{source} holds {stack.data.shape[0]} plane(s); validation needs a full z-stack "
+            f"(at least {MIN_PLANES} planes, ideally the model's whole output range)"
+        )
+    if min(stack.data.shape[1:]) < MIN_SIDE_PX:
+        raise RmzError(
+            f"{source} has frames of {stack.data.shape[1]} x {stack.data.shape[2]} px; "
+            f"at least {MIN_SIDE_PX} x {MIN_SIDE_PX} are needed"
+        )
+    z = np.asarray(stack.z_um, np.float64)
+    if len(np.unique(np.round(z, 6))) != len(z):
+        raise RmzError(f"{source} repeats a z position; a z-stack has one plane per z")
+    return z
+
+
+def _snap(candidates: tuple[float, ...], planes: NDArray[np.float64]) -> list[float]:
+    """Each candidate replaced by the stack plane nearest to it (each plane once)."""
+    snapped: list[float] = []
+    for z in candidates:
+        nearest = float(planes[int(np.argmin(np.abs(planes - z)))])
+        if nearest not in snapped:
+            snapped.append(nearest)
+    return snapped
+
+
+def validate_stack(
+    stack: ZStack,
+    model: LoadedModel,
+    *,
+    source: str = "the stack",
+    settings: ScanSettings | None = None,
+    candidate_step_um: float | None = None,
+    device: str | None = None,
+) -> Validation:
+    """Replay the default adaptive scan on ``stack`` and score it against the stack.
+
+    The output grid is the stack's planes; the candidates are those of
+    `ScanPlan.for_model` over that grid, each moved to the nearest plane of
+    the stack, in bisection order; the rule is ``settings`` (default:
+    `ScanSettings.for_model`).  Every candidate is pushed, so the score at
+    every M is known, but the volume reported is the one at the rule's stop.
+    """
+    planes_raw = check_stack(stack, source)
+    order = np.argsort(planes_raw)
+    planes = planes_raw[order]
+    truth = np.asarray(stack.data, np.float32)[order]
+    pixel = stack.pixel_size_um or float(model.conditions.get("pixel_size_um", 0.1))
+    notes = []
+    if stack.pixel_size_um is None:
+        notes.append(f"the stack states no pixel size; taken as the model's {pixel:g} um")
+    settings = settings or ScanSettings.for_model(model)
+    default = ScanPlan.for_model(
+        model, output_planes_um=planes, candidate_step_um=candidate_step_um
+    )
+    plan = ScanPlan.build(
+        planes, candidates_um=_snap(default.candidates_um, planes), reach_um=default.reach_um
+    )
+    index_of = {float(z): i for i, z in enumerate(planes)}
+    session = ReconstructionSession(model, planes, device=device)
+    session.check_memory(*truth.shape[1:])
+    judge = ScanJudge(model, plan, settings, device=device)
+    changes: list[float | None] = []
+    at_m: list[float] = []
+    stop_at: int | None = None
+    stop_reason = StopReason.MAX_FRAMES
+    volume_at_stop: NDArray[np.float32] | None = None
+    for m, z in enumerate(plan.candidates_um):
+        frame = truth[index_of[z]]
+        result = session.push(frame, z)
+        verdict = judge.judge(m, frame, z, full=result)
+        changes.append(verdict.relative_change)
+        used = np.asarray(plan.candidates_um[: m + 1])
+        non_input = np.min(np.abs(planes[:, None] - used[None, :]), axis=1) > 1e-6
+        at_m.append(_mean_psnr(result.volume, truth, non_input))
+        if stop_at is None and verdict.stop is not None:
+            stop_at, stop_reason = m + 1, verdict.stop
+            volume_at_stop = result.volume.copy()
+    if stop_at is None or volume_at_stop is None:  # the candidates ran out
+        stop_at = len(plan.candidates_um)
+        volume_at_stop = session.volume.copy()  # type: ignore[union-attr]
+    used_z = np.asarray(plan.candidates_um[:stop_at])
+    used_frames = truth[[index_of[float(z)] for z in used_z]]
+    evaluation = evaluate_arrays(
+        volume_at_stop,
+        planes,
+        truth,
+        planes,
+        used_frames,
+        used_z,
+        pixel_um=pixel,
+        model=model,
+        device=device,
+    )
+    return Validation(
+        model_name=model.name,
+        model_sha256=model.sha256,
+        planes_um=planes,
+        candidates_um=list(plan.candidates_um),
+        frames_used=stop_at,
+        stop_reason=stop_reason,
+        relative_changes=changes,
+        recurrent_mz_psnr_at_m=at_m,
+        evaluation=evaluation,
+        volume=volume_at_stop,
+        truth=truth,
+        pixel_size_um=pixel,
+        notes=notes,
+    )
+
+
+def _mean_psnr(
+    volume: NDArray[np.floating], truth: NDArray[np.floating], keep: NDArray[np.bool_]
+) -> float:
+    """Mean PSNR over the ``keep`` planes, on the truth's intensity scale (as `evaluate`)."""
+    from .evaluation.metrics import psnr
+    from .model.normalization import IntensityNormalization
+
+    norm = IntensityNormalization.from_frame(np.asarray(truth).max(axis=0))
+    a, b = norm.apply(np.asarray(volume)[keep]), norm.apply(np.asarray(truth)[keep])
+    return float(np.mean([psnr(x, y) for x, y in zip(a, b, strict=True)]))
+
+
+def write_validation(validation: Validation, folder: str | Path) -> dict[str, Path]:
+    """``volume.ome.tif``, ``report.json`` and ``validation.png`` in ``folder``."""
+    folder = Path(folder)
+    planes = validation.planes_um
+    step = float(np.median(np.diff(planes))) if len(planes) > 1 else None
+    written = {
+        "volume": write_zstack(
+            folder / "volume.ome.tif",
+            validation.volume,
+            planes,
+            validation.pixel_size_um,
+            z_step_um=step,
+            name=f"rmz_acq validate {validation.model_name} {validation.model_sha256[:12]}",
+        ),
+        "report": write_json_file(folder / "report.json", validation.to_json()),
+    }
+    written["figure"] = _figure(validation, folder / "validation.png")
+    return written
+
+
+def _figure(validation: Validation, path: Path) -> Path:
+    """PSNR against z per method, and XZ projections of the stack and the volume."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    evaluation = validation.evaluation
+    fig = Figure(figsize=(11, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    curve, views = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    z = np.asarray(evaluation.planes_um)
+    for name, scores in evaluation.scores.items():
+        curve.plot(z, scores["psnr"], label=name.replace("_", " "))
+    for zi in evaluation.frames_z_um:
+        curve.axvline(zi, color="grey", linewidth=0.6, linestyle=":")
+    curve.set_xlabel("z (um)")
+    curve.set_ylabel("PSNR against the stack (dB)")
+    curve.set_title(validation.verdict()[:90], fontsize=7)
+    curve.legend(fontsize=7)
+    curve.grid(alpha=0.3)
+    side = [validation.truth.max(axis=1), validation.volume.max(axis=1)]  # XZ projections
+    lo, hi = np.percentile(side[0], [1, 99.8])
+    both = np.concatenate([(p - lo) / max(hi - lo, 1e-9) for p in side], axis=1)
+    views.imshow(np.clip(both, 0, 1), cmap="gray", aspect="auto", origin="lower")
+    views.set_title("XZ max projection: stack (left), volume (right)", fontsize=8)
+    views.set_xticks([])
+    views.set_ylabel("plane")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

@@ -1,0 +1,152 @@
+"""``rmz-acq validate``: a full stack of the specimen, a replayed sparse scan, a verdict."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from pymmcore_plus import CMMCorePlus
+
+from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings
+from rmz_acq.hardware import load_core
+from rmz_acq.io import read_zstack, write_zstack
+from rmz_acq.model.network import RecurrentMZ
+from rmz_acq.model.weights import load_model, save_weights
+from rmz_acq.validation import validate_stack
+from rmz_acq.zstack import acquire_zstack
+from simulators.devices import SimulatedCamera
+from tests.conftest import SMALL_BEADS
+from tests.rmz_acq.test_fault_injection import cli, one_line_error
+
+
+@pytest.fixture
+def weights(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    conditions = {
+        "depth_um": 4.0,
+        "output_step_um": 0.1,
+        "input_spacing_um": 1.0,  # candidates every 0.25 um from 0.5 to 3.5 um
+        "pixel_size_um": 0.1,
+        "numerical_aperture": 1.4,
+        "emission_wavelength_nm": 615.0,
+    }
+    model = RecurrentMZ(base_channels=2, depth=2)
+    return save_weights(model, tmp_path / "tiny.safetensors", name="tiny", conditions=conditions)
+
+
+def test_validate_takes_the_stack_simulate_would_and_scores_the_replay(
+    capsys: pytest.CaptureFixture[str],
+    make_config: Callable[..., Path],
+    weights: Path,
+    tmp_path: Path,
+) -> None:
+    config = make_config(**SMALL_BEADS)
+    out = tmp_path / "validation"
+    code, stdout, err = cli(capsys, "validate", "-c", config, "-m", weights, "-o", out)
+    assert code == 0, err
+    assert stdout.startswith("on this specimen, model tiny reaches ")
+    assert "linear interpolation of the same planes" in stdout
+    simulated = tmp_path / "simulated.ome.tif"
+    code, _, err = cli(capsys, "simulate", "-c", config, "--z-range", "0:4:0.1", "-o", simulated)
+    assert code == 0, err
+    taken, reference = read_zstack(out / "stack.ome.tif"), read_zstack(simulated)
+    np.testing.assert_array_equal(taken.data, reference.data)
+    np.testing.assert_allclose(taken.z_um, reference.z_um)  # type: ignore[arg-type]
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["name"] == "tiny" and len(report["model"]["sha256"]) == 64
+    assert 2 <= report["frames_used"] <= report["candidates"] == 13
+    assert set(report["psnr_db"]) == {
+        "recurrent_mz",
+        "linear_interpolation",
+        "nearest_plane",
+        "single_input",
+    }
+    assert all(np.isfinite(v) for v in report["psnr_db"].values())
+    assert len(report["recurrent_mz_psnr_db_at_m"]) == report["candidates"]
+    volume = read_zstack(out / "volume.ome.tif")
+    assert volume.data.shape == (41, 64, 64) and volume.pixel_size_um == pytest.approx(0.1)
+    assert (out / "validation.png").read_bytes()[:4] == b"\x89PNG"
+    # the folder is not overwritten by accident
+    code, _, err = cli(capsys, "validate", "-c", config, "-m", weights, "-o", out)
+    one_line_error(code, err, "is not empty")
+
+
+def test_the_replay_decides_as_a_live_scan_fed_the_same_frames(
+    small_core: CMMCorePlus,
+    weights: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = load_model(weights)
+    grid = ScanPlan.for_model(model).output_planes_um
+    rng = np.random.default_rng(3)
+    blobs = np.zeros((len(grid), 64, 64), np.float32)
+    for _ in range(12):  # a few bright spots at random depths
+        z, y, x = rng.integers(0, len(grid)), rng.integers(8, 56), rng.integers(8, 56)
+        blobs[max(0, z - 6) : z + 6, y - 3 : y + 3, x - 3 : x + 3] += 2000
+    stack_data = (100 + blobs + rng.poisson(20, blobs.shape)).astype(np.uint16)
+    path = write_zstack(tmp_path / "stack.ome.tif", stack_data, grid, 0.1)
+    settings = ScanSettings.for_model(model, decision_planes=5)
+    replay = validate_stack(read_zstack(path), model, settings=settings)
+
+    def the_stack_plane(self: SimulatedCamera, buffer: np.ndarray) -> object:
+        z = small_core.getPosition()
+        buffer[:] = stack_data[int(np.argmin(np.abs(np.asarray(grid) - z)))]
+        return {}
+
+    monkeypatch.setattr(SimulatedCamera, "snap", the_stack_plane)
+    plan = ScanPlan.build(grid, candidates_um=replay.candidates_um, reach_um=1.0)
+    live = AdaptiveScan(small_core, model, plan, settings, tmp_path / "run").run()
+    assert len(live.frames) == replay.frames_used and live.stop_reason is replay.stop_reason
+    assert [f.commanded_z_um for f in live.frames] == replay.candidates_um[: replay.frames_used]
+    np.testing.assert_allclose(
+        [f.decision_relative_change or 0.0 for f in live.frames],
+        [c or 0.0 for c in replay.relative_changes[: replay.frames_used]],
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        read_zstack(tmp_path / "run" / "volume.ome.tif").data, replay.volume, rtol=1e-5, atol=1e-3
+    )
+
+
+def test_bad_stacks_are_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], weights: Path, tmp_path: Path
+) -> None:
+    plain = tmp_path / "no_z.tif"
+    tifffile.imwrite(plain, np.ones((9, 32, 32), np.uint16), photometric="minisblack")
+    one_plane = write_zstack(tmp_path / "one.ome.tif", np.ones((1, 32, 32), np.uint16), [1.0], 0.1)
+    tiny = write_zstack(
+        tmp_path / "tiny.ome.tif", np.ones((9, 8, 8), np.uint16), np.arange(9) * 0.5, 0.1
+    )
+    cases = [
+        (plain, "carries no z per plane"),
+        (one_plane, "holds 1 plane(s)"),
+        (tiny, "frames of 8 x 8 px"),
+        (tmp_path / "missing.ome.tif", "does not exist"),
+    ]
+    for stack, fragment in cases:
+        code, _, err = cli(
+            capsys, "validate", "--stack", stack, "-m", weights, "-o", tmp_path / "v"
+        )
+        one_line_error(code, err, fragment)
+    code, _, err = cli(capsys, "validate", "-m", weights, "-o", tmp_path / "v")
+    one_line_error(code, err, "give either --config")
+
+
+def test_validate_a_stack_taken_earlier_with_a_preset(
+    capsys: pytest.CaptureFixture[str], make_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A stack taken earlier (here: simulated) and the shipped preset, no hardware."""
+    core = load_core(make_config(**SMALL_BEADS))
+    stack = tmp_path / "beads.ome.tif"
+    acquire_zstack(core, list(np.round(np.arange(0, 4.01, 0.1), 6)), stack, z_step_um=0.1)
+    code, stdout, err = cli(
+        capsys, "validate", "--stack", stack, "-m", "beads", "-o", tmp_path / "v"
+    )
+    assert code == 0, err
+    assert "model beads reaches" in stdout
