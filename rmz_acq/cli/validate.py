@@ -166,3 +166,75 @@ def _acquire_stack(
             err=True,
         )
     return loaded, path, list(received)
+
+
+@app.command()
+def calibrate(
+    stacks: Annotated[
+        list[Path],
+        typer.Option("--stack", help="A z-stack of your specimen (repeat for more)."),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Weights to write (.safetensors).")
+    ],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Preset or weights to start from.")
+    ] = "nuclei",
+    minutes: Annotated[float, typer.Option("--minutes", help="Fine-tuning time budget.")] = 20.0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write the weights even if they score worse.")
+    ] = False,
+    learning_rate: Annotated[
+        float, typer.Option("--learning-rate", help="Fine-tuning step size.")
+    ] = 2e-4,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output file.")
+    ] = False,
+    device: Annotated[str | None, typer.Option("--device")] = None,
+) -> None:
+    """Fine-tune a model on your own z-stacks; written only if a held-out region improves."""
+    from ..calibration import calibrate as run_calibration
+    from ..calibration import split_stack
+    from ..io import read_zstack
+    from ..io.outputs import check_output_file
+    from ..model.weights import load_model
+
+    try:
+        if not output.name.endswith(".safetensors"):
+            raise RmzError(f"-o {output} must end in .safetensors")
+        if not minutes > 0:
+            raise RmzError(f"--minutes must be positive, got {minutes:g}")
+        check_output_file(output, inputs=stacks, overwrite=overwrite)
+        loaded = load_model(model, device or "cpu")
+        taken = [(str(path), read_zstack(path)) for path in stacks]
+        for source, stack in taken:
+            split_stack(stack, source)  # refuse an unfit stack before the work starts
+        typer.echo(
+            f"fine-tuning {loaded.name} on {len(taken)} stack(s) for {minutes:g} min; the right "
+            "quarter of each is held out",
+            err=True,
+        )
+        if not learning_rate > 0:
+            raise RmzError(f"--learning-rate must be positive, got {learning_rate:g}")
+        result = run_calibration(
+            taken,
+            loaded,
+            output,
+            minutes=minutes,
+            force=force,
+            learning_rate=learning_rate,
+            device=device,
+        )
+    except (RmzError, ValueError) as exc:
+        raise fail(exc) from None
+    typer.echo(result.table())
+    typer.echo(f"{result.steps} steps in {result.seconds:.0f} s")
+    if result.written is None:
+        typer.echo(
+            "error: not written: the held-out score dropped "
+            f"({result.before.recurrent_mz:.2f} -> {result.after.recurrent_mz:.2f} dB); "
+            "--force writes the weights anyway",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(f"wrote {result.written} and {result.card}")

@@ -13,10 +13,12 @@ import torch
 from pymmcore_plus import CMMCorePlus
 
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings
+from rmz_acq.calibration import HeldOutScore, calibrate, split_stack
 from rmz_acq.hardware import load_core
 from rmz_acq.io import read_zstack, write_zstack
 from rmz_acq.model.network import RecurrentMZ
 from rmz_acq.model.weights import load_model, save_weights
+from rmz_acq.training.conditions import PRESET_CONDITIONS
 from rmz_acq.validation import validate_stack
 from rmz_acq.zstack import acquire_zstack
 from simulators.devices import SimulatedCamera
@@ -150,3 +152,92 @@ def test_validate_a_stack_taken_earlier_with_a_preset(
     )
     assert code == 0, err
     assert "model beads reaches" in stdout
+
+
+@pytest.fixture
+def specimen(make_config: Callable[..., Path], tmp_path: Path) -> Path:
+    """A dense bead specimen, 96 x 96 px, 0-4 um (a sample the tiny model never saw)."""
+    wide = SMALL_BEADS | {
+        "Camera__Width": 96,
+        "Camera__Height": 96,
+        "Microscope__BeadDensityPer1000um3": 200,
+    }
+    core = load_core(make_config(**wide))
+    path = tmp_path / "specimen.ome.tif"
+    acquire_zstack(core, list(np.round(np.arange(0, 4.01, 0.1), 6)), path, z_step_um=0.1)
+    return path
+
+
+@pytest.fixture
+def trainable(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    conditions = PRESET_CONDITIONS["beads"].model_dump() | {
+        "depth_um": 4.0,
+        "input_spacing_um": 1.0,
+    }
+    model = RecurrentMZ(base_channels=2, depth=2)
+    return save_weights(model, tmp_path / "start.safetensors", name="start", conditions=conditions)
+
+
+def test_calibrate_improves_the_held_out_region(
+    specimen: Path, trainable: Path, tmp_path: Path
+) -> None:
+    start = load_model(trainable)
+    out = tmp_path / "mine.safetensors"
+    result = calibrate(
+        [("specimen", read_zstack(specimen))], start, out, minutes=0.3, learning_rate=3e-3
+    )
+    assert result.after.recurrent_mz > result.before.recurrent_mz  # never trained on that strip
+    assert result.written == out and result.card == tmp_path / "mine.md"
+    tuned = load_model(out)  # usable with --model everywhere
+    assert tuned.name == "start-calibrated" and tuned.conditions == start.conditions
+    assert "before" in result.card.read_text() and "held out" in result.card.read_text()
+    # the strip is really held out: the split is by columns, right quarter
+    training, strip = split_stack(read_zstack(specimen), "specimen")
+    assert training.shape == (96, 72) and strip.shape == (96, 24)
+
+
+def test_calibrate_refuses_worse_weights_unless_forced(
+    capsys: pytest.CaptureFixture[str],
+    specimen: Path,
+    trainable: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scores = iter([HeldOutScore(30.0, 28.0), HeldOutScore(29.0, 28.0)] * 2)
+    monkeypatch.setattr("rmz_acq.calibration.score_held_out", lambda *a, **k: next(scores))
+    out = tmp_path / "worse.safetensors"
+    args = ("calibrate", "--stack", specimen, "-m", trainable, "-o", out, "--minutes", "0.05")
+    code, stdout, err = cli(capsys, *args)
+    assert code == 1 and "not written: the held-out score dropped (30.00 -> 29.00 dB)" in err
+    assert "before" in stdout and not out.exists()
+    code, _, err = cli(capsys, *args, "--force")
+    assert code == 0 and out.is_file(), err
+
+
+BAD_CALIBRATE = [
+    (("--minutes", "0"), "--minutes must be positive"),
+    (("-o", "weights.pt"), "must end in .safetensors"),
+    (("--narrow",), "calibration needs at least 48 px"),
+]
+
+
+@pytest.mark.parametrize(("extra", "fragment"), BAD_CALIBRATE)
+def test_bad_calibrate_input_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+    trainable: Path,
+    tmp_path: Path,
+    extra: tuple[str, ...],
+    fragment: str,
+) -> None:
+    stack = write_zstack(
+        tmp_path / "s.ome.tif",
+        np.ones((9, 64, 40 if "--narrow" in extra else 64), np.uint16),
+        np.arange(9) * 0.5,
+        0.1,
+    )
+    args = [a for a in extra if a != "--narrow"]
+    if "-o" not in args:
+        args += ["-o", str(tmp_path / "out.safetensors")]
+    code, _, err = cli(capsys, "calibrate", "--stack", stack, "-m", trainable, *args)
+    one_line_error(code, err, fragment)
