@@ -13,7 +13,10 @@ settling 50 ms) scanned three ways over the same candidates, each taking
 ``--frames`` frames: the mechanical acquisition alone (`acquire_zstack`),
 the adaptive scan deciding on the full grid (``decision_planes=None``, as
 before), and the adaptive scan deciding on the decision planes with the grid
-completed in the background (the default).  Wall times and their ratios.
+completed in the background (the default).  Wall times and their ratios,
+the mean time from a frame's arrival to the rule's verdict, when the stage
+was free (the last verdict, from the start), and how long the volume took
+after that.
 """
 
 from __future__ import annotations
@@ -78,24 +81,29 @@ def scan(size: int, frames: int) -> None:
             started = time.perf_counter()
             if decision == "none":
                 acquire_zstack(core, list(plan.candidates_um[:frames]), Path(tmp) / "z.ome.tif")
-                rows.append((label, time.perf_counter() - started, None, None))
+                wall = time.perf_counter() - started
+                rows.append((label, wall, None, None, wall))
                 continue
-            settings = ScanSettings.for_model(
-                model, epsilon=0.0, max_frames=frames, decision_planes=decision
-            )
+            settings = ScanSettings.for_model(model, epsilon=0.0, max_frames=frames)
+            settings = settings.model_copy(update={"decision_planes": decision})
             report = AdaptiveScan(core, model, plan, settings, Path(tmp) / "run").run()
             wall = time.perf_counter() - started
-            decided = float(np.mean([f.decision_s for f in report.frames]))
-            rows.append((label, wall, decided, report.durations_s["after_last_frame"]))
+            decided = float(np.mean([f.decision_s or 0.0 for f in report.frames]))
+            last = report.frames[-1]
+            free = last.time_s + (last.decision_s or 0.0)  # from the scan's start
+            rows.append((label, wall, decided, report.durations_s["after_last_frame"], free))
     alone = rows[0][1]
     print(
         f"worm config, {size} x {size} px, {frames} frames, torch {torch.get_num_threads()} threads"
     )
-    print(f"{'scan':<28}{'wall s':>8}{'x acquisition':>15}{'decision s':>12}{'after last s':>14}")
-    for label, wall, decided, after in rows:
+    print(
+        f"{'scan':<28}{'wall s':>8}{'x acquisition':>15}{'decision s':>12}"
+        f"{'stage free s':>14}{'after last s':>14}"
+    )
+    for label, wall, decided, after, free in rows:
         d = "-" if decided is None else f"{decided:.2f}"
         a = "-" if after is None else f"{after:.2f}"
-        print(f"{label:<28}{wall:>8.1f}{wall / alone:>15.2f}{d:>12}{a:>14}")
+        print(f"{label:<28}{wall:>8.1f}{wall / alone:>15.2f}{d:>12}{free:>14.1f}{a:>14}")
 
 
 def main() -> None:

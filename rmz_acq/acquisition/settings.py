@@ -65,7 +65,10 @@ class ScanSettings(BaseModel):
 
         The stop rule is the model's relative epsilon (`scan_defaults`)
         unless ``overrides`` give ``epsilon`` (the paper's absolute rule) or
-        ``relative_epsilon``; anything else in ``overrides`` is a field.
+        ``relative_epsilon``; anything else in ``overrides`` is a field.  An
+        override of ``None`` means "not given" (as an unset command-line
+        flag): to decide on the full grid, set ``decision_planes=None`` on
+        the result (``settings.model_copy(update=...)``).
         """
         name = model if isinstance(model, str) else model.name
         given = {k: v for k, v in overrides.items() if v is not None}
