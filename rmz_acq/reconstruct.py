@@ -88,14 +88,31 @@ def reconstruct_frames(
     Raises
     ------
     RmzError
-        No frames, or a volume that would not fit in memory (checked first).
+        No frames, or a volume that would not fit in memory even a plane at a
+        time (checked first).  When only the whole grid's recurrent state does
+        not fit, the volume is built a batch of planes at a time instead
+        (`rmz_acq.plane_batches`; ``on_push`` is then not called).
     """
     if len(frames.frames) == 0:
         raise RmzError("no frames to reconstruct from; at least one is needed")
     session = ReconstructionSession(
         model, output_planes_um, device=device, compute_dtype=compute_dtype(precision)
     )
-    session.check_memory(*frames.frames.shape[1:])
+    batch = session.plane_batch_that_fits(
+        *frames.frames.shape[1:], extra_host_bytes=int(frames.frames.nbytes)
+    )
+    if batch is not None:  # the whole grid's state does not fit: a batch of planes at a time
+        from .plane_batches import reconstruct_by_plane_batches
+
+        return reconstruct_by_plane_batches(
+            model,
+            list(frames.frames),
+            list(frames.z_um),
+            np.asarray(output_planes_um, np.float64),
+            batch_planes=batch,
+            device=device,
+            compute_dtype=compute_dtype(precision),
+        ).volume
     result = None
     for frame, z in zip(frames.frames, frames.z_um, strict=True):
         result = session.push(frame, float(z))

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "MEMORY_SHARE",
     "available_memory_bytes",
     "check_memory",
     "check_within_limits",
@@ -32,7 +33,7 @@ _ROUND_OFF_UM = 1e-9
 
 # Share of the free memory a plan may count on (the rest is for the frames,
 # the network's activations, Python and everyone else).
-_MEMORY_SHARE = 0.8
+MEMORY_SHARE = 0.8
 
 
 def format_um(value: float) -> str:
@@ -163,7 +164,7 @@ def check_memory(
 
     free = available_memory_bytes(device) if available is None else available
     total = sum(needs.values())
-    if free is None or total <= _MEMORY_SHARE * free:
+    if free is None or total <= MEMORY_SHARE * free:
         return
     parts = ", ".join(f"{name} {_gib(n)}" for name, n in needs.items())
     raise RmzError(

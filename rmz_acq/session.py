@@ -78,6 +78,17 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def measured_plane_tolerance_um(planes_um: NDArray[np.floating]) -> float:
+    """How near a frame's z must be to an output plane to count as measuring it.
+
+    Half an output step, and never farther than 0.1 um (a fifth of the axial
+    FWHM at NA 1.4): stage error, not another plane.
+    """
+    steps = np.diff(np.sort(np.asarray(planes_um, np.float64)))
+    steps = steps[steps > 0]
+    return min(0.5 * float(steps.min()) if steps.size else 0.1, 0.1)
+
+
 class ReconstructionSession:
     """Streaming Recurrent-MZ reconstruction of a fixed output grid.
 
@@ -115,6 +126,10 @@ class ReconstructionSession:
         more than the frame's noise (`rmz_acq.fidelity`), so the volume at a
         measured plane is no further from the specimen than the measurement
         itself.  ``False`` gives the network's output alone.
+    plane_tolerance_um
+        How near a frame must be to an output plane to measure it (default:
+        `measured_plane_tolerance_um` of ``output_planes_um``); a session
+        over part of a grid passes the whole grid's.
     """
 
     def __init__(
@@ -129,6 +144,7 @@ class ReconstructionSession:
         tile_px: int | None = None,
         normalization: IntensityNormalization | None = None,
         keep_measured: bool = True,
+        plane_tolerance_um: float | None = None,
     ) -> None:
         network = model.model if isinstance(model, LoadedModel) else model
         planes = np.asarray(output_planes_um, dtype=np.float64).ravel()
@@ -156,12 +172,11 @@ class ReconstructionSession:
         self.tile_px = tile_px
         self._fixed_normalization = normalization
         self.keep_measured = keep_measured
-        steps = np.diff(np.sort(planes))
-        steps = steps[steps > 0]
-        # A frame counts as a measurement of a plane within half an output
-        # step of it, and never farther than 0.1 um (a fifth of the axial
-        # FWHM at NA 1.4): stage error, not another plane.
-        self._plane_tolerance_um = min(0.5 * float(steps.min()) if steps.size else 0.1, 0.1)
+        self._plane_tolerance_um = (
+            plane_tolerance_um
+            if plane_tolerance_um is not None
+            else measured_plane_tolerance_um(planes)
+        )
         self.reset()
 
     # state -------------------------------------------------------------------
@@ -233,6 +248,39 @@ class ReconstructionSession:
         else:
             check_memory(state, device=self.device, what=what, fix=fix)
             check_memory(host, what=what, fix=fix)
+
+    def plane_batch_that_fits(
+        self, height: int, width: int, *, extra_host_bytes: int = 0
+    ) -> int | None:
+        """``None`` when the whole grid's state fits in memory (stream frame by frame);
+        otherwise how many planes at a time do (`rmz_acq.plane_batches`).
+
+        Raises
+        ------
+        RmzError
+            Not even one plane's state fits beside the volume (the message of
+            `check_memory`).
+        """
+        from .safety import MEMORY_SHARE, available_memory_bytes
+
+        try:
+            self.check_memory(height, width, extra_host_bytes=extra_host_bytes)
+            return None
+        except RmzError as refused:
+            n = len(self.output_planes_um)
+            per_plane = max(1, self.state_nbytes_for(height, width) // n)
+            host = n * height * width * 4 + extra_host_bytes
+            free = available_memory_bytes(self.device)
+            if free is None:
+                raise
+            budget = MEMORY_SHARE * free - (host if self.device.type == "cpu" else 0)
+            if self.device.type != "cpu":
+                host_free = available_memory_bytes("cpu")
+                if host_free is not None and host > MEMORY_SHARE * host_free:
+                    raise refused from None
+            if budget < per_plane:
+                raise refused from None
+            return int(budget // per_plane)
 
     def _allocate(self, height: int, width: int) -> None:
         m = self.model.multiple

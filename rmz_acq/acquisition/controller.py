@@ -227,6 +227,7 @@ class AdaptiveScan:
         # arrives (no decision session when they would be most of the grid).
         self.judge = ScanJudge(model, plan, settings, device=device)
         self.decision = self.judge.session
+        self.plane_batch: int | None = None  # set when the whole grid's state does not fit
         self._check_memory()
         self._cancel = threading.Event()
         self._report_lock = threading.Lock()
@@ -236,10 +237,28 @@ class AdaptiveScan:
         self.report: ScanReport | None = None
 
     def _check_memory(self) -> None:
+        """Stream the whole grid if its state fits, else build it a batch of planes at a time.
+
+        In the second case the frames are kept (they are small beside the
+        state) and the volume is built after the scan stops
+        (`rmz_acq.plane_batches`); the stop rule's decision planes work as
+        always.  Refused when not even that fits.
+        """
         height, width = self.summary.image_shape
         volume = len(self.plan.output_planes_um) * height * width * 4
         history = volume * len(self.plan.candidates_um) if self.settings.save_history else 0
-        self.session.check_memory(height, width, extra_host_bytes=history)
+        kept = len(self.plan.candidates_um) * height * width * 4
+        self.plane_batch = self.session.plane_batch_that_fits(
+            height, width, extra_host_bytes=history + kept
+        )
+        if self.plane_batch is not None:
+            if self.decision is None:  # the grid is small: no decision planes to scan on
+                self.session.check_memory(height, width, extra_host_bytes=history)
+            self.warnings.append(
+                f"the recurrent state of all {len(self.plan.output_planes_um)} output planes "
+                f"does not fit in memory: the volume is built {self.plane_batch} planes at a "
+                "time after the scan stops (the stop rule is not affected)"
+            )
 
     # control -------------------------------------------------------------------
 
@@ -351,8 +370,12 @@ class AdaptiveScan:
         self._history: list[NDArray[np.float32]] = []
         self._started = time.perf_counter()
         self._completion = (
-            Completion(self.session, self._on_completed) if self.decision is not None else None
+            Completion(self.session, self._on_completed)
+            if self.decision is not None and self.plane_batch is None
+            else None
         )
+        self._kept: list[tuple[NDArray[Any], float]] = []  # for a volume built plane-major
+        self._volume: NDArray[np.float32] | None = None
         stop: list[StopReason] = []
         failure: BaseException | None = None
         connect_on_runner_thread(self.core.mda.events.frameReady, self._on_frame)
@@ -367,11 +390,13 @@ class AdaptiveScan:
             for image, measured, _ in self._arrived:  # taken after the scan stopped using frames
                 with contextlib.suppress(Exception):
                     self._keep_unused(image, measured, float("nan"))
-            if self._completion is not None:
-                try:
+            try:
+                if self._completion is not None:
                     self._completion.finish()
-                except Exception as exc:
-                    failure = failure or exc
+                elif self._kept:
+                    self._build_by_plane_batches()
+            except Exception as exc:
+                failure = failure or exc
             interrupted = isinstance(failure, KeyboardInterrupt)
             if interrupted or (self._cancel.is_set() and not stop):
                 stop.insert(0, StopReason.CANCELLED)
@@ -453,7 +478,8 @@ class AdaptiveScan:
             relative_change=None,
             reconstruction_s=0.0,
         )
-        full = self.session.push(image, measured) if self._completion is None else None
+        streaming = self._completion is None and self.plane_batch is None
+        full = self.session.push(image, measured) if streaming else None
         verdict = self.judge.judge(
             index, image, measured, elapsed_s=time.perf_counter() - self._started, full=full
         )
@@ -467,12 +493,42 @@ class AdaptiveScan:
             self.report.frames.append(record)
         if full is not None:  # the full grid decided, here and now
             self._on_completed(index, full)
-        else:  # the full grid follows on the completion's thread
-            assert self._completion is not None
+        elif self._completion is not None:  # the full grid follows on the completion's thread
             self._completion.submit(index, image, measured)
+            self._write_report()
+        else:  # the full grid is built a batch of planes at a time once the scan stops
+            self._kept.append((image, measured))
             self._write_report()
         self.events.decisionMade.emit(record)
         return verdict.stop
+
+    def _build_by_plane_batches(self) -> None:
+        """The volume from the kept frames, ``plane_batch`` output planes at a time."""
+        from ..plane_batches import reconstruct_by_plane_batches
+
+        assert self.report is not None and self.plane_batch is not None
+        built = reconstruct_by_plane_batches(
+            self.model,
+            [image for image, _ in self._kept],
+            [z for _, z in self._kept],
+            self.session.output_planes_um,
+            batch_planes=self.plane_batch,
+            device=self.session.device,
+            compute_dtype=self.session.compute_dtype,
+        )
+        self._volume = built.volume
+        with self._report_lock:
+            for i, record in enumerate(self.report.frames):
+                self.report.frames[i] = replace(
+                    record,
+                    frobenius_change=built.frobenius_changes[i],
+                    relative_change=built.relative_changes[i],
+                    reconstruction_s=built.seconds[i],
+                )
+        last = self.report.frames[-1]
+        self.events.volumeUpdated.emit(
+            VolumeUpdate(last, built.volume, self.session.output_planes_um)
+        )
 
     def _on_completed(self, index: int, result: PushResult) -> None:
         """The full grid has taken frame ``index``: fill in its record, tell the listeners."""
@@ -517,7 +573,7 @@ class AdaptiveScan:
         planes = self.session.output_planes_um
         pixel = self.summary.pixel_size_um
         step = float(np.diff(planes).mean()) if len(planes) > 1 else None
-        volume = self.session.volume
+        volume = self._volume if self._volume is not None else self.session.volume
         if volume is not None and not np.isfinite(volume).all():
             problems.append("volume.ome.tif not written: it holds non-finite values (NaN or inf)")
             volume = None
