@@ -3,6 +3,8 @@
     python benchmarks/bench_session.py cost    [--size 256] [--planes 16] [--max-m 6]
     python benchmarks/bench_session.py memory  [--size 1024] [--planes 101] [--tile 0]
     python benchmarks/bench_session.py memory-table
+    python benchmarks/bench_session.py batched [--size 2048] [--planes 101] [--budget-gib 4]
+                                               [--max-m 6]
     python benchmarks/bench_session.py keepup [--planes 91] [--frame-ms 60]
     python benchmarks/bench_session.py seams   [--size 1024] [--planes 4] [--tile 512]
     python benchmarks/bench_session.py throughput [--size 256] [--planes 16]
@@ -16,6 +18,9 @@ seams:  largest difference between tiled and untiled reconstruction after
         three frames, relative to the volume's range.
 memory-table: ``memory`` for 256-1024 px frames and 31-101 planes, tiled
         and untiled, each in a fresh process.
+batched: the volume from ``--max-m`` frames built a batch of output planes at a
+        time (`rmz_acq.plane_batches`), the batch sized for ``--budget-gib``;
+        peak resident memory (run it in a fresh process).
 throughput: floating-point operations of one plane-step (counted), the rate
         of one large plain convolution on the same machine (what is
         attainable), and the rate achieved by each variant of the step:
@@ -87,6 +92,29 @@ def memory(size: int, planes: int, tile: int | None = None) -> None:
         f"{size}x{size}, {planes} planes: peak RSS {peak:.2f} GiB (before {before:.2f}), "
         f"state {session.state_nbytes / 2**30:.2f} GiB ({session.state_dtype}), "
         f"volume {volume:.2f} GiB, push {seconds:.1f} s"
+    )
+
+
+def batched(size: int, planes: int, budget_gib: float, frames: int) -> None:
+    """The volume a batch of planes at a time, sized for ``budget_gib`` of memory."""
+    from rmz_acq.plane_batches import reconstruct_by_plane_batches
+
+    model = _model()
+    grid = np.linspace(0, 18, planes)
+    session = ReconstructionSession(model, grid)
+    per_plane = session.state_nbytes_for(size, size) // planes
+    fixed = planes * size * size * 4 + frames * size * size * 4 + int(0.75 * 2**30)
+    batch = max(1, int((budget_gib * 2**30 - fixed) // per_plane))
+    started = time.perf_counter()
+    reconstruct_by_plane_batches(
+        model, _frames(frames, size), list(np.linspace(3, 15, frames)), grid, batch_planes=batch
+    )
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(
+        f"{size}x{size}, {planes} planes, {frames} frames, {batch} planes per batch: peak RSS "
+        f"{peak:.2f} GiB (budget {budget_gib:g}; whole-grid state would be "
+        f"{per_plane * planes / 2**30:.2f} GiB), {seconds:.0f} s"
     )
 
 
@@ -284,8 +312,10 @@ def keepup(planes: int, frame_ms: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "what", choices=("cost", "memory", "memory-table", "seams", "throughput", "keepup")
+        "what",
+        choices=("cost", "memory", "memory-table", "batched", "seams", "throughput", "keepup"),
     )
+    parser.add_argument("--budget-gib", type=float, default=4.0)
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--planes", type=int, default=None)
     parser.add_argument("--max-m", type=int, default=6)
@@ -298,6 +328,8 @@ def main() -> None:
         memory(args.size or 1024, args.planes or 101, args.tile)
     elif args.what == "memory-table":
         memory_table()
+    elif args.what == "batched":
+        batched(args.size or 2048, args.planes or 101, args.budget_gib, args.max_m)
     elif args.what == "keepup":
         keepup(args.planes or 91, args.frame_ms)
     elif args.what == "seams":

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from .model.network import RecurrentMZ
 from .model.weights import LoadedModel
 from .session import ReconstructionSession, measured_plane_tolerance_um
 
@@ -43,7 +44,7 @@ def planes_per_batch(state_bytes_per_plane: int, budget_bytes: int, n_planes: in
 
 
 def reconstruct_by_plane_batches(
-    model: LoadedModel,
+    model: RecurrentMZ | LoadedModel,
     frames: Sequence[NDArray[np.number]],
     z_um: Sequence[float],
     planes_um: NDArray[np.floating],
