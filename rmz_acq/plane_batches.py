@@ -84,7 +84,11 @@ def reconstruct_by_plane_batches(
             seconds[m] += time.perf_counter() - started
             if result.frobenius_change is not None:
                 squared_change[m] += result.frobenius_change**2
-            squared_norm[m] += float(np.sum(result.volume.astype(np.float64) ** 2))
+            # plane by plane: no float64 copy of the batch (0.5 GiB at 2048 px)
+            squared_norm[m] += sum(
+                float(np.einsum("ij,ij->", plane, plane, dtype=np.float64))
+                for plane in result.volume
+            )
         volume[p0:p1] = session.volume  # type: ignore[assignment]
         del session
         if on_batch is not None:
