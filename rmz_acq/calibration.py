@@ -218,13 +218,7 @@ def calibrate(
         )
         state = torch.load(Path(tmp) / "checkpoint.pt", map_location="cpu", weights_only=True)
     config = model.model.config
-    tuned = RecurrentMZ(
-        base_channels=config.base_channels,
-        depth=config.depth,
-        norm=config.norm,
-        dpm_scale_um=config.dpm_scale_um,
-        intensity=config.intensity,
-    )
+    tuned = RecurrentMZ.from_config(config)
     tuned.load_state_dict(state["model"])
     seconds = time.perf_counter() - started
     output = Path(output)

@@ -219,9 +219,9 @@ def _mean_psnr(
 ) -> float:
     """Mean PSNR over the ``keep`` planes, on the truth's intensity scale (as `evaluate`)."""
     from .evaluation.metrics import psnr
-    from .model.normalization import IntensityNormalization
+    from .evaluation.report import truth_normalisation
 
-    norm = IntensityNormalization.from_frame(np.asarray(truth).max(axis=0))
+    norm = truth_normalisation(truth)
     a, b = norm.apply(np.asarray(volume)[keep]), norm.apply(np.asarray(truth)[keep])
     return float(np.mean([psnr(x, y) for x, y in zip(a, b, strict=True)]))
 

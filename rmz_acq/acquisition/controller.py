@@ -226,7 +226,6 @@ class AdaptiveScan:
         # The stop rule's planes: a few, spread evenly, pushed as each frame
         # arrives (no decision session when they would be most of the grid).
         self.judge = ScanJudge(model, plan, settings, device=device)
-        self.decision = self.judge.session
         self.plane_batch: int | None = None  # set when the whole grid's state does not fit
         self._check_memory()
         self._cancel = threading.Event()
@@ -235,6 +234,11 @@ class AdaptiveScan:
         self._unused: FrameStackWriter | None = None
         self._completion: Completion | None = None
         self.report: ScanReport | None = None
+
+    @property
+    def decision(self) -> ReconstructionSession | None:
+        """The session of the decision planes (``None``: the full grid decides)."""
+        return self.judge.session
 
     def _check_memory(self) -> None:
         """Stream the whole grid if its state fits, else build it a batch of planes at a time.

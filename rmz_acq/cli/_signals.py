@@ -15,7 +15,9 @@ import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-__all__ = ["CANCEL_SIGNALS", "exit_status", "signal_name", "stop_on_signals"]
+import typer
+
+__all__ = ["CANCEL_SIGNALS", "exit_cancelled", "exit_status", "signal_name", "stop_on_signals"]
 
 CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -53,3 +55,9 @@ def exit_status(signum: int) -> int:
 
 def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
+
+
+def exit_cancelled(signum: int, what: str) -> typer.Exit:
+    """Say ``cancelled by SIGNAME: what`` on stderr; the exit to raise (128 + signum)."""
+    typer.echo(f"cancelled by {signal_name(signum)}: {what}", err=True)
+    return typer.Exit(exit_status(signum))

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import RmzError
 from ._app import Precision, app, fail, parse_limits
-from ._signals import exit_status, signal_name, stop_on_signals
+from ._signals import exit_cancelled, stop_on_signals
 
 
 @app.command()
@@ -209,12 +209,10 @@ def acquire(
     except (RmzError, ValueError) as exc:
         raise fail(exc) from None
     if received:
-        typer.echo(
-            f"cancelled by {signal_name(received[0])} after {len(report.frames)} frames; "
-            f"frames, volume and report.json are in {output}",
-            err=True,
+        raise exit_cancelled(
+            received[0],
+            f"{len(report.frames)} frames taken; frames, volume and report.json are in {output}",
         )
-        raise typer.Exit(exit_status(received[0]))
     d = report.durations_s
     typer.echo(
         f"{report.stop_reason.value} after {len(report.frames)} of {len(plan.candidates_um)} "

@@ -11,7 +11,7 @@ import typer
 
 from ..errors import AcquisitionError, RmzError
 from ._app import app, fail, parse_limits
-from ._signals import exit_status, signal_name, stop_on_signals
+from ._signals import exit_cancelled, stop_on_signals
 
 
 @app.command()
@@ -90,12 +90,7 @@ def simulate(
     except (RmzError, ValueError) as exc:
         raise fail(exc) from None
     if received:
-        typer.echo(
-            f"cancelled by {signal_name(received[0])}: {len(records)} of {len(planes)} planes "
-            f"in {output}",
-            err=True,
-        )
-        raise typer.Exit(exit_status(received[0]))
+        raise exit_cancelled(received[0], f"{len(records)} of {len(planes)} planes in {output}")
     measured = [r.measured_z_um for r in records]
     typer.echo(
         f"wrote {output}: {len(records)} planes, z {min(measured):.3f} to "

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import AcquisitionError, RmzError
 from ._app import app, fail, parse_limits
-from ._signals import exit_status, signal_name, stop_on_signals
+from ._signals import exit_cancelled, stop_on_signals
 
 if TYPE_CHECKING:
     from ..model.weights import LoadedModel
@@ -62,7 +62,6 @@ def validate(
     from ..model.weights import load_model
     from ..validation import check_stack, validate_stack, write_validation
 
-    received: list[int] = []
     try:
         if (config is None) == (stack is None):
             raise RmzError(
@@ -86,11 +85,9 @@ def validate(
                 taken = read_zstack(stack)
             else:
                 assert config is not None
-                loaded, path, received = _acquire_stack(
+                loaded, path = _acquire_stack(
                     config, model, z_range, z_limits, exposure_ms, output, device
                 )
-                if received:
-                    raise typer.Exit(exit_status(received[0]))
                 source = str(path)
                 taken = read_zstack(path)
             check_stack(taken, source)
@@ -121,8 +118,8 @@ def _acquire_stack(
     exposure_ms: float | None,
     output: Path,
     device: str | None,
-) -> tuple[LoadedModel, Path, list[int]]:
-    """The full mechanical stack, under every rule a scan obeys; (model, path, signals)."""
+) -> tuple[LoadedModel, Path]:
+    """The full mechanical stack, under every rule a scan obeys; a signal ends the command."""
     import threading
 
     from ..acquisition import ScanPlan
@@ -160,12 +157,8 @@ def _acquire_stack(
             should_stop=stop.is_set,
         )
     if received:
-        typer.echo(
-            f"cancelled by {signal_name(received[0])}: {len(records)} of {len(planes)} planes "
-            f"in {path}",
-            err=True,
-        )
-    return loaded, path, list(received)
+        raise exit_cancelled(received[0], f"{len(records)} of {len(planes)} planes in {path}")
+    return loaded, path
 
 
 @app.command()

@@ -117,7 +117,7 @@ background mean to 0, the foreground's 99th percentile to 1), so only the
 structure counts."""
 
 
-def _common_normalisation(truth: NDArray[np.floating]) -> IntensityNormalization:
+def truth_normalisation(truth: NDArray[np.floating]) -> IntensityNormalization:
     # One scale for every volume, from the ground truth (background 0,
     # foreground 1): all volumes are in the camera's units, so a shared
     # affine map keeps intensity errors visible, and PSNR / NRMSE (relative
@@ -164,7 +164,7 @@ def evaluate_arrays(
             model, frames, frames_z_um, planes, device
         )
     truth_planes = np.asarray(truth, np.float32)[matched]
-    norm = _common_normalisation(truth_planes)
+    norm = truth_normalisation(truth_planes)
     if scale == "per_volume":
         norm = IntensityNormalization.from_frame(truth_planes)
     reference = norm.apply(truth_planes)

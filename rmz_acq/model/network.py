@@ -153,6 +153,17 @@ class RecurrentMZ(nn.Module):
         normalised frames.
     """
 
+    @classmethod
+    def from_config(cls, config: NetworkConfig) -> RecurrentMZ:
+        """A fresh network of the architecture ``config`` describes (weights not loaded)."""
+        return cls(
+            base_channels=config.base_channels,
+            depth=config.depth,
+            norm=config.norm,
+            dpm_scale_um=config.dpm_scale_um,
+            intensity=config.intensity,
+        )
+
     def __init__(
         self,
         *,

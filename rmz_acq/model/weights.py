@@ -131,13 +131,7 @@ def load_model(name_or_path: str | Path, device: torch.device | str = "cpu") -> 
         config = NetworkConfig.from_dict(metadata)
     except (KeyError, ValueError) as exc:
         raise RmzError(f"{path} has an incomplete architecture description: {exc}") from exc
-    model = RecurrentMZ(
-        base_channels=config.base_channels,
-        depth=config.depth,
-        norm=config.norm,
-        dpm_scale_um=config.dpm_scale_um,
-        intensity=config.intensity,
-    )
+    model = RecurrentMZ.from_config(config)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
