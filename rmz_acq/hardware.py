@@ -30,6 +30,7 @@ __all__ = [
     "load_core",
     "loaded_python_device",
     "summarize",
+    "xy_limits_um",
 ]
 
 _PY_PREFIX = "#py "
@@ -218,6 +219,23 @@ def focus_limits_um(core: CMMCorePlus) -> tuple[float, float] | None:
             float(core.getPropertyUpperLimit(focus, "Position")),
         )
     return None
+
+
+def xy_limits_um(
+    core: CMMCorePlus,
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """Travel limits ``((x_lo, x_hi), (y_lo, y_hi))`` of the XY stage, if it states them.
+
+    Simulated XY stages have ``LowerLimitXUm`` ... ``UpperLimitYUm``
+    properties; Micro-Manager has no standard way for a real one to report
+    its travel, so ``None`` (unknown) asks the user for limits.
+    """
+    stage = core.getXYStageDevice()
+    names = ("LowerLimitXUm", "UpperLimitXUm", "LowerLimitYUm", "UpperLimitYUm")
+    if not stage or not all(core.hasProperty(stage, n) for n in names):
+        return None
+    xlo, xhi, ylo, yhi = (float(core.getProperty(stage, n)) for n in names)
+    return (xlo, xhi), (ylo, yhi)
 
 
 def _is_python_device(core: CMMCorePlus, label: str) -> bool:

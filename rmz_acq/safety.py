@@ -20,11 +20,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MEMORY_SHARE",
+    "XYLimits",
     "available_memory_bytes",
     "check_memory",
     "check_within_limits",
+    "check_xy_within_limits",
     "format_um",
     "travel_limits",
+    "xy_travel_limits",
 ]
 
 # A plane this close outside a limit (well below any stage's resolution) is
@@ -171,3 +174,61 @@ def check_memory(
         f"{what} need about {_gib(total)} ({parts}) but only {_gib(free)} is free on "
         f"{torch.device(device)}; nothing was moved. {fix}"
     )
+
+
+XYLimits = tuple[tuple[float, float], tuple[float, float]]
+
+
+def xy_travel_limits(
+    stage_um: XYLimits | None, user_um: XYLimits | None
+) -> tuple[XYLimits, list[str]]:
+    """The XY travel an experiment may use (as `travel_limits`, per axis), and notes.
+
+    Raises
+    ------
+    StageSafetyError
+        Neither gives limits, or the user's lie outside the stage's.
+    """
+    if stage_um is None and user_um is None:
+        raise StageSafetyError(
+            "the XY stage does not report travel limits; give them explicitly "
+            "(--xy-limits XLOW:XHIGH,YLOW:YHIGH in micrometres) so no move can hit anything"
+        )
+    axes, notes = [], []
+    for k, axis in enumerate("xy"):
+        stage = None if stage_um is None else stage_um[k]
+        user = None if user_um is None else user_um[k]
+        try:
+            limits, note = travel_limits(stage, user)
+        except StageSafetyError as exc:
+            raise StageSafetyError(
+                str(exc).replace("--z-limits", "--xy-limits").replace("focus stage", "XY stage")
+                + f" (the {axis} axis)"
+            ) from None
+        axes.append(limits)
+        if note:
+            notes.append(
+                note.replace("--z-limits", "--xy-limits").replace("focus stage", "XY stage")
+                + f" (the {axis} axis)"
+            )
+    return (axes[0], axes[1]), notes
+
+
+def check_xy_within_limits(
+    positions_um: Sequence[tuple[str, float, float]], limits_um: XYLimits
+) -> None:
+    """Refuse every ``(name, x, y)`` outside ``limits_um``, all named at once."""
+    (xlo, xhi), (ylo, yhi) = limits_um
+    outside = [
+        f"{name} (x {format_um(x)}, y {format_um(y)})"
+        for name, x, y in positions_um
+        if not (xlo <= x <= xhi and ylo <= y <= yhi)
+    ]
+    if outside:
+        raise StageSafetyError(
+            f"{len(outside)} position(s) lie outside the XY travel x [{format_um(xlo)}, "
+            f"{format_um(xhi)}], y [{format_um(ylo)}, {format_um(yhi)}] um: "
+            + ", ".join(outside[:5])
+            + (", ..." if len(outside) > 5 else "")
+            + "; nothing moved (fix the positions, or the limits if they are wrong)"
+        )

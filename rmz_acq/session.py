@@ -58,6 +58,7 @@ class PushResult:
     frobenius_change: float | None
     relative_change: float | None
     reconstruction_s: float
+    plane_changes: NDArray[np.float64] | None = None  # ||V_M - V_(M-1)||_F per output plane
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,7 +368,7 @@ class ReconstructionSession:
         if self.keep_measured:
             self._remember_measured(values, float(measured_z_um))
         first = self.n_frames == 0
-        squared_change = 0.0
+        squared_changes = np.zeros(len(self.output_planes_um), np.float64)
         squared_norm = 0.0
         planes = torch.from_numpy(self.output_planes_um).to(self.device, torch.float32)
         with torch.inference_mode():
@@ -384,7 +385,9 @@ class ReconstructionSession:
                         )
                 old = self._volume[p0:p1]
                 if not first:
-                    squared_change += float(np.sum((new.astype(np.float64) - old) ** 2))
+                    squared_changes[p0:p1] = np.sum(
+                        (new.astype(np.float64) - old) ** 2, axis=(1, 2)
+                    )
                 squared_norm += float(np.sum(new.astype(np.float64) ** 2))
                 old[...] = new
         self.frames_z_um.append(float(measured_z_um))
@@ -394,7 +397,7 @@ class ReconstructionSession:
                 "non-finite values (NaN or inf): the network's weights are damaged or the "
                 "frame is far outside what it was trained on; nothing was written from it"
             )
-        change = None if first else float(np.sqrt(squared_change))
+        change = None if first else float(np.sqrt(squared_changes.sum()))
         relative = None if change is None else change / max(float(np.sqrt(squared_norm)), 1e-30)
         return PushResult(
             volume=self._volume,
@@ -402,6 +405,7 @@ class ReconstructionSession:
             frobenius_change=change,
             relative_change=relative,
             reconstruction_s=time.perf_counter() - started,
+            plane_changes=None if first else np.sqrt(squared_changes),
         )
 
     def _remember_measured(self, frame: NDArray[np.float64], z_um: float) -> None:

@@ -53,6 +53,12 @@ class FocalStack:
         centre.
     focus_range_um
         ``(lowest, highest)`` focus z the stack must cover.
+    centre_px
+        ``(y, x)`` of the kept region's centre from the field centre, in
+        pixels (an XY stage's position; the field wraps around).
+    margin_px
+        Kept beyond the field of view on every side, so that `image_at` can
+        shift the view by up to this much without a new stack.
     """
 
     def __init__(
@@ -61,6 +67,9 @@ class FocalStack:
         optics: Optics,
         fov_shape: tuple[int, int],
         focus_range_um: tuple[float, float],
+        *,
+        centre_px: tuple[int, int] = (0, 0),
+        margin_px: int = 0,
     ) -> None:
         if not np.isclose(sample.voxel_xy_um, optics.pixel_size_um):
             raise ValueError(
@@ -77,6 +86,8 @@ class FocalStack:
         j_hi = max(int(np.ceil((hi - z0) / dz)), j_lo + 1)
         self.focus_um = z0 + dz * np.arange(j_lo, j_hi + 1)
         self.fov_shape = fov_shape
+        self.centre_px = centre_px
+        self.margin_px = margin_px
         self.step_um = dz
         max_defocus = max(abs(hi - z0), abs(lo - (z0 + dz * (nz - 1))), dz)
 
@@ -132,12 +143,19 @@ class FocalStack:
             images[:, sl] = full[j_lo + m_max : j_hi + m_max + 1]
         planes = images.reshape(n_focus, shape[0], shape[1] // 2 + 1)
 
-        fy, fx = self.fov_shape
+        fy, fx = self.fov_shape[0] + 2 * self.margin_px, self.fov_shape[1] + 2 * self.margin_px
+        if fy > shape[0] or fx > shape[1]:
+            raise ValueError(
+                f"the field of view with its margin ({fy} x {fx} px) is larger than the "
+                f"sample's field ({shape[0]} x {shape[1]} px)"
+            )
         cy, cx = (shape[0] - fy) // 2, (shape[1] - fx) // 2
+        rows = (np.arange(cy, cy + fy) + self.centre_px[0]) % shape[0]
+        cols = (np.arange(cx, cx + fx) + self.centre_px[1]) % shape[1]
         stack = np.empty((n_focus, fy, fx), np.float32)
         for j in range(n_focus):
             image = scipy.fft.irfft2(planes[j], s=shape, workers=_WORKERS)
-            stack[j] = image[cy : cy + fy, cx : cx + fx]
+            stack[j] = image[np.ix_(rows, cols)]
         np.clip(stack, 0.0, None, out=stack)  # FFT round-off below zero
         return stack
 
@@ -145,8 +163,20 @@ class FocalStack:
     def focus_range_um(self) -> tuple[float, float]:
         return float(self.focus_um[0]), float(self.focus_um[-1])
 
-    def image_at(self, focus_z_um: float) -> NDArray[np.float32]:
-        """Noise-free image at a continuous focus z (linear between grid planes)."""
+    def image_at(
+        self, focus_z_um: float, offset_px: tuple[int, int] = (0, 0)
+    ) -> NDArray[np.float32]:
+        """Noise-free image at a continuous focus z (linear between grid planes).
+
+        ``offset_px``: ``(y, x)`` shift of the view from ``centre_px``, at
+        most ``margin_px`` either way.
+        """
+        m = self.margin_px
+        dy, dx = offset_px
+        if abs(dy) > m or abs(dx) > m:
+            raise ValueError(f"view offset {offset_px} px is beyond the stack's margin of {m} px")
+        fy, fx = self.fov_shape
+        view = (slice(m + dy, m + dy + fy), slice(m + dx, m + dx + fx))
         lo, hi = self.focus_range_um
         if not lo - 1e-9 <= focus_z_um <= hi + 1e-9:
             raise ValueError(
@@ -157,4 +187,4 @@ class FocalStack:
         j = min(int(np.floor(position)), len(self.focus_um) - 2)
         j = max(j, 0)
         t = np.float32(position - j)
-        return (1 - t) * self.stack[j] + t * self.stack[j + 1]
+        return (1 - t) * self.stack[j][view] + t * self.stack[j + 1][view]

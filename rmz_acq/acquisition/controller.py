@@ -46,8 +46,9 @@ from ..model.weights import LoadedModel
 from ..safety import check_within_limits, travel_limits
 from ..session import PushResult, ReconstructionSession, compute_dtype
 from .completion import Completion
-from .judge import ScanJudge
+from .judge import ScanJudge, Verdict
 from .plan import ScanPlan
+from .policies import NextPlanePolicy, PlaneChoice, ScanState, choosable_planes, make_policy
 from .report import FrameRecord, ScanReport, write_preview
 from .settings import (
     DEFAULT_RELATIVE_EPSILON,
@@ -140,6 +141,9 @@ def simulated_optics(core: CMMCorePlus) -> tuple[float, float] | None:
     return None
 
 
+# How far an XY stage may land from the position asked for (µm).
+XY_TOLERANCE_UM = 1.0
+
 IN_PROGRESS = (
     "the scan has not finished: it is still running, or its process was stopped before "
     "it could end this report (the frames taken are in frames.ome.tif)"
@@ -175,6 +179,14 @@ class AdaptiveScan:
         Where the network runs (default: CUDA when available).
     overwrite
         Delete what an earlier run wrote in ``run_dir`` instead of refusing.
+    policy
+        Where each frame is taken (default: ``settings.next_plane``,
+        `rmz_acq.acquisition.policies`).  A policy may choose any candidate,
+        or any output plane between the lowest and the highest candidate.
+    position_um
+        ``(x, y)`` the XY stage moves to before the first frame (an
+        experiment's position; checked by the caller against the XY travel).
+        ``None``: the XY stage stays where it is.
 
     Raises
     ------
@@ -196,14 +208,22 @@ class AdaptiveScan:
         limits_um: tuple[float, float] | None = None,
         device: str | None = None,
         overwrite: bool = False,
+        policy: NextPlanePolicy | None = None,
+        position_um: tuple[float, float] | None = None,
     ) -> None:
         self.core = core
+        self.position_um = position_um
+        # Set once the microscope is free again (the last frame is in, the
+        # shutter closed); the volume may still be completing.
+        self.acquired = threading.Event()
+        self.acquisition_error: BaseException | None = None  # known when ``acquired`` is set
         self.model = model
         self.plan = plan
         self.settings = settings
         self.run_dir = Path(run_dir)
         self.overwrite = overwrite
         self.events = ScanSignals()
+        self.policy = policy if policy is not None else make_policy(settings.next_plane)
         self.summary = summarize(core)
         self.limits_um, narrowed = travel_limits(self.summary.focus_limits_um, limits_um)
         self.warnings = compatibility_warnings(core, self.summary, model)
@@ -233,7 +253,13 @@ class AdaptiveScan:
         self._arrived: list[tuple[NDArray[Any], float, float]] = []  # image, z, arrival
         self._unused: FrameStackWriter | None = None
         self._completion: Completion | None = None
+        self._volume: NDArray[np.float32] | None = None
         self.report: ScanReport | None = None
+
+    @property
+    def volume(self) -> NDArray[np.float32] | None:
+        """The volume from the frames pushed so far (the final one once `run` returned)."""
+        return self._volume if self._volume is not None else self.session.volume
 
     @property
     def decision(self) -> ReconstructionSession | None:
@@ -348,6 +374,7 @@ class AdaptiveScan:
             warnings=list(self.warnings),
             pixel_size_um=self.summary.pixel_size_um,
             focus_limits_um=list(self.limits_um),
+            next_plane=self.policy.name,
         )
 
     def _write_report(self) -> None:
@@ -379,17 +406,21 @@ class AdaptiveScan:
             else None
         )
         self._kept: list[tuple[NDArray[Any], float]] = []  # for a volume built plane-major
-        self._volume: NDArray[np.float32] | None = None
+        self._volume = None
         stop: list[StopReason] = []
         failure: BaseException | None = None
         connect_on_runner_thread(self.core.mda.events.frameReady, self._on_frame)
         try:
+            if self.position_um is not None:
+                self._move_xy(*self.position_um)
             with light_path_open(self.core):
                 self.core.mda.run(self._events(stop))
         except BaseException as exc:  # the hardware, our own checks, or Ctrl-C
             failure = exc
         finally:
             self.core.mda.events.frameReady.disconnect(self._on_frame)
+            self.acquisition_error = failure
+            self.acquired.set()
             decided = time.perf_counter()
             for image, measured, _ in self._arrived:  # taken after the scan stopped using frames
                 with contextlib.suppress(Exception):
@@ -437,13 +468,38 @@ class AdaptiveScan:
             raise failure
         raise AcquisitionError(f"scan ended with an error: {report.error}") from failure
 
+    def _move_xy(self, x: float, y: float) -> None:
+        """Move the XY stage to the scan's position and check that it got there.
+
+        Done here rather than through the events: pymmcore-plus's engine logs
+        a failed XY move and carries on, which would image the wrong place.
+        """
+        stage = self.core.getXYStageDevice()
+        if not stage:
+            raise AcquisitionError("the scan has an XY position but the core has no XY stage")
+        self.core.setXYPosition(x, y)
+        self.core.waitForDevice(stage)
+        at = self.core.getXYPosition()
+        if max(abs(at[0] - x), abs(at[1] - y)) > XY_TOLERANCE_UM:
+            raise AcquisitionError(
+                f"the XY stage is at ({at[0]:g}, {at[1]:g}) um, not at ({x:g}, {y:g}) um as "
+                "asked; no frame was taken there"
+            )
+
     def _events(self, stop: list[StopReason]) -> Iterator[useq.MDAEvent]:
-        """One event per candidate until a stop; each frame is judged before the next move."""
-        for index, z in enumerate(self.plan.candidates_um):
+        """One event per frame until a stop; each frame is judged, and its
+        successor's plane chosen, before the next move."""
+        choosable = choosable_planes(self.plan.candidates_um, self.plan.output_planes_um)
+        state = ScanState(candidates_um=self.plan.candidates_um, choosable_um=choosable)
+        for index in range(len(self.plan.candidates_um)):
             if self._cancel.is_set():
                 stop.append(StopReason.CANCELLED)
                 return
-            check_within_limits([z], self.limits_um)  # the plan was checked; never trust
+            choice = self.policy.choose(state)
+            if choice is None:  # the policy has nothing left worth taking
+                stop.append(StopReason.MAX_FRAMES)
+                return
+            z = self._checked_choice(choice, state)
             yield useq.MDAEvent(index={"z": index}, z_pos=z, exposure=self.settings.exposure_ms)
             if not self._arrived:
                 raise AcquisitionError(
@@ -454,16 +510,41 @@ class AdaptiveScan:
                 self._keep_unused(image, measured, z)
                 stop.append(StopReason.CANCELLED)
                 return
-            reason = self._take(index, z, image, measured, arrived)
-            if reason is not None:
-                stop.append(reason)
+            verdict = self._take(index, choice, image, measured, arrived)
+            if verdict.stop is not None:
+                stop.append(verdict.stop)
                 return
+            state = state.after(
+                z, self.judge.judged_planes_um, verdict.plane_changes, verdict.plane_signal
+            )
+
+    def _checked_choice(self, choice: PlaneChoice, state: ScanState) -> float:
+        """The policy's plane, refused unless the plan allows it; never trust a move."""
+        z = float(choice.z_um)
+        allowed = np.asarray(state.choosable_um)
+        if not np.any(np.abs(allowed - z) <= 1e-9):
+            raise StageSafetyError(
+                f"next-plane policy {self.policy.name!r} chose z = {z!r} um, which is not a "
+                f"plane the plan allows ({allowed[0]:g} to {allowed[-1]:g} um); nothing moved"
+            )
+        if state.taken_um and np.min(np.abs(np.asarray(state.taken_um) - z)) <= 1e-9:
+            raise AcquisitionError(
+                f"next-plane policy {self.policy.name!r} chose z = {z:g} um a second time"
+            )
+        check_within_limits([z], self.limits_um)  # the plan was checked; never trust
+        return z
 
     def _take(
-        self, index: int, z: float, image: NDArray[Any], measured: float, arrived: float
-    ) -> StopReason | None:
-        """Keep one frame, judge it; the stop reason, or ``None`` to go on."""
+        self,
+        index: int,
+        choice: PlaneChoice,
+        image: NDArray[Any],
+        measured: float,
+        arrived: float,
+    ) -> Verdict:
+        """Keep one frame and judge it (the verdict's ``stop``: ``None`` to go on)."""
         assert self.report is not None
+        z = choice.z_um
         self._frames.append(image, measured, exposure_ms=self.core.getExposure(), commanded_z_um=z)
         if not self._frames.intact():
             raise AcquisitionError(
@@ -481,6 +562,8 @@ class AdaptiveScan:
             frobenius_change=None,
             relative_change=None,
             reconstruction_s=0.0,
+            plane_score=choice.score,
+            plane_reason=choice.why,
         )
         streaming = self._completion is None and self.plane_batch is None
         full = self.session.push(image, measured) if streaming else None
@@ -504,7 +587,7 @@ class AdaptiveScan:
             self._kept.append((image, measured))
             self._write_report()
         self.events.decisionMade.emit(record)
-        return verdict.stop
+        return verdict
 
     def _build_by_plane_batches(self) -> None:
         """The volume from the kept frames, ``plane_batch`` output planes at a time."""

@@ -23,11 +23,18 @@ __all__ = ["ScanJudge", "Verdict"]
 
 
 class Verdict(NamedTuple):
-    """What the rule saw after one frame, and its decision (``None``: go on)."""
+    """What the rule saw after one frame, and its decision (``None``: go on).
+
+    ``plane_changes`` and ``plane_signal`` are per judged plane (`ScanJudge.planes_um`,
+    or the full grid): the frame's change there and the volume's standard
+    deviation there, for the next-plane policy.
+    """
 
     frobenius_change: float | None  # scaled to the full grid
     relative_change: float | None
     stop: StopReason | None
+    plane_changes: NDArray[np.float64] | None = None
+    plane_signal: NDArray[np.float64] | None = None
 
 
 class ScanJudge:
@@ -58,6 +65,7 @@ class ScanJudge:
             else np.arange(len(planes))
         )
         self.session: ReconstructionSession | None = None
+        self.grid_um = planes
         self.scale = 1.0
         if 2 * len(chosen) <= len(planes):
             self.session = ReconstructionSession(
@@ -72,6 +80,11 @@ class ScanJudge:
     def planes_um(self) -> NDArray[np.float64] | None:
         """The decision planes, or ``None`` when the full grid decides."""
         return None if self.session is None else self.session.output_planes_um
+
+    @property
+    def judged_planes_um(self) -> NDArray[np.float64]:
+        """The planes a verdict's per-plane figures are on: the decision planes or the grid."""
+        return self.grid_um if self.session is None else self.session.output_planes_um
 
     def judge(
         self,
@@ -100,4 +113,5 @@ class ScanJudge:
             candidates_left=self.n_candidates - index - 1,
         )
         stop = first_stop(self.settings.rules(), progress, min_frames=self.settings.min_frames)
-        return Verdict(frobenius, result.relative_change, stop)
+        signal = result.volume.reshape(len(result.volume), -1).std(axis=1, dtype=np.float64)
+        return Verdict(frobenius, result.relative_change, stop, result.plane_changes, signal)

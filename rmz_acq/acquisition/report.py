@@ -32,7 +32,8 @@ class FrameRecord:
     full update's time, wherever it ran.  The stop rule judged the
     ``decision_*`` change, measured on the decision planes as the frame
     arrived (the Frobenius norm scaled to the full grid), ``decision_s``
-    after the frame's arrival.
+    after the frame's arrival.  ``plane_score`` and ``plane_reason`` say
+    why the next-plane policy chose this frame's plane.
     """
 
     index: int
@@ -45,6 +46,8 @@ class FrameRecord:
     decision_s: float | None = None
     decision_frobenius_change: float | None = None
     decision_relative_change: float | None = None
+    plane_score: float | None = None
+    plane_reason: str | None = None
 
 
 @dataclass
@@ -65,6 +68,7 @@ class ScanReport:
     error: str | None = None
     pixel_size_um: float | None = None
     focus_limits_um: list[float] | None = None
+    next_plane: str | None = None  # the next-plane policy's name
     finished: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -127,7 +131,7 @@ def _convergence_chart(
 
     fig = Figure(figsize=(4.2, height / 100), dpi=100)
     FigureCanvasAgg(fig)
-    curve = fig.add_subplot()
+    curve, order = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     absolute = epsilon is not None
     label = "||V_M - V_(M-1)||_F" if absolute else "||V_M - V_(M-1)||_F / ||V_M||_F"
     points = [(f.index + 1, f.frobenius_change if absolute else f.relative_change) for f in frames]
@@ -137,11 +141,18 @@ def _convergence_chart(
     threshold = epsilon if absolute else relative_epsilon
     if threshold:
         curve.axhline(threshold, color="red", linestyle="--", label="epsilon")
-    curve.set_xlabel("frames M")
     curve.set_title(title, fontsize=9)
     if points or threshold:
         curve.legend(fontsize=7)
     curve.grid(alpha=0.3)
+    # Where each frame was taken, in the order taken (the next-plane policy's path).
+    if frames:
+        order.plot(
+            [f.index + 1 for f in frames], [f.measured_z_um for f in frames], "s:", color="C2"
+        )
+    order.set_ylabel("z of frame (um)", fontsize=8)
+    order.set_xlabel("frames M")
+    order.grid(alpha=0.3)
     fig.tight_layout()
     fig.canvas.draw()
     return np.array(fig.canvas.buffer_rgba())[..., :3]  # type: ignore[attr-defined]

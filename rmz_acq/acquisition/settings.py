@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..model.weights import LoadedModel
 from .plan import DECISION_PLANES, OTHER_SCAN_DEFAULTS, PRESET_SCAN_DEFAULTS, scan_defaults
+from .policies import DEFAULT_POLICY, POLICIES
 from .stop_rules import FrobeniusChange, MaxFrames, RelativeChange, StopRule, TimeBudget
 
 __all__ = [
@@ -52,6 +53,18 @@ class ScanSettings(BaseModel):
         description="output planes the stop rule is measured on as each frame arrives, the "
         "rest completed in the background; None: decide on the full grid",
     )
+    next_plane: str = Field(
+        DEFAULT_POLICY, description="where each frame is taken: a name in `POLICIES`"
+    )
+
+    @field_validator("next_plane")
+    @classmethod
+    def _known_policy(cls, name: str) -> str:
+        if name not in POLICIES:
+            raise ValueError(
+                f"next-plane policy {name!r} is not known; choose one of {', '.join(POLICIES)}"
+            )
+        return name
 
     @model_validator(mode="after")
     def _a_rule(self) -> ScanSettings:

@@ -40,8 +40,20 @@ def acquire(
         ),
     ] = None,
     order: Annotated[
-        str, typer.Option("--order", help="bisection, centre-out or as-given.")
+        str,
+        typer.Option(
+            "--order",
+            help="Candidate order for --next-plane bisection: bisection, centre-out or as-given.",
+        ),
     ] = "bisection",
+    next_plane: Annotated[
+        str | None,
+        typer.Option(
+            "--next-plane",
+            help="Where each frame is taken: bisection, sweeps, even, structure or settle "
+            "(default: the model's).",
+        ),
+    ] = None,
     epsilon: Annotated[
         float | None,
         typer.Option("--epsilon", help="Stop when ||V_M - V_(M-1)||_F <= this (input units)."),
@@ -93,9 +105,31 @@ def acquire(
     ] = False,
     device: Annotated[str | None, typer.Option("--device")] = None,
     precision: Precision = "float32",
+    sequence: Annotated[
+        Path | None,
+        typer.Option(
+            "--sequence",
+            help="A useq MDASequence (.yaml/.json): an adaptive volume at every position and "
+            "time point.",
+        ),
+    ] = None,
+    on_error: Annotated[
+        str,
+        typer.Option(
+            "--on-error", help="With --sequence: skip a failed volume and go on, or stop."
+        ),
+    ] = "skip",
+    xy_limits: Annotated[
+        str | None,
+        typer.Option(
+            "--xy-limits",
+            help="XLOW:XHIGH,YLOW:YHIGH um: narrows the XY travel (required if it reports none).",
+        ),
+    ] = None,
 ) -> None:
     """Adaptive scan: sparse planes until the volume stops changing."""
     from ..acquisition import AdaptiveScan, FrameRecord, PlaneOrder, ScanPlan, ScanSettings
+    from ..acquisition.policies import describe_policy
     from ..errors import AcquisitionError
     from ..hardware import load_core
     from ..model.weights import load_model
@@ -119,9 +153,55 @@ def acquire(
                 f"--order {order!r}: choose {', '.join(o.value for o in PlaneOrder)}"
             ) from None
         limits = parse_limits(z_limits)
+        if sequence is not None:
+            given = {
+                "--candidates": candidates,
+                "--z-range": z_range,
+                "--snapshots": snapshots or None,
+                "--save-history": save_history or None,
+            }
+            clash = [flag for flag, value in given.items() if value is not None]
+            if clash:
+                raise RmzError(
+                    f"{', '.join(clash)} cannot be used with --sequence (each position's z "
+                    "sets its volume; a z_plan in the sequence gives the candidates)"
+                )
+        elif on_error != "skip" or xy_limits is not None:
+            raise RmzError("--on-error and --xy-limits apply to --sequence experiments only")
         core = load_core(config)
         name = model or _preset_for(core)
         loaded = load_model(name, device or "cpu")
+        if sequence is not None:
+            from .experiment import run_experiment
+
+            run_experiment(
+                core,
+                loaded,
+                sequence,
+                output,
+                candidate_step_um=candidate_step,
+                settings=ScanSettings.for_model(
+                    loaded,
+                    epsilon=epsilon,
+                    relative_epsilon=relative_epsilon,
+                    min_frames=min_frames,
+                    max_frames=max_frames,
+                    time_budget_s=time_budget_s,
+                    exposure_ms=exposure_ms,
+                    strict=strict,
+                    precision=precision,
+                    next_plane=next_plane,
+                ),
+                limits_um=limits,
+                xy_limits=xy_limits,
+                on_error=on_error,
+                overwrite=overwrite,
+                device=device,
+                dry_run=dry_run,
+                view=view,
+                slicer=slicer,
+            )
+            return
         plan = ScanPlan.for_model(
             loaded,
             output_planes_um=parse_z_range(z_range).planes_um() if z_range is not None else None,
@@ -140,6 +220,7 @@ def acquire(
             save_history=save_history,
             strict=strict,
             precision=precision,
+            next_plane=next_plane,
         )
         scan = AdaptiveScan(
             core,
@@ -156,6 +237,7 @@ def acquire(
         if dry_run:
             typer.echo(f"model: {loaded.name} ({loaded.sha256[:12]})")
             typer.echo(plan.describe())
+            typer.echo(describe_policy(settings.next_plane, plan))
             lo, hi = scan.limits_um
             typer.echo(f"focus travel: {lo:g} to {hi:g} um")
             rule = (
@@ -175,8 +257,9 @@ def acquire(
                 else r.decision_relative_change
             )
             shown = "-" if change is None else f"{change:.4g}"
+            why = f" [{r.plane_reason}]" if settings.next_plane != "bisection" else ""
             typer.echo(
-                f"frame {r.index + 1}/{most} at z {r.measured_z_um:.3f} um: "
+                f"frame {r.index + 1}/{most} at z {r.measured_z_um:.3f} um{why}: "
                 f"change {shown} (epsilon {target:g}), decided in {r.decision_s or 0:.2f} s",
                 err=True,
             )
@@ -272,18 +355,29 @@ def view_run(
         bool, typer.Option("--slicer", help="Add ndv's 2D/3D slicer (OpenGL).")
     ] = False,
 ) -> None:
-    """Open a finished run (volume, acquired planes, convergence) in the viewer."""
+    """Open a finished run or experiment (volume, acquired planes, convergence) in the viewer."""
     try:
         from qtpy.QtWidgets import QApplication
 
         from ..preview.viewer import open_run
     except ImportError as exc:
         raise fail(f"the viewer needs: pip install 'rmz_acq[view]' ({exc})") from None
-    if not (run_dir / "volume.ome.tif").is_file() or not (run_dir / "report.json").is_file():
-        raise fail(f"{run_dir} is not a run folder (volume.ome.tif and report.json expected)")
+    experiment = (run_dir / "experiment.json").is_file()
+    if not experiment and (
+        not (run_dir / "volume.ome.tif").is_file() or not (run_dir / "report.json").is_file()
+    ):
+        raise fail(
+            f"{run_dir} is not a run folder (volume.ome.tif and report.json, or "
+            "experiment.json, expected)"
+        )
     qt_app = QApplication.instance() or QApplication([])
     try:
-        viewer = open_run(run_dir, slicer=slicer)
+        if experiment:
+            from ..preview.experiment_viewer import open_experiment
+
+            viewer: Any = open_experiment(run_dir, slicer=slicer)
+        else:
+            viewer = open_run(run_dir, slicer=slicer)
     except (RmzError, ValueError, KeyError) as exc:
         raise fail(f"cannot open {run_dir}: {exc}") from None
     viewer.resize(1100, 800)

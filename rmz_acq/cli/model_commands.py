@@ -301,6 +301,14 @@ def train(
             help="Share of sequences drawn in an adaptive scan's coarse-to-fine plane order (0-1).",
         ),
     ] = 0.0,
+    scan_policies: Annotated[
+        str,
+        typer.Option(
+            "--scan-policies",
+            help="Next-plane policies whose orders --scan-order-fraction draws "
+            "(bisection, sweeps, even; comma-separated).",
+        ),
+    ] = "bisection",
     adversarial_weight: Annotated[
         float,
         typer.Option(
@@ -403,6 +411,7 @@ def train(
     from simulators.optics import PsfModel
     from simulators.samples import STRUCTURE_FAMILIES, StructureFamily
 
+    from ..acquisition.policies import STATIC_POLICIES
     from ..model.normalization import INTENSITY_METHODS, IntensityMethod
     from ..training.conditions import PRESET_CONDITIONS
     from ..training.data import OpticsVariety, SampleVariety, load_stack_volumes
@@ -433,6 +442,7 @@ def train(
             focus_fraction=focus_fraction,
             max_inputs=max_inputs,
             scan_order_fraction=scan_order_fraction,
+            scan_policies=_choices("--scan-policies", scan_policies, STATIC_POLICIES),
             adversarial_weight=adversarial_weight,
             psf_models=cast(tuple[PsfModel, ...], models),
             sample_varieties=cast(tuple[SampleVariety, ...], varieties),

@@ -27,7 +27,7 @@ from qtpy.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 from ..acquisition.controller import AdaptiveScan, VolumeUpdate
 from ..acquisition.report import FrameRecord, ScanReport, render_preview
 
-__all__ = ["ScanViewer", "open_run", "start_scan"]
+__all__ = ["ScanViewer", "open_run", "read_run", "start_scan"]
 
 
 class _Bridge(QObject):
@@ -142,6 +142,18 @@ class ScanViewer(QWidget):
             + (f" ({report.error})" if report.error else "")
         )
 
+    def reset(self) -> None:
+        """Forget the scan shown (before following another one)."""
+        self.records, self.decisions, self.report = [], [], None
+        self.status.setText("waiting for the first frame")
+
+    def show_report(self, volume: NDArray[np.floating], report: ScanReport) -> None:
+        """Show a finished scan: its volume, planes and convergence."""
+        self.epsilon, self.relative_epsilon = report.epsilon, report.relative_epsilon
+        self.volume = np.asarray(volume, np.float32)
+        self.planes_um = np.asarray(report.output_planes_um, np.float64)
+        self._on_finished(report)
+
     def show_volume(self, volume: NDArray[np.floating], planes_um: NDArray[np.floating]) -> None:
         """Draw ``volume`` (projections, curve, and the ndv slicer)."""
         self.volume = np.asarray(volume, np.float32)
@@ -184,18 +196,18 @@ def start_scan(scan: AdaptiveScan, viewer: ScanViewer) -> threading.Thread:
     return thread
 
 
-def open_run(run_dir: str | Path, *, slicer: bool = False) -> ScanViewer:
-    """A viewer of a finished run folder (volume, frames' planes, report)."""
+def read_run(run_dir: str | Path) -> tuple[NDArray[np.float32], float, ScanReport]:
+    """The volume, pixel size and report of a finished run folder."""
     import json
 
-    from ..acquisition.report import ScanReport
     from ..acquisition.stop_rules import StopReason
     from ..io import read_zstack
 
     run = Path(run_dir)
     volume = read_zstack(run / "volume.ome.tif")
     data = json.loads((run / "report.json").read_text())
-    frames = [FrameRecord(**f) for f in data["frames"]]
+    known = set(FrameRecord.__dataclass_fields__)
+    frames = [FrameRecord(**{k: v for k, v in f.items() if k in known}) for f in data["frames"]]
     report = ScanReport(
         stop_reason=StopReason(data["stop_reason"]),
         # "epsilon" is the threshold in force; it is relative when
@@ -208,16 +220,18 @@ def open_run(run_dir: str | Path, *, slicer: bool = False) -> ScanViewer:
         frames=frames,
         error=data.get("error"),
     )
+    return volume.data.astype(np.float32), volume.pixel_size_um or 0.1, report
+
+
+def open_run(run_dir: str | Path, *, slicer: bool = False) -> ScanViewer:
+    """A viewer of a finished run folder (volume, frames' planes, report)."""
+    volume, pixel, report = read_run(run_dir)
     viewer = ScanViewer(
-        volume.pixel_size_um or 0.1,
+        pixel,
         epsilon=report.epsilon,
         relative_epsilon=report.relative_epsilon,
         slicer=slicer,
     )
-    viewer.setWindowTitle(f"rmz_acq: {run}")
-    viewer.volume = volume.data.astype(np.float32)
-    viewer.planes_um = np.asarray(report.output_planes_um)
-    viewer._on_finished(report)
-    if viewer._ndv is not None:
-        viewer._ndv.data = viewer.volume
+    viewer.setWindowTitle(f"rmz_acq: {run_dir}")
+    viewer.show_report(volume, report)
     return viewer

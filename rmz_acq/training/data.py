@@ -39,6 +39,7 @@ from simulators.samples import (
 )
 
 from ..acquisition.plan import PlaneOrder, order_planes
+from ..acquisition.policies import static_order
 from ..errors import RmzError
 from ..io import read_zstack
 from ..model.normalization import IntensityMethod, IntensityNormalization
@@ -431,6 +432,7 @@ class TrainingSampler:
     shuffle_probability: float = 0.5
     focus_fraction: float = 0.0
     scan_order_fraction: float = 0.0
+    scan_policies: tuple[str, ...] = ("bisection",)
     intensity: IntensityMethod = "triangle"
     input_plane_fraction: float = 0.0
 
@@ -503,9 +505,11 @@ class TrainingSampler:
         """The first M frames of an adaptive scan, in the order it takes them.
 
         Candidates every 0.2-0.5 nominal spacings (closer where M would not
-        fit) over 60-100 % of ``z_range``, put in bisection order (one in
-        five centre-out), as `rmz_acq.acquisition.ScanPlan` does; the first
-        M, with a small positioning error.  Scans present frames this way,
+        fit) over 60-100 % of ``z_range``, taken in the order of one of
+        ``scan_policies`` (`rmz_acq.acquisition.policies.static_order`;
+        ``("bisection",)`` alone: bisection, one in five centre-out, as
+        before policies existed); the first M, with a small positioning
+        error.  Scans present frames this way,
         neither sorted by z nor at random; a network trained only on those
         two gave 1.1-1.3 dB less from five or more frames in this order
         than from the same frames sorted (README, Benchmarks).
@@ -515,8 +519,13 @@ class TrainingSampler:
         start = rng.uniform(lo, hi - span)
         step = self.input_spacing_um * rng.uniform(0.2, 0.5)
         grid = np.linspace(start, start + span, max(m, int(span / step) + 1))
-        order = PlaneOrder.CENTRE_OUT if rng.random() < 0.2 else PlaneOrder.BISECTION
-        z = np.asarray(order_planes(grid.tolist(), order)[:m])
+        if self.scan_policies == ("bisection",):
+            order = PlaneOrder.CENTRE_OUT if rng.random() < 0.2 else PlaneOrder.BISECTION
+            z = np.asarray(order_planes(grid.tolist(), order)[:m])
+        else:
+            name = self.scan_policies[int(rng.integers(len(self.scan_policies)))]
+            candidates = order_planes(grid.tolist(), PlaneOrder.BISECTION)
+            z = np.asarray(static_order(name, candidates, m))
         z = np.clip(z + rng.normal(0, 0.02 * self.input_spacing_um, m), lo, hi)
         return [float(v) for v in z]
 

@@ -79,6 +79,11 @@ class TrainingSettings(BaseModel):
     scan_order_fraction: float = Field(
         0.0, ge=0, le=1, description="share of sequences in an adaptive scan's plane order"
     )
+    scan_policies: tuple[str, ...] = Field(
+        ("bisection",),
+        min_length=1,
+        description="next-plane policies whose orders those sequences follow (static ones)",
+    )
     adversarial_weight: float = Field(0.0, ge=0, description="gamma of eq. 7; paper 0.5")
     psf_models: tuple[PsfModel, ...] = Field(
         ("scalar",), min_length=1, description="PSF models simulated volumes are drawn from"
@@ -409,6 +414,7 @@ def train(
         focus_fraction=settings.focus_fraction,
         max_inputs=settings.max_inputs,
         scan_order_fraction=settings.scan_order_fraction,
+        scan_policies=settings.scan_policies,
         intensity=settings.intensity,
         input_plane_fraction=settings.input_plane_fraction,
     )

@@ -44,6 +44,14 @@ SETTINGS = (
         doc="photons per second collected from one unit of density (one bead)",
     ),
     Setting("BackgroundPhotonsPerS", float, 500.0, limits=(0.0, 1e9), doc="per pixel"),
+    Setting(
+        "SampleDriftXUmPerMin",
+        float,
+        0.0,
+        limits=(-100.0, 100.0),
+        doc="the sample's slow lateral motion along x (a time-lapse sees it move)",
+    ),
+    Setting("SampleDriftYUmPerMin", float, 0.0, limits=(-100.0, 100.0), doc="the same along y"),
 )
 
 
@@ -63,6 +71,7 @@ class SimulatedMicroscope(GenericDevice):
     def initialize(self) -> None:
         self._bench = bench_for(self, self._values["Bench"])
         self._bench.setup = self.setup()
+        self._bench.restart_clock()
 
     def shutdown(self) -> None:
         if self._bench is not None:
@@ -117,4 +126,5 @@ class SimulatedMicroscope(GenericDevice):
             optics=optics,
             photon_flux_per_s=v["PhotonFluxPerS"],
             background_photons_per_s=v["BackgroundPhotonsPerS"],
+            drift_xy_um_per_min=(v["SampleDriftXUmPerMin"], v["SampleDriftYUmPerMin"]),
         )

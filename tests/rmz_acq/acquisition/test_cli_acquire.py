@@ -134,3 +134,27 @@ def test_pixel_size_mismatch_warns_and_strict_refuses(
     assert "warning: pixel size 0.2 um differs" in relaxed.stderr
     strict = rmz_acq(*args, "--strict")
     assert strict.returncode == 2 and "refusing to scan (--strict)" in strict.stderr
+
+
+def test_next_plane_policy_from_the_command_line(
+    make_config: Callable[..., Path], tiny_weights: Path, tmp_path: Path
+) -> None:
+    config = make_config(**SMALL_BEADS)
+    base = ("--config", config, "-m", tiny_weights, "--candidates", "0.5,1.5,2.5,3.5")
+    planned = rmz_acq("acquire", *base, "-o", tmp_path / "p", "--dry-run", "--next-plane", "sweeps")
+    assert planned.returncode == 0, planned.stderr
+    assert "next plane: sweeps, in this order: 0.5, 1.5, 3.5, 2.5" in planned.stdout
+    run = tmp_path / "run"
+    result = rmz_acq(
+        "acquire", *base, "-o", run, "--epsilon", "0", "--max-frames", "3", "--next-plane", "even"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((run / "report.json").read_text())
+    assert report["next_plane"] == "even"
+    assert [f["commanded_z_um"] for f in report["frames"]] == [0.5, 2.0, 3.5]
+    assert "first sweep" in report["frames"][0]["plane_reason"]
+    assert "[first sweep" in result.stderr  # the reason is shown as each frame is judged
+    wrong = rmz_acq("acquire", *base, "-o", tmp_path / "w", "--next-plane", "spiral")
+    assert wrong.returncode == 2
+    assert "'spiral' is not known; choose one of bisection, sweeps" in wrong.stderr
+    assert not (tmp_path / "w").exists()
