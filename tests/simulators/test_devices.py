@@ -220,3 +220,42 @@ def test_psf_model_property_widens_the_focused_beads(small_core: CMMCorePlus) ->
     with pytest.raises(ValueError, match="PSFModel"):
         small_core.setProperty("Microscope", "PSFModel", "gaussian")
     assert small_core.getProperty("Microscope", "PSFModel") == "vectorial"
+
+
+def _expected(core: CMMCorePlus) -> np.ndarray:
+    """The noise-free photon image the camera would see now."""
+    from simulators.bench import bench_for
+
+    camera = loaded_python_device(core, "Camera")
+    bench = bench_for(camera, "default")
+    return bench.expected_photons((64, 64), 10.0)
+
+
+def test_xy_stage_moves_the_view_over_the_sample(make_config: Callable[..., Path]) -> None:
+    core = load_core(make_config(**SMALL_BEADS))
+    without = make_config(**SMALL_BEADS)
+    lines = without.read_text().splitlines(keepends=True)
+    without.write_text("".join(line for line in lines if ",XY" not in line))
+    plain = load_core(without)
+    for c in (core, plain):
+        c.setShutterOpen(True)
+        c.setPosition(2.0)
+    home = _expected(core)
+    np.testing.assert_array_equal(home, _expected(plain))  # a single scan sees what it saw
+    core.setXYPosition(1.6, 0.0)  # 16 px to the right: the picture moves 16 px left
+    np.testing.assert_allclose(_expected(core)[:, :-16], home[:, 16:], rtol=1e-5, atol=1e-6)
+    core.setXYPosition(30.0, 0.0)
+    assert np.abs(_expected(core) - home).mean() > 0.05 * home.mean()  # other structure
+    with pytest.raises(StageLimitError, match="did not move"):
+        core.setXYPosition(600.0, 0.0)
+    assert core.getXYPosition() == pytest.approx((30.0, 0.0))
+
+
+def test_sample_drift_changes_the_view_over_time(make_config: Callable[..., Path]) -> None:
+    core = load_core(make_config(**SMALL_BEADS, Microscope__SampleDriftXUmPerMin=60))  # 1 um/s
+    core.setShutterOpen(True)
+    core.setPosition(2.0)
+    first = _expected(core)
+    time.sleep(0.25)
+    moved = _expected(core)
+    assert np.abs(moved - first).mean() > 0.01 * first.mean()
