@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from .acquisition.judge import ScanJudge
 from .acquisition.plan import ScanPlan
+from .acquisition.policies import ScanState, choosable_planes, make_policy
 from .acquisition.settings import ScanSettings
 from .acquisition.stop_rules import StopReason
 from .errors import RmzError
@@ -42,7 +43,7 @@ class Validation:
     model_name: str
     model_sha256: str
     planes_um: NDArray[np.float64]
-    candidates_um: list[float]  # in the scan's order (planes of the stack)
+    candidates_um: list[float]  # the plan's, in its order (planes of the stack)
     frames_used: int
     stop_reason: StopReason
     relative_changes: list[float | None]  # as the rule saw them, one per candidate
@@ -52,6 +53,8 @@ class Validation:
     truth: NDArray[np.float32]  # the stack, planes sorted by z
     pixel_size_um: float
     notes: list[str] = field(default_factory=list)
+    planes_taken_um: list[float] = field(default_factory=list)  # every plane pushed, in order
+    next_plane: str = "bisection"  # the policy that chose them
 
     def psnr_db(self) -> dict[str, float]:
         """Means over the non-input planes, per method (the report's contract)."""
@@ -78,6 +81,8 @@ class Validation:
             "frames_used": self.frames_used,
             "candidates": len(self.candidates_um),
             "candidates_um": self.candidates_um,
+            "next_plane": self.next_plane,
+            "planes_taken_um": self.planes_taken_um,
             "stop_reason": self.stop_reason.value,
             "psnr_db": self.psnr_db(),
             "verdict": self.verdict(),
@@ -142,8 +147,9 @@ def validate_stack(
 
     The output grid is the stack's planes; the candidates are those of
     `ScanPlan.for_model` over that grid, each moved to the nearest plane of
-    the stack, in bisection order; the rule is ``settings`` (default:
-    `ScanSettings.for_model`).  Every candidate is pushed, so the score at
+    the stack, taken in the order of ``settings.next_plane`` (which may also
+    choose any stack plane between the candidates); the rule is ``settings``
+    (default: `ScanSettings.for_model`).  Every candidate is pushed, so the score at
     every M is known, but the volume reported is the one at the rule's stop.
     """
     planes_raw = check_stack(stack, source)
@@ -170,21 +176,33 @@ def validate_stack(
     stop_at: int | None = None
     stop_reason = StopReason.MAX_FRAMES
     volume_at_stop: NDArray[np.float32] | None = None
-    for m, z in enumerate(plan.candidates_um):
+    policy = make_policy(settings.next_plane)
+    state = ScanState(
+        candidates_um=plan.candidates_um,
+        choosable_um=choosable_planes(plan.candidates_um, planes.tolist()),
+    )
+    taken: list[float] = []
+    for m in range(len(plan.candidates_um)):
+        choice = policy.choose(state)
+        if choice is None:
+            break
+        z = choice.z_um
         frame = truth[index_of[z]]
         result = session.push(frame, z)
         verdict = judge.judge(m, frame, z, full=result)
+        state = state.after(z, judge.judged_planes_um, verdict.plane_changes, verdict.plane_signal)
+        taken.append(z)
         changes.append(verdict.relative_change)
-        used = np.asarray(plan.candidates_um[: m + 1])
+        used = np.asarray(taken)
         non_input = np.min(np.abs(planes[:, None] - used[None, :]), axis=1) > 1e-6
         at_m.append(_mean_psnr(result.volume, truth, non_input))
         if stop_at is None and verdict.stop is not None:
             stop_at, stop_reason = m + 1, verdict.stop
             volume_at_stop = result.volume.copy()
     if stop_at is None or volume_at_stop is None:  # the candidates ran out
-        stop_at = len(plan.candidates_um)
+        stop_at = len(taken)
         volume_at_stop = session.volume.copy()  # type: ignore[union-attr]
-    used_z = np.asarray(plan.candidates_um[:stop_at])
+    used_z = np.asarray(taken[:stop_at])
     used_frames = truth[[index_of[float(z)] for z in used_z]]
     evaluation = evaluate_arrays(
         volume_at_stop,
@@ -211,6 +229,8 @@ def validate_stack(
         truth=truth,
         pixel_size_um=pixel,
         notes=notes,
+        planes_taken_um=taken,
+        next_plane=policy.name,
     )
 
 

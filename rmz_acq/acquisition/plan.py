@@ -42,6 +42,7 @@ class ScanDefaults(NamedTuple):
 
     candidate_step_fraction: float  # candidate spacing, as a share of the input spacing
     relative_epsilon: float
+    next_plane: str = "bisection"  # the next-plane policy (`rmz_acq.acquisition.policies`)
 
 
 # benchmarks/bench_stopping.py (see the README, "Benchmarks"): the candidate

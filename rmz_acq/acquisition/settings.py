@@ -76,15 +76,17 @@ class ScanSettings(BaseModel):
     def for_model(cls, model: LoadedModel | str, **overrides: Any) -> ScanSettings:
         """The settings a scan with ``model`` (or a model name) uses by default.
 
-        The stop rule is the model's relative epsilon (`scan_defaults`)
-        unless ``overrides`` give ``epsilon`` (the paper's absolute rule) or
-        ``relative_epsilon``; anything else in ``overrides`` is a field.  An
+        The stop rule is the model's relative epsilon and its next-plane
+        policy (`scan_defaults`) unless ``overrides`` give ``epsilon`` (the
+        paper's absolute rule), ``relative_epsilon`` or ``next_plane``;
+        anything else in ``overrides`` is a field.  An
         override of ``None`` means "not given" (as an unset command-line
         flag): to decide on the full grid, set ``decision_planes=None`` on
         the result (``settings.model_copy(update=...)``).
         """
         name = model if isinstance(model, str) else model.name
         given = {k: v for k, v in overrides.items() if v is not None}
+        given.setdefault("next_plane", scan_defaults(name).next_plane)
         if "epsilon" in given:
             given.setdefault("relative_epsilon", None)
         else:

@@ -333,6 +333,7 @@ class Experiment:
         except BaseException as exc:
             report.error = f"{type(exc).__name__}: {exc}"
             stop = "cancelled" if isinstance(exc, KeyboardInterrupt) else "error"
+            self.cancel()  # the scan in flight stops after its frame; the rest is written
             raise
         finally:
             for thread in completing:
