@@ -1,12 +1,14 @@
-"""Reconstruct many finished runs at once, spread over the CPU cores.
+"""Reconstruct many finished runs at once, over the CPU cores or a Dask cluster.
 
 A folder of runs (each ``RUN_DIR/frames.ome.tif``, as ``rmz-acq acquire``
-writes them) is reconstructed run by run into ``RUN_DIR/<output name>``.
-Runs are independent, so ``jobs`` worker processes each take whole runs and
-split the cores between them (``threads`` each): on a small CPU one run per
-core beats one run using every core, because a single push of a small frame
-does not keep several cores busy.  A run that fails (a damaged file, no z)
-is reported and the others carry on.
+writes them, experiments' volume folders included) is reconstructed run by
+run into ``RUN_DIR/<output name>``.  Runs are independent: with one job they
+are done here, one after another; with more, or with a Dask scheduler, each
+run is a task on a Dask cluster (`rmz_acq.cluster`; a local one of ``jobs``
+worker processes splitting the cores, ``threads`` each: on a small CPU one
+run per core beats one run using every core, because a single push of a
+small frame does not keep several cores busy).  A run that fails (a damaged
+file, no z) is reported and the others carry on.
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,7 +27,15 @@ from numpy.typing import NDArray
 
 from .errors import RmzError
 
-__all__ = ["BatchRun", "RunResult", "RunSearch", "find_runs", "reconstruct_runs", "worker_split"]
+__all__ = [
+    "BatchRun",
+    "RunResult",
+    "RunSearch",
+    "find_runs",
+    "reconstruct_one",
+    "reconstruct_runs",
+    "worker_split",
+]
 
 FRAMES_NAME = "frames.ome.tif"
 # The files of a run that hold frames: never an output.
@@ -143,7 +151,8 @@ def worker_split(n_runs: int, jobs: int | None = None, cores: int | None = None)
     return processes, max(1, cores // processes)
 
 
-def _reconstruct_one(run: BatchRun, model: str, device: str | None, precision: str) -> RunResult:
+def reconstruct_one(run: BatchRun, model: str, device: str | None, precision: str) -> RunResult:
+    """One run, here; a failure is returned in the result, not raised."""
     from .reconstruct import reconstruct_file
 
     started = time.perf_counter()
@@ -163,48 +172,53 @@ def _reconstruct_one(run: BatchRun, model: str, device: str | None, precision: s
     return RunResult(run, time.perf_counter() - started)
 
 
-def _set_threads(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
 def reconstruct_runs(
     runs: Sequence[BatchRun],
     model: str | Path,
     *,
     jobs: int | None = None,
+    scheduler: str | None = None,
     device: str | None = None,
     precision: str = "float32",
     on_done: Callable[[RunResult, int, int], None] | None = None,
 ) -> list[RunResult]:
     """Reconstruct every run; ``on_done(result, done, total)`` after each.
 
-    With one job the runs are done here, one after another, with every
-    core; with more, in that many fresh (spawned) processes.
+    With one job and no ``scheduler`` the runs are done here, one after
+    another, with every core; otherwise on a Dask cluster (the one at
+    ``scheduler``, or a local one of ``jobs`` workers).  Results come back
+    in the order of ``runs``.
+
+    Raises
+    ------
+    RmzError
+        The model cannot be loaded, or the scheduler cannot be reached.
     """
+    from .model.weights import load_model
+
     notify = on_done or (lambda *args: None)
+    weights = load_model(model).path  # refuses a bad model before any work is sent
     processes, threads = worker_split(len(runs), jobs)
-    results: list[RunResult] = []
-    if processes == 1:
+    if scheduler is None and processes == 1:
+        results: list[RunResult] = []
         previous = torch.get_num_threads()
-        _set_threads(threads)
+        torch.set_num_threads(threads)
         try:
             for run in runs:
-                results.append(_reconstruct_one(run, str(model), device, precision))
+                results.append(reconstruct_one(run, str(weights), device, precision))
                 notify(results[-1], len(results), len(runs))
         finally:
-            _set_threads(previous)
+            torch.set_num_threads(previous)
         return results
-    with ProcessPoolExecutor(
-        max_workers=processes,
-        mp_context=get_context("spawn"),  # forking a process that ran torch can hang
-        initializer=_set_threads,
-        initargs=(threads,),
-    ) as pool:
-        futures = [
-            pool.submit(_reconstruct_one, run, str(model), device, precision) for run in runs
-        ]
-        for future in as_completed(futures):
-            results.append(future.result())
-            notify(results[-1], len(results), len(runs))
-    order = {run.frames: i for i, run in enumerate(runs)}
-    return sorted(results, key=lambda r: order[r.run.frames])
+    from .cluster import client_for, reconstruct_on_cluster
+
+    with client_for(scheduler, processes, threads) as client:
+        return reconstruct_on_cluster(
+            client,
+            runs,
+            weights,
+            threads=threads if scheduler is None else None,
+            device=device,
+            precision=precision,
+            on_done=notify,
+        )

@@ -92,7 +92,18 @@ def reconstruct_runs(
     ] = False,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", "-j", help="Runs reconstructed at once (default: one per core)."),
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Local Dask workers, runs reconstructed at once (default: one per core).",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="A running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: this machine).",
+        ),
     ] = None,
     pixel_size_um: Annotated[
         float | None,
@@ -101,7 +112,7 @@ def reconstruct_runs(
     device: Annotated[str | None, typer.Option("--device", help="cpu or cuda.")] = None,
     precision: Precision = "float32",
 ) -> None:
-    """Reconstruct every run in a folder, several at once."""
+    """Reconstruct every run in a folder, several at once (locally or on a Dask cluster)."""
     from ..batch import RunResult, find_runs, worker_split
     from ..batch import reconstruct_runs as run_batch
     from ..session import compute_dtype
@@ -129,7 +140,16 @@ def reconstruct_runs(
                 raise fail(f"{len(unusable)} run(s) could not be reconstructed (see above)")
             return
         processes, threads = worker_split(len(runs), jobs)
-        typer.echo(f"{len(runs)} runs, {processes} at a time with {threads} threads each", err=True)
+        if scheduler is not None:
+            typer.echo(f"{len(runs)} runs, on the Dask cluster at {scheduler}", err=True)
+        elif processes > 1:
+            typer.echo(
+                f"{len(runs)} runs on a local Dask cluster of {processes} workers with "
+                f"{threads} threads each",
+                err=True,
+            )
+        else:
+            typer.echo(f"{len(runs)} runs, one at a time with {threads} threads", err=True)
 
         def report(result: RunResult, done: int, total: int) -> None:
             status = "ok" if result.ok else f"FAILED: {result.error}"
@@ -138,7 +158,13 @@ def reconstruct_runs(
             )
 
         results = run_batch(
-            runs, model, jobs=jobs, device=device, precision=precision, on_done=report
+            runs,
+            model,
+            jobs=jobs,
+            scheduler=scheduler,
+            device=device,
+            precision=precision,
+            on_done=report,
         )
     except (RmzError, ValueError) as exc:
         raise fail(exc) from None

@@ -107,3 +107,27 @@ def test_cli_skips_existing_volumes_and_reports_failures(runs: Path, weights: Pa
     assert "1 runs failed" in broken.stderr and "bad" in broken.stderr
     missing = rmz_acq("reconstruct-runs", runs / "nope", "--model", weights)
     assert missing.returncode == 2 and "is not a folder of runs" in missing.stderr
+
+
+def test_runs_on_a_running_dask_scheduler_equal_serial(runs: Path, weights: Path) -> None:
+    from distributed import LocalCluster
+
+    found = find_runs(runs, GRID).runs
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        results = reconstruct_runs(found, weights, scheduler=cluster.scheduler_address)
+    assert [r.ok for r in results] == [True, True, True]
+    model = load_model(weights)
+    for result in results:
+        expected = reconstruct_frames(model, read_frames(result.run.frames), np.asarray(GRID))
+        np.testing.assert_allclose(read_zstack(result.run.output).data, expected, rtol=1e-5)
+
+
+def test_an_unreachable_scheduler_is_one_clear_line(runs: Path, weights: Path) -> None:
+    result = rmz_acq(
+        "reconstruct-runs", runs, "--model", weights, "--scheduler", "tcp://127.0.0.1:9"
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in lines[-1]
+    assert "Traceback" not in result.stderr
+    assert not list(runs.rglob("volume.ome.tif"))

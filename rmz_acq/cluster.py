@@ -1,0 +1,133 @@
+"""Reconstruction on Dask distributed: one task per run, the weights shipped once.
+
+`client_for` connects to a running scheduler (``dask scheduler`` and
+``dask worker`` on the lab's machines, or dask-jobqueue on a SLURM/PBS
+cluster) or starts a local cluster of worker processes on this machine.
+`reconstruct_on_cluster` sends the network's weights to every worker once
+(scattered, broadcast), then submits one task per run; each task reads the
+run's frames from the shared file system, reconstructs with exactly the code
+`rmz-acq reconstruct` runs, and writes the volume beside the frames.  A run
+that fails is reported and the others complete; a task whose worker dies is
+run again by Dask (``retries``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .batch import BatchRun, RunResult, reconstruct_one
+from .errors import RmzError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = ["TASK_RETRIES", "client_for", "reconstruct_on_cluster"]
+
+# A task whose worker died (killed, out of memory) is run again this many times.
+TASK_RETRIES = 2
+
+
+def client_for(scheduler: str | None, workers: int, threads: int) -> Client:
+    """A client of the cluster at ``scheduler``, or of a new local one.
+
+    The local cluster has ``workers`` processes (spawned: forking a process
+    that ran torch can hang) and each task uses ``threads`` torch threads.
+
+    Raises
+    ------
+    RmzError
+        The scheduler cannot be reached.
+    """
+    from distributed import Client
+
+    if scheduler is None:  # the client owns this cluster: closing it stops the workers
+        return Client(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    try:
+        return Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise RmzError(
+            f"cannot reach the Dask scheduler at {scheduler} ({exc}); start one with "
+            "`dask scheduler` (and workers with `dask worker ADDRESS`), or leave out "
+            "--scheduler to use this machine's cores"
+        ) from None
+
+
+def _weights_on_worker(blob: bytes, sha256: str) -> Path:
+    """The weights as a file on this worker, written once per worker and model."""
+    folder = Path(tempfile.gettempdir()) / "rmz_acq_weights"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{sha256}.safetensors"
+    if not path.is_file():
+        partial = path.with_suffix(f".{time.time_ns()}.partial")
+        partial.write_bytes(blob)
+        partial.replace(path)  # atomic: a concurrent task never reads half a file
+    return path
+
+
+def _task(
+    run: BatchRun,
+    blob: bytes,
+    sha256: str,
+    device: str | None,
+    precision: str,
+    threads: int | None,
+) -> RunResult:
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return reconstruct_one(run, str(_weights_on_worker(blob, sha256)), device, precision)
+
+
+def reconstruct_on_cluster(
+    client: Client,
+    runs: Sequence[BatchRun],
+    weights: Path,
+    *,
+    threads: int | None = None,
+    device: str | None = None,
+    precision: str = "float32",
+    on_done: Callable[[RunResult, int, int], None] | None = None,
+) -> list[RunResult]:
+    """Reconstruct every run on ``client``'s cluster; results in the order of ``runs``.
+
+    ``threads``: torch threads per task (``None``: the worker's default).
+    """
+    from distributed import as_completed
+
+    notify = on_done or (lambda *args: None)
+    blob = weights.read_bytes()
+    sha256 = hashlib.sha256(blob).hexdigest()
+    shipped = client.scatter(blob, broadcast=True)  # once per worker, not once per task
+    futures: dict[Any, BatchRun] = {}
+    for run in runs:
+        future = client.submit(
+            _task,
+            run,
+            shipped,
+            sha256,
+            device,
+            precision,
+            threads,
+            pure=False,
+            retries=TASK_RETRIES,
+            key=f"rmz_acq-{run.output}",
+        )
+        futures[future] = run
+    results: dict[Path, RunResult] = {}
+    for future in as_completed(list(futures)):
+        run = futures[future]
+        try:
+            result = future.result()
+        except Exception as exc:  # the task itself failed (e.g. its workers kept dying)
+            result = RunResult(run, 0.0, f"{type(exc).__name__}: {exc}")
+        results[run.frames] = result
+        notify(result, len(results), len(runs))
+    return [results[run.frames] for run in runs]
