@@ -441,6 +441,7 @@ def train(
     from ..model.normalization import INTENSITY_METHODS, IntensityMethod
     from ..training.conditions import PRESET_CONDITIONS
     from ..training.data import OpticsVariety, SampleVariety, load_stack_volumes
+    from ..training.distributed import Ranks
     from ..training.trainer import TrainingSettings
     from ..training.trainer import train as run_training
 
@@ -481,17 +482,20 @@ def train(
             validate_every=checkpoint_every,
         )
         own = load_stack_volumes(stacks) if stacks is not None else None
+        main = Ranks.from_environment().main  # under torchrun, rank 0 alone reports
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[info]}"),
-            disable=not sys.stderr.isatty(),
+            disable=not sys.stderr.isatty() or not main,
         ) as progress:
             tasks: dict[str, TaskID] = {}
 
             def show(phase: str, done: int, total: int, metrics: dict[str, float]) -> None:
+                if not main:
+                    return
                 if phase not in tasks:
                     tasks[phase] = progress.add_task(phase, total=total, info="")
                 info = " ".join(f"{k}={v:.3g}" for k, v in metrics.items())
@@ -518,6 +522,8 @@ def train(
             )
     except (RmzError, ValueError) as exc:
         raise fail(exc) from None
+    if not main:
+        return
     scores = " ".join(f"{k}={v:.3f}" for k, v in summary.last_validation.items())
     if summary.weights is None:
         typer.echo(f"stopped after {summary.steps} steps; run again to resume ({scores})")

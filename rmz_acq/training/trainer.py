@@ -38,6 +38,7 @@ from ..model.losses import (
 from ..model.network import RecurrentMZ, grow_depth
 from ..model.normalization import IntensityMethod, IntensityNormalization
 from ..model.weights import save_weights
+from . import distributed
 from .conditions import ImagingConditions
 from .data import (
     Batch,
@@ -48,6 +49,7 @@ from .data import (
     TrainingSampler,
     make_simulated_volume,
 )
+from .distributed import Ranks
 
 __all__ = ["TrainingSettings", "TrainingSummary", "train"]
 
@@ -156,20 +158,29 @@ class _BatchStream(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
     the same weights with any number of workers.
     """
 
-    def __init__(self, sampler: TrainingSampler, seed: int, start: int, stop: int) -> None:
+    def __init__(
+        self, sampler: TrainingSampler, seed: int, start: int, stop: int, rank: int | None = None
+    ) -> None:
         self.sampler, self.seed, self.start, self.stop = sampler, seed, start, stop
+        self.rank = rank  # None: one process (the seeds runs have always used)
 
     def __iter__(self) -> Iterator[Batch]:
         info = torch.utils.data.get_worker_info()
         first, stride = (0, 1) if info is None else (info.id, info.num_workers)
         for step in range(self.start + first, self.stop, stride):
-            yield self.sampler.sample(np.random.default_rng([self.seed, step]))
+            key = [self.seed, step] if self.rank is None else [self.seed, step, self.rank]
+            yield self.sampler.sample(np.random.default_rng(key))
 
 
 def _batches(
-    sampler: TrainingSampler, seed: int, start: int, stop: int, workers: int
+    sampler: TrainingSampler,
+    seed: int,
+    start: int,
+    stop: int,
+    workers: int,
+    rank: int | None = None,
 ) -> Iterator[Batch]:
-    stream = _BatchStream(sampler, seed, start, stop)
+    stream = _BatchStream(sampler, seed, start, stop, rank)
     if workers <= 0:
         return iter(stream)
     # Forked workers share the volumes instead of each receiving a copy;
@@ -332,18 +343,63 @@ def train(
     """
     if workers < 0:
         raise RmzError(f"workers must be 0 or more, not {workers}")
+    ranks = Ranks.from_environment()
+    if ranks.distributed and settings.adversarial_weight > 0:
+        raise RmzError("the adversarial term is not available with several processes (torchrun)")
+    if ranks.distributed and settings.n_volumes < ranks.world_size and stacks is None:
+        raise RmzError(
+            f"--volumes {settings.n_volumes} gives some of the {ranks.world_size} processes "
+            "no volume; give at least one per process"
+        )
     if time_limit_s is not None and not time_limit_s > 0:
         raise RmzError(f"the time limit must be positive, not {time_limit_s} s")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(device)
-    torch.manual_seed(settings.seed)
+    device = distributed.start(ranks, resolve_device(device))
+    try:
+        return _train(
+            out,
+            conditions,
+            settings,
+            ranks,
+            name=name,
+            stacks=stacks,
+            device=device,
+            resume=resume,
+            stop_after=stop_after,
+            init_from=init_from,
+            time_limit_s=time_limit_s,
+            workers=workers,
+            on_progress=on_progress,
+        )
+    finally:
+        distributed.stop(ranks)
+
+
+def _train(
+    out: Path,
+    conditions: ImagingConditions,
+    settings: TrainingSettings,
+    ranks: Ranks,
+    *,
+    name: str,
+    stacks: list[StackVolume] | None,
+    device: torch.device,
+    resume: bool,
+    stop_after: int | None,
+    init_from: str | Path | None,
+    time_limit_s: float | None,
+    workers: int,
+    on_progress: Callable[[str, int, int, dict[str, float]], None] | None,
+) -> TrainingSummary:
+    torch.manual_seed(settings.seed)  # the same initial weights on every rank
     notify = on_progress or (lambda *args: None)
 
     volumes: list[SimulatedVolume] | list[StackVolume]
     validation_volumes: list[SimulatedVolume] | list[StackVolume]
     if stacks is None:
         seeds = [1000 * settings.seed + i for i in range(settings.n_volumes)]
+        seeds = seeds[ranks.rank :: ranks.world_size]  # each rank simulates its own share
         volumes = _simulate(conditions, seeds, settings, workers, notify)
         validation_volumes = [
             _settings_volume(conditions, settings, VALIDATION_SEED + i) for i in range(2)
@@ -352,6 +408,8 @@ def train(
         if len(stacks) < 2:
             raise RmzError("training on your own data needs at least 2 z-stacks (one is held out)")
         volumes, validation_volumes = stacks[:-1], stacks[-1:]
+        if ranks.distributed:  # each rank trains on its share of the user's stacks
+            volumes = volumes[ranks.rank :: ranks.world_size] or volumes
         small = min(min(v.shape) for v in stacks)
         if small < settings.crop_px:
             raise RmzError(
@@ -385,6 +443,11 @@ def train(
             model.load_state_dict(initial.state_dict())
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    net: torch.nn.Module = model
+    if ranks.distributed:  # gradients averaged over the ranks at every step
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     adversary = (
         _Adversary(settings.adversarial_weight, settings.learning_rate, device)
         if settings.adversarial_weight > 0
@@ -419,18 +482,25 @@ def train(
         input_plane_fraction=settings.input_plane_fraction,
     )
     cases = _validation_set(validation_volumes, conditions.input_spacing_um, settings.intensity)
-    log = (out / "log.jsonl").open("a")
+    log = (out / "log.jsonl").open("a") if ranks.main else None
     started = time.perf_counter()
     metrics: dict[str, float] = {}
     model.train()
-    batches = _batches(sampler, settings.seed, start_step, settings.steps, workers)
+    batches = _batches(
+        sampler,
+        settings.seed,
+        start_step,
+        settings.steps,
+        workers,
+        rank=ranks.rank if ranks.distributed else None,
+    )
     for step, batch in zip(range(start_step, settings.steps), batches, strict=True):
         lr = _learning_rate(settings, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
         frames = batch.frames.to(device).contiguous(memory_format=torch.channels_last)
         targets = batch.targets.to(device)
-        prediction = model(frames, batch.dpm_um.to(device))
+        prediction = net(frames, batch.dpm_um.to(device))
         loss = reconstruction_loss(
             prediction, targets, foreground_weight=settings.foreground_weight
         )
@@ -447,17 +517,25 @@ def train(
         if adversary is not None:
             metrics["discriminator"] = adversary.update(prediction, targets, lr)
         done = step + 1
-        if done % settings.validate_every == 0 or done == settings.steps:
+        if ranks.main and (done % settings.validate_every == 0 or done == settings.steps):
             metrics |= _validate(model, cases, device)
-        if done % 10 == 0 or "psnr" in metrics:
-            record = {"step": done, "time_s": round(time.perf_counter() - started, 1), **metrics}
+        if log is not None and (done % 10 == 0 or "psnr" in metrics):
+            record = {
+                "step": done,
+                "time_s": round(time.perf_counter() - started, 1),
+                "world_size": ranks.world_size,
+                **metrics,
+            }
             log.write(json.dumps(record) + "\n")
             log.flush()
         out_of_time = time_limit_s is not None and time.perf_counter() - started >= time_limit_s
+        if time_limit_s is not None:  # every rank stops at the same step
+            out_of_time = distributed.any_rank(out_of_time, ranks)
         stopping = done < settings.steps and (
             (stop_after is not None and done >= stop_after) or out_of_time
         )
-        if done % settings.checkpoint_every == 0 or done == settings.steps or stopping:
+        checkpointing = done % settings.checkpoint_every == 0 or done == settings.steps
+        if ranks.main and (checkpointing or stopping):
             torch.save(
                 {
                     "model": model.state_dict(),
@@ -470,9 +548,15 @@ def train(
             )
         notify("training", done, settings.steps, metrics)
         if stopping:
-            log.close()
+            if log is not None:
+                log.close()
+            distributed.barrier(ranks)  # the checkpoint is written before anyone leaves
             return TrainingSummary(None, done, time.perf_counter() - started, metrics)
-    log.close()
+    if log is not None:
+        log.close()
+    if not ranks.main:
+        distributed.barrier(ranks)
+        return TrainingSummary(out / "model.safetensors", settings.steps, 0.0, metrics)
     weights = save_weights(
         model.cpu(),
         out / "model.safetensors",
@@ -480,4 +564,5 @@ def train(
         conditions=conditions.model_dump(),
         extra={"training": settings.model_dump_json()},
     )
+    distributed.barrier(ranks)
     return TrainingSummary(weights, settings.steps, time.perf_counter() - started, metrics)
