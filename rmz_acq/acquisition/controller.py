@@ -40,10 +40,17 @@ from pymmcore_plus import CMMCorePlus
 
 from ..errors import AcquisitionError, ConfigError, RmzError, StageSafetyError
 from ..hardware import MicroscopeSummary, connect_on_runner_thread, light_path_open, summarize
+from ..hardware import xy_limits_um as xy_stage_limits
 from ..io import FrameStackWriter, write_zstack
 from ..io.outputs import RunFolder
 from ..model.weights import LoadedModel
-from ..safety import check_within_limits, travel_limits
+from ..safety import (
+    XYLimits,
+    check_within_limits,
+    check_xy_within_limits,
+    travel_limits,
+    xy_travel_limits,
+)
 from ..session import PushResult, ReconstructionSession, compute_dtype
 from .completion import Completion
 from .judge import ScanJudge, Verdict
@@ -185,8 +192,9 @@ class AdaptiveScan:
         or any output plane between the lowest and the highest candidate.
     position_um
         ``(x, y)`` the XY stage moves to before the first frame (an
-        experiment's position; checked by the caller against the XY travel).
-        ``None``: the XY stage stays where it is.
+        experiment's position), checked against ``xy_limits_um`` (which can
+        only narrow what the XY stage reports; required where it reports
+        none).  ``None``: the XY stage stays where it is.
 
     Raises
     ------
@@ -210,9 +218,13 @@ class AdaptiveScan:
         overwrite: bool = False,
         policy: NextPlanePolicy | None = None,
         position_um: tuple[float, float] | None = None,
+        xy_limits_um: XYLimits | None = None,
     ) -> None:
         self.core = core
         self.position_um = position_um
+        if position_um is not None:
+            xy_limits, _ = xy_travel_limits(xy_stage_limits(core), xy_limits_um)
+            check_xy_within_limits([("the scan's position", *position_um)], xy_limits)
         # Set once the microscope is free again (the last frame is in, the
         # shutter closed); the volume may still be completing.
         self.acquired = threading.Event()

@@ -396,6 +396,7 @@ class Experiment:
                 limits_um=self.limits_um,
                 device=self.device,
                 position_um=xy,
+                xy_limits_um=self.xy_limits_um,
             )
         except Exception as exc:  # the scan could not even be set up
             self._failed(record, exc, store)
