@@ -21,7 +21,7 @@ stop, the fixed scan with the same M (per seed), the every-candidate volume
 as the fixed scan, and the decision cost per frame (policy + decision push)
 against a full push.
 
-Seeds 100-119 served to choose; 200-219 are held out (README).
+Seeds 100-103 served to design the policies; 200-219 are held out (README).
 """
 
 from __future__ import annotations

@@ -48,7 +48,10 @@ class ScanDefaults(NamedTuple):
 # benchmarks/bench_stopping.py (see the README, "Benchmarks"): the candidate
 # spacing and threshold at which default scans stop on their rule.
 PRESET_SCAN_DEFAULTS = {
-    "nuclei": ScanDefaults(candidate_step_fraction=0.25, relative_epsilon=0.05),
+    # next plane: benchmarks/bench_next_plane.py, twenty held-out worms (README)
+    "nuclei": ScanDefaults(
+        candidate_step_fraction=0.25, relative_epsilon=0.05, next_plane="structure"
+    ),
     "beads": ScanDefaults(candidate_step_fraction=1 / 3, relative_epsilon=0.02),
 }
 OTHER_SCAN_DEFAULTS = ScanDefaults(candidate_step_fraction=0.25, relative_epsilon=0.1)
