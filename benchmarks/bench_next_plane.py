@@ -28,35 +28,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_stopping import SAMPLES, _score
+
 from rmz_acq.acquisition import ScanPlan, ScanSettings
 from rmz_acq.acquisition.judge import ScanJudge
 from rmz_acq.acquisition.policies import ScanState, choosable_planes, make_policy
-from rmz_acq.evaluation.metrics import psnr
 from rmz_acq.hardware import load_core
 from rmz_acq.io import read_zstack
-from rmz_acq.model.normalization import IntensityNormalization
 from rmz_acq.model.weights import load_model
 from rmz_acq.session import ReconstructionSession
 from rmz_acq.zstack import acquire_zstack
-
-CONFIGS = Path(__file__).resolve().parents[1] / "device_configs"
-SAMPLES = {
-    "worm": (CONFIGS / "simulated_worm.cfg", "nuclei"),
-    "beads": (CONFIGS / "simulated_beads.cfg", "beads"),
-}
-
-
-def _score(volume: np.ndarray, truth: np.ndarray) -> float:
-    """Mean per-plane PSNR on the truth's intensity scale (as bench_adaptive)."""
-    norm = IntensityNormalization.from_frame(truth.max(axis=0))
-    a, b = norm.apply(volume), norm.apply(truth)
-    return float(np.mean([psnr(x, y) for x, y in zip(a, b, strict=True)]))
 
 
 def _stop(changes: list[float | None], epsilon: float, min_frames: int) -> int:

@@ -8,9 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from pymmcore_plus import CMMCorePlus
 
 from rmz_acq.hardware import load_core
+from rmz_acq.model.network import RecurrentMZ
+from rmz_acq.model.weights import LoadedModel, load_model, save_weights
+from rmz_acq.training.conditions import PRESET_CONDITIONS
 
 # Qt widgets (the viewer tests) render without a display.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -62,3 +66,14 @@ def make_config(tmp_path: Path) -> Callable[..., Path]:
 def small_core(make_config: Callable[..., Path]) -> CMMCorePlus:
     """A 64 x 64 px bead microscope over a 4 um deep sample."""
     return load_core(make_config(**SMALL_BEADS))
+
+
+@pytest.fixture
+def tiny_model(tmp_path: Path) -> LoadedModel:
+    """A small untrained network with the beads preset's conditions over 4 um (seeded)."""
+    torch.manual_seed(0)
+    conditions = PRESET_CONDITIONS["beads"].model_dump() | {"depth_um": 4.0}
+    model = RecurrentMZ(base_channels=2, depth=2)
+    return load_model(
+        save_weights(model, tmp_path / "tiny.safetensors", name="tiny", conditions=conditions)
+    )

@@ -171,6 +171,19 @@ def acquire(
         core = load_core(config)
         name = model or _preset_for(core)
         loaded = load_model(name, device or "cpu")
+        settings = ScanSettings.for_model(
+            loaded,
+            epsilon=epsilon,
+            relative_epsilon=relative_epsilon,
+            min_frames=min_frames,
+            max_frames=max_frames,
+            time_budget_s=time_budget_s,
+            exposure_ms=exposure_ms,
+            save_history=save_history,
+            strict=strict,
+            precision=precision,
+            next_plane=next_plane,
+        )
         if sequence is not None:
             from .experiment import run_experiment
 
@@ -180,18 +193,7 @@ def acquire(
                 sequence,
                 output,
                 candidate_step_um=candidate_step,
-                settings=ScanSettings.for_model(
-                    loaded,
-                    epsilon=epsilon,
-                    relative_epsilon=relative_epsilon,
-                    min_frames=min_frames,
-                    max_frames=max_frames,
-                    time_budget_s=time_budget_s,
-                    exposure_ms=exposure_ms,
-                    strict=strict,
-                    precision=precision,
-                    next_plane=next_plane,
-                ),
+                settings=settings,
                 limits_um=limits,
                 xy_limits=xy_limits,
                 on_error=on_error,
@@ -208,19 +210,6 @@ def acquire(
             candidates_um=parse_z_list(candidates) if candidates is not None else None,
             candidate_step_um=candidate_step,
             order=plane_order,
-        )
-        settings = ScanSettings.for_model(
-            loaded,
-            epsilon=epsilon,
-            relative_epsilon=relative_epsilon,
-            min_frames=min_frames,
-            max_frames=max_frames,
-            time_budget_s=time_budget_s,
-            exposure_ms=exposure_ms,
-            save_history=save_history,
-            strict=strict,
-            precision=precision,
-            next_plane=next_plane,
         )
         scan = AdaptiveScan(
             core,
@@ -306,45 +295,22 @@ def acquire(
 
 
 def _run_with_viewer(scan: Any, settings: Any, slicer: bool, received: list[int]) -> Any:
-    """Scan on a worker thread while the Qt viewer runs on this (main) thread.
+    """The scan on a worker thread while its viewer runs on this (main) thread."""
+    from ._qt import qt_application, run_beside_window
 
-    ``received`` fills with the signals (Ctrl-C, SIGTERM) caught meanwhile:
-    the scan then stops and writes its files, and the window closes.
-    """
-    try:
-        from qtpy.QtCore import QTimer
-        from qtpy.QtWidgets import QApplication
+    qt_application()
+    from ..preview.viewer import ScanViewer
 
-        from ..preview.viewer import ScanViewer, start_scan
-    except ImportError as exc:
-        raise RmzError(
-            f"--view needs the viewer extra: pip install 'rmz_acq[view]' ({exc})"
-        ) from None
-    qt_app = QApplication.instance() or QApplication([])
     viewer = ScanViewer(
         scan.summary.pixel_size_um,
         epsilon=settings.epsilon,
         relative_epsilon=settings.relative_epsilon,
         slicer=slicer,
     )
+    viewer.attach(scan)
     viewer.resize(1100, 800)
     viewer.show()
-    worker = start_scan(scan, viewer)
-
-    def watch() -> None:  # Python runs signal handlers only between Qt events
-        if received and not worker.is_alive():
-            qt_app.quit()
-
-    timer = QTimer()
-    timer.timeout.connect(watch)
-    timer.start(200)
-    qt_app.exec()  # returns when the window is closed
-    timer.stop()
-    if worker.is_alive():  # closed mid-scan: stop the microscope, keep what was taken
-        scan.cancel()
-        worker.join()
-    if worker.failures:  # type: ignore[attr-defined]
-        raise worker.failures[0]  # type: ignore[attr-defined]
+    run_beside_window(scan.run, scan.cancel, received)
     return scan.report
 
 

@@ -120,19 +120,12 @@ def run_experiment(
 
 
 def _with_viewer(experiment: Any, slicer: bool, received: list[int]) -> Any:
-    """The experiment on a worker thread while the Qt viewer runs on this one."""
-    import threading
+    """The experiment on a worker thread while its viewer runs on this (main) thread."""
+    from ._qt import qt_application, run_beside_window
 
-    try:
-        from qtpy.QtCore import QTimer
-        from qtpy.QtWidgets import QApplication
+    qt_application()
+    from ..preview.experiment_viewer import ExperimentViewer
 
-        from ..preview.experiment_viewer import ExperimentViewer
-    except ImportError as exc:
-        raise RmzError(
-            f"--view needs the viewer extra: pip install 'rmz_acq[view]' ({exc})"
-        ) from None
-    qt_app = QApplication.instance() or QApplication([])
     viewer = ExperimentViewer(
         experiment.run_dir,
         [p.name for p in experiment.plan.positions],
@@ -145,24 +138,5 @@ def _with_viewer(experiment: Any, slicer: bool, received: list[int]) -> Any:
     viewer.attach(experiment)
     viewer.resize(1100, 850)
     viewer.show()
-    failures: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            experiment.run()
-        except BaseException as exc:
-            failures.append(exc)
-
-    worker = threading.Thread(target=work, name="rmz-acq-experiment", daemon=True)
-    worker.start()
-    timer = QTimer()
-    timer.timeout.connect(lambda: qt_app.quit() if received and not worker.is_alive() else None)
-    timer.start(200)
-    qt_app.exec()
-    timer.stop()
-    if worker.is_alive():  # the window was closed: stop, keep everything taken
-        experiment.cancel()
-        worker.join()
-    if failures:
-        raise failures[0]
+    run_beside_window(experiment.run, experiment.cancel, received)
     return experiment.report

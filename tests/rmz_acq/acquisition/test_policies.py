@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from pymmcore_plus import CMMCorePlus
 
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings
@@ -22,9 +21,7 @@ from rmz_acq.acquisition.policies import (
 )
 from rmz_acq.errors import InvalidValueError, StageSafetyError
 from rmz_acq.io import read_zstack
-from rmz_acq.model.network import RecurrentMZ
-from rmz_acq.model.weights import LoadedModel, load_model, save_weights
-from rmz_acq.training.conditions import PRESET_CONDITIONS
+from rmz_acq.model.weights import LoadedModel
 from rmz_acq.training.data import TrainingSampler
 
 WORM_CANDIDATES = tuple(3.0 + 1.5 * i for i in range(9))  # the nuclei preset's default
@@ -133,16 +130,6 @@ def test_training_draws_scan_orders_of_the_chosen_policy() -> None:
 
 OUTPUT = np.round(np.arange(0.0, 4.01, 0.25), 6)
 CANDIDATES = [0.5, 1.5, 2.5, 3.5]
-
-
-@pytest.fixture
-def tiny_model(tmp_path: Path) -> LoadedModel:
-    torch.manual_seed(0)
-    model = RecurrentMZ(base_channels=2, depth=2)
-    conditions = PRESET_CONDITIONS["beads"].model_dump()
-    return load_model(
-        save_weights(model, tmp_path / "tiny.safetensors", name="tiny", conditions=conditions)
-    )
 
 
 @pytest.mark.parametrize("name", ["sweeps", "settle"])

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorstore as ts
-import torch
 import useq
 from pymmcore_plus import CMMCorePlus
 
@@ -18,25 +17,13 @@ from rmz_acq.errors import ConfigError, StageSafetyError
 from rmz_acq.experiment import Experiment, VolumeRecord
 from rmz_acq.hardware import load_core
 from rmz_acq.io import read_zstack
-from rmz_acq.model.network import RecurrentMZ
-from rmz_acq.model.weights import LoadedModel, load_model, save_weights
-from rmz_acq.training.conditions import PRESET_CONDITIONS
+from rmz_acq.model.weights import LoadedModel
 from simulators.devices import SimulatedXYStage
 from tests.conftest import SMALL_BEADS
 from tests.rmz_acq.test_cli_simulate import rmz_acq
 
 POSITIONS = [{"x": 0, "y": 0, "z": 2, "name": "left"}, {"x": 30, "y": 0, "z": 2, "name": "right"}]
 TWO_BY_TWO = useq.MDASequence(stage_positions=POSITIONS, time_plan={"interval": 0.5, "loops": 2})
-
-
-@pytest.fixture
-def tiny_model(tmp_path: Path) -> LoadedModel:
-    torch.manual_seed(0)
-    conditions = PRESET_CONDITIONS["beads"].model_dump() | {"depth_um": 4.0}
-    model = RecurrentMZ(base_channels=2, depth=2)
-    return load_model(
-        save_weights(model, tmp_path / "tiny.safetensors", name="tiny", conditions=conditions)
-    )
 
 
 def _zarr(run: Path, image: str) -> tuple[np.ndarray, dict]:

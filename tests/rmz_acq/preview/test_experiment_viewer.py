@@ -6,33 +6,19 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 import useq
 from pymmcore_plus import CMMCorePlus
 
 from rmz_acq.acquisition import ScanSettings
 from rmz_acq.experiment import Experiment
 from rmz_acq.io import read_zstack
-from rmz_acq.model.network import RecurrentMZ
-from rmz_acq.model.weights import LoadedModel, load_model, save_weights
+from rmz_acq.model.weights import LoadedModel
 from rmz_acq.preview.experiment_viewer import ExperimentViewer, open_experiment
-from rmz_acq.training.conditions import PRESET_CONDITIONS
 
 SEQUENCE = useq.MDASequence(
     stage_positions=[{"x": 0, "y": 0, "z": 2, "name": "a"}, {"x": 30, "y": 0, "z": 2, "name": "b"}],
     time_plan={"interval": 0, "loops": 2},
 )
-
-
-@pytest.fixture
-def tiny_model(tmp_path: Path) -> LoadedModel:
-    torch.manual_seed(0)
-    conditions = PRESET_CONDITIONS["beads"].model_dump() | {"depth_um": 4.0}
-    model = RecurrentMZ(base_channels=2, depth=2)
-    return load_model(
-        save_weights(model, tmp_path / "t.safetensors", name="t", conditions=conditions)
-    )
 
 
 def test_viewer_follows_each_volume_then_browses_positions_and_time(
