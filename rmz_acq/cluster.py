@@ -14,8 +14,10 @@ run again by Dask (``retries``).
 from __future__ import annotations
 
 import hashlib
+import io
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,11 +61,26 @@ def client_for(scheduler: str | None, workers: int, threads: int) -> Client:
         ) from None
 
 
-def _weights_on_worker(blob: bytes, sha256: str) -> Path:
+def _weights_blob(weights: Path) -> tuple[bytes, str]:
+    """The bytes of a weights file or zoo package, and the suffix to write them under.
+
+    A zoo package folder travels as a zip archive of its files.
+    """
+    if not weights.is_dir():
+        return weights.read_bytes(), weights.suffix
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for file in sorted(weights.rglob("*")):
+            if file.is_file():
+                archive.write(file, file.relative_to(weights).as_posix())
+    return buffer.getvalue(), ".zip"
+
+
+def _weights_on_worker(blob: bytes, sha256: str, suffix: str) -> Path:
     """The weights as a file on this worker, written once per worker and model."""
     folder = Path(tempfile.gettempdir()) / "rmz_acq_weights"
     folder.mkdir(exist_ok=True)
-    path = folder / f"{sha256}.safetensors"
+    path = folder / f"{sha256}{suffix}"
     if not path.is_file():
         partial = path.with_suffix(f".{time.time_ns()}.partial")
         partial.write_bytes(blob)
@@ -101,6 +118,7 @@ def _task(
     run: BatchRun,
     blob: bytes,
     sha256: str,
+    suffix: str,
     device: str | None,
     precision: str,
     threads: int | None,
@@ -110,7 +128,7 @@ def _task(
     _allocate_like_a_plain_process()
     if threads is not None:
         torch.set_num_threads(threads)
-    return reconstruct_one(run, str(_weights_on_worker(blob, sha256)), device, precision)
+    return reconstruct_one(run, str(_weights_on_worker(blob, sha256, suffix)), device, precision)
 
 
 def reconstruct_on_cluster(
@@ -130,7 +148,7 @@ def reconstruct_on_cluster(
     from distributed import as_completed
 
     notify = on_done or (lambda *args: None)
-    blob = weights.read_bytes()
+    blob, suffix = _weights_blob(weights)
     sha256 = hashlib.sha256(blob).hexdigest()
     shipped = client.scatter(blob, broadcast=True)  # once per worker, not once per task
     futures: dict[Any, BatchRun] = {}
@@ -140,6 +158,7 @@ def reconstruct_on_cluster(
             run,
             shipped,
             sha256,
+            suffix,
             device,
             precision,
             threads,

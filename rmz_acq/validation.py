@@ -28,7 +28,7 @@ from .evaluation.report import Evaluation, evaluate_arrays
 from .io import ZStack, write_zstack
 from .io.jsonfile import write_json_file
 from .model.weights import LoadedModel
-from .session import ReconstructionSession
+from .session import ReconstructionSession, compute_dtype
 
 __all__ = ["MIN_PLANES", "Validation", "check_stack", "validate_stack", "write_validation"]
 
@@ -142,6 +142,7 @@ def validate_stack(
     settings: ScanSettings | None = None,
     candidate_step_um: float | None = None,
     device: str | None = None,
+    precision: str = "float32",
 ) -> Validation:
     """Replay the default adaptive scan on ``stack`` and score it against the stack.
 
@@ -160,7 +161,7 @@ def validate_stack(
     notes = []
     if stack.pixel_size_um is None:
         notes.append(f"the stack states no pixel size; taken as the model's {pixel:g} um")
-    settings = settings or ScanSettings.for_model(model)
+    settings = settings or ScanSettings.for_model(model, precision=precision)
     default = ScanPlan.for_model(
         model, output_planes_um=planes, candidate_step_um=candidate_step_um
     )
@@ -168,7 +169,9 @@ def validate_stack(
         planes, candidates_um=_snap(default.candidates_um, planes), reach_um=default.reach_um
     )
     index_of = {float(z): i for i, z in enumerate(planes)}
-    session = ReconstructionSession(model, planes, device=device)
+    session = ReconstructionSession(
+        model, planes, device=device, compute_dtype=compute_dtype(settings.precision)
+    )
     session.check_memory(*truth.shape[1:])
     judge = ScanJudge(model, plan, settings, device=device)
     changes: list[float | None] = []
@@ -214,6 +217,7 @@ def validate_stack(
         pixel_um=pixel,
         model=model,
         device=device,
+        precision=settings.precision,
     )
     return Validation(
         model_name=model.name,

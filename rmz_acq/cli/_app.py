@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import sys
 import warnings
-from typing import Annotated, NoReturn, TextIO
+from typing import Annotated, Any, NoReturn, TextIO
 
 import typer
 from pydantic import ValidationError
@@ -19,9 +19,13 @@ from ..errors import RmzError, validation_message
 
 __all__ = [
     "EXIT_USER_ERROR",
+    "Device",
+    "InferredModel",
+    "Model",
     "Precision",
     "app",
     "fail",
+    "model_for_config",
     "parse_limits",
     "run_app",
     "user_message",
@@ -37,14 +41,58 @@ app = typer.Typer(
 
 EXIT_USER_ERROR = 2
 
-# ``--precision`` of every command that reconstructs (checked by session.compute_dtype).
+# Options shared by several commands, defined once so they read the same everywhere.
+
+# ``--precision`` of every command that runs the network (checked by session.compute_dtype).
 Precision = Annotated[
     str,
     typer.Option(
         "--precision",
-        help="float32, or bfloat16: 1.5-2x faster on CPUs with native bfloat16.",
+        help="float32, or bfloat16: 1.5-2x faster on CPUs and GPUs with native bfloat16.",
     ),
 ]
+
+Device = Annotated[
+    str | None,
+    typer.Option(
+        "--device", help="Where the network runs: cpu, cuda or cuda:N (default: cuda if present)."
+    ),
+]
+
+# The model rule, the same in every command: inferred only where a simulated
+# config states its optics (acquire, validate --config), otherwise required.
+_MODEL_KINDS = (
+    "A preset (beads, nuclei), a .safetensors weights file or a zoo package (export-bioimageio)"
+)
+Model = Annotated[str, typer.Option("--model", "-m", help=f"{_MODEL_KINDS}. Required.")]
+InferredModel = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help=f"{_MODEL_KINDS}. Default with a simulated config: the preset nearest its "
+        "emission wavelength; required with a real microscope's config.",
+    ),
+]
+
+
+def model_for_config(model: str | None, core: Any) -> str:
+    """``--model`` as given, else the preset a simulated config's optics call for."""
+    if model is not None:
+        return model
+    from ..acquisition.controller import simulated_optics
+    from ..training.conditions import PRESET_CONDITIONS
+
+    optics = simulated_optics(core)
+    if optics is None:
+        raise RmzError(
+            "the configuration does not state its optics (a real microscope's does not); "
+            "choose a model with --model (beads, nuclei, a weights file or a zoo package)"
+        )
+    return min(
+        PRESET_CONDITIONS,
+        key=lambda name: abs(PRESET_CONDITIONS[name].emission_wavelength_nm - optics[1]),
+    )
 
 
 # Path errors the user fixes (a read-only folder, a file where a folder is

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import RmzError
-from ._app import Precision, app, fail, parse_limits
+from ._app import Device, InferredModel, Precision, app, fail, model_for_config, parse_limits
 from ._signals import exit_cancelled, stop_on_signals
 
 
@@ -19,12 +19,7 @@ def acquire(
         Path, typer.Option("--config", "-c", help="Micro-Manager .cfg (simulated or real).")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Run folder.")],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", "-m", help="Preset or weights (default: from the config's optics)."
-        ),
-    ] = None,
+    model: InferredModel = None,
     z_range: Annotated[
         str | None,
         typer.Option("--z-range", help="Output planes START:STOP:STEP um (default: the model's)."),
@@ -103,7 +98,7 @@ def acquire(
     slicer: Annotated[
         bool, typer.Option("--slicer", help="With --view: add ndv's 2D/3D slicer (OpenGL).")
     ] = False,
-    device: Annotated[str | None, typer.Option("--device")] = None,
+    device: Device = None,
     precision: Precision = "float32",
     sequence: Annotated[
         Path | None,
@@ -169,7 +164,7 @@ def acquire(
         elif on_error != "skip" or xy_limits is not None:
             raise RmzError("--on-error and --xy-limits apply to --sequence experiments only")
         core = load_core(config)
-        name = model or _preset_for(core)
+        name = model_for_config(model, core)
         loaded = load_model(name, device or "cpu")
         settings = ScanSettings.for_model(
             loaded,
@@ -349,20 +344,3 @@ def view_run(
     viewer.resize(1100, 800)
     viewer.show()
     qt_app.exec()
-
-
-def _preset_for(core: Any) -> str:
-    """The preset whose emission wavelength is nearest the simulated microscope's."""
-    from ..acquisition.controller import simulated_optics
-    from ..training.conditions import PRESET_CONDITIONS
-
-    optics = simulated_optics(core)
-    if optics is None:
-        raise RmzError(
-            "the configuration does not state its optics; choose a model with --model "
-            "(beads, nuclei or a weights file)"
-        )
-    return min(
-        PRESET_CONDITIONS,
-        key=lambda name: abs(PRESET_CONDITIONS[name].emission_wavelength_nm - optics[1]),
-    )

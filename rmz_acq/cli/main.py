@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from . import acquire, model_commands, simulate, validate  # noqa: F401  (they register commands)
+from . import (  # noqa: F401  (they register commands)
+    acquire,
+    evaluate,
+    export,
+    reconstruct,
+    stack,
+    train,
+    validate,
+)
 from ._app import app, run_app
 
 __all__ = ["app", "main"]

@@ -9,7 +9,7 @@ import numpy as np
 import typer
 
 from ..errors import AcquisitionError, RmzError
-from ._app import app, fail, parse_limits
+from ._app import Device, InferredModel, Model, Precision, app, fail, model_for_config, parse_limits
 from ._signals import exit_cancelled, stop_on_signals
 
 if TYPE_CHECKING:
@@ -27,12 +27,7 @@ def validate(
         Path | None,
         typer.Option("--stack", help="A full z-stack already taken (OME-TIFF with PositionZ)."),
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", "-m", help="Preset or weights (default: nuclei, or the config's optics)."
-        ),
-    ] = None,
+    model: InferredModel = None,
     z_range: Annotated[
         str | None,
         typer.Option(
@@ -54,15 +49,18 @@ def validate(
         bool,
         typer.Option("--overwrite", help="Reuse the folder: delete what validate wrote there."),
     ] = False,
-    device: Annotated[str | None, typer.Option("--device")] = None,
+    device: Device = None,
+    precision: Precision = "float32",
 ) -> None:
     """Replay a sparse scan on one full z-stack of your specimen and score it."""
     from ..io import read_zstack
     from ..io.outputs import VALIDATION_FILES, RunFolder
     from ..model.weights import load_model
+    from ..session import compute_dtype
     from ..validation import check_stack, validate_stack, write_validation
 
     try:
+        compute_dtype(precision)
         if (config is None) == (stack is None):
             raise RmzError(
                 "give either --config CFG (take the stack now) or --stack STACK.ome.tif "
@@ -81,7 +79,12 @@ def validate(
                 folder.clear()
             if stack is not None:
                 source = str(stack)
-                loaded = load_model(model or "nuclei", device or "cpu")
+                if model is None:
+                    raise RmzError(
+                        "--model is required with --stack (a stack does not say which "
+                        "model suits it): beads, nuclei, a weights file or a zoo package"
+                    )
+                loaded = load_model(model, device or "cpu")
                 taken = read_zstack(stack)
             else:
                 assert config is not None
@@ -96,7 +99,12 @@ def validate(
                 err=True,
             )
             result = validate_stack(
-                taken, loaded, source=source, candidate_step_um=candidate_step, device=device
+                taken,
+                loaded,
+                source=source,
+                candidate_step_um=candidate_step,
+                device=device,
+                precision=precision,
             )
             write_validation(result, output)
     except AcquisitionError as exc:
@@ -128,10 +136,9 @@ def _acquire_stack(
     from ..safety import check_within_limits, travel_limits
     from ..zgrid import parse_z_range
     from ..zstack import acquire_zstack
-    from .acquire import _preset_for
 
     core = load_core(config)
-    loaded = load_model(model or _preset_for(core), device or "cpu")
+    loaded = load_model(model_for_config(model, core), device or "cpu")
     if z_range is not None:
         zr = parse_z_range(z_range)
         planes, step = zr.planes_um(), zr.step_um
@@ -170,9 +177,7 @@ def calibrate(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Weights to write (.safetensors).")
     ],
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Preset or weights to start from.")
-    ] = "nuclei",
+    model: Model,
     minutes: Annotated[float, typer.Option("--minutes", help="Fine-tuning time budget.")] = 20.0,
     force: Annotated[
         bool, typer.Option("--force", help="Write the weights even if they score worse.")
@@ -183,7 +188,7 @@ def calibrate(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing output file.")
     ] = False,
-    device: Annotated[str | None, typer.Option("--device")] = None,
+    device: Device = None,
 ) -> None:
     """Fine-tune a model on your own z-stacks; written only if a held-out region improves."""
     from ..calibration import calibrate as run_calibration

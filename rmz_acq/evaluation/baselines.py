@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..model.weights import LoadedModel
-from ..session import ReconstructionSession
+from ..session import ReconstructionSession, compute_dtype
 
 __all__ = ["linear_interpolation", "nearest_plane", "single_input_propagation"]
 
@@ -55,6 +55,7 @@ def single_input_propagation(
     z_frames: NDArray[np.floating],
     planes: NDArray[np.floating],
     device: str | None = None,
+    precision: str = "float32",
 ) -> NDArray[np.float32]:
     z = np.asarray(z_frames, np.float64)
     planes = np.asarray(planes, np.float64)
@@ -62,6 +63,8 @@ def single_input_propagation(
     out = np.zeros((len(planes), *frames.shape[1:]), np.float32)
     for i in np.unique(nearest):
         chosen = np.flatnonzero(nearest == i)
-        session = ReconstructionSession(model, planes[chosen], device=device)
+        session = ReconstructionSession(
+            model, planes[chosen], device=device, compute_dtype=compute_dtype(precision)
+        )
         out[chosen] = session.push(frames[i], float(z[i])).volume
     return out

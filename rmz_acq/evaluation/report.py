@@ -137,6 +137,7 @@ def evaluate_arrays(
     model: LoadedModel | None = None,
     beads: bool = False,
     device: str | None = None,
+    precision: str = "float32",
     scale: Scale = "truth",
 ) -> Evaluation:
     """Score ``volume`` and the baselines plane by plane against ``truth`` (see `Scale`)."""
@@ -161,7 +162,7 @@ def evaluate_arrays(
     }
     if model is not None:
         methods["single_input"] = single_input_propagation(
-            model, frames, frames_z_um, planes, device
+            model, frames, frames_z_um, planes, device, precision
         )
     truth_planes = np.asarray(truth, np.float32)[matched]
     norm = truth_normalisation(truth_planes)
@@ -219,6 +220,7 @@ def evaluate_files(
     model: LoadedModel | None = None,
     beads: bool = False,
     device: str | None = None,
+    precision: str = "float32",
 ) -> Evaluation:
     """Read the three OME-TIFFs and call `evaluate_arrays`."""
     from ..reconstruct import read_frames
@@ -244,6 +246,7 @@ def evaluate_files(
         model=model,
         beads=beads,
         device=device,
+        precision=precision,
     )
 
 

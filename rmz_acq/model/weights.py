@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import RmzError
 from .network import NetworkConfig, RecurrentMZ
+from .zoo_package import is_zoo_package, read_zoo_package
 
 __all__ = ["PRESETS", "LoadedModel", "load_model", "save_weights"]
 
@@ -76,8 +77,33 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    if not path.is_file():
+        raise RmzError(f"{path} is not a weights file (a folder without rdf.yaml?)")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:  # type: ignore[no-untyped-call]
+            metadata = dict(fh.metadata() or {})
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise RmzError(
+            f"{path} is not a readable weights file (corrupt or truncated?): {exc}"
+        ) from exc
+    if metadata.get("format") != FORMAT:
+        raise RmzError(
+            f"{path} is not an rmz_acq weights file (format {metadata.get('format')!r}, "
+            f"expected {FORMAT!r}); train one with `rmz-acq train`"
+        )
+    return tensors, metadata
+
+
 def load_model(name_or_path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
-    """Load a shipped preset (``beads``, ``nuclei``) or a weights file.
+    """Load a shipped preset (``beads``, ``nuclei``), a weights file or a zoo package.
+
+    A zoo package is a ``.zip`` (or its folder) from `rmz-acq export-bioimageio`;
+    its checksum is its weights file's, so an archive and the folder it unpacks to
+    are the same model.
 
     Raises
     ------
@@ -96,26 +122,18 @@ def load_model(name_or_path: str | Path, device: torch.device | str = "cpu") -> 
             raise RmzError(f"preset {text!r} is not installed ({path} is missing)")
     else:
         path = Path(text).expanduser()
-        if not path.is_file():
+        if not path.exists():
             raise RmzError(
-                f"unknown model {text!r}: give a shipped preset ({', '.join(PRESETS)}) "
-                "or the path of a .safetensors weights file"
+                f"unknown model {text!r}: give a shipped preset ({', '.join(PRESETS)}), "
+                "the path of a .safetensors weights file or a BioImage Model Zoo package "
+                "from `rmz-acq export-bioimageio`"
             )
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as fh:  # type: ignore[no-untyped-call]
-            metadata = dict(fh.metadata() or {})
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise RmzError(
-            f"{path} is not a readable weights file (corrupt or truncated?): {exc}"
-        ) from exc
-    if metadata.get("format") != FORMAT:
-        raise RmzError(
-            f"{path} is not an rmz_acq weights file (format {metadata.get('format')!r}, "
-            f"expected {FORMAT!r}); train one with `rmz-acq train`"
-        )
+    if is_zoo_package(path):
+        tensors, metadata, raw = read_zoo_package(path)
+        sha256 = hashlib.sha256(raw).hexdigest()
+    else:
+        tensors, metadata = _read_safetensors(path)
+        sha256 = _sha256(path)
     damaged = [
         name
         for name, tensor in tensors.items()
@@ -142,7 +160,7 @@ def load_model(name_or_path: str | Path, device: torch.device | str = "cpu") -> 
     return LoadedModel(
         model=model,
         name=metadata.get("name", path.stem),
-        sha256=_sha256(path),
+        sha256=sha256,
         path=path,
         conditions=conditions,
         metadata=metadata,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar, cast, get_args
+from typing import Any, Protocol, TypeVar, cast, get_args
 
 import numpy as np
 import torch
@@ -44,6 +44,7 @@ from ..errors import RmzError
 from ..io import read_zstack
 from ..model.normalization import IntensityMethod, IntensityNormalization
 from .conditions import ImagingConditions
+from .settings import OpticsVariety, SampleVariety
 
 __all__ = [
     "Batch",
@@ -140,25 +141,6 @@ class SimulatedVolume:
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-
-
-SampleVariety = Literal["standard", "wide", "structures"]
-"""How far simulated samples vary: ``standard`` is the preset's stated sample
-(and what its model card is scored on); ``wide`` also varies what the
-conditions leave open: nuclei 1.5-7 µm across, packed 3-25 % of the tissue,
-in a band 16-90 µm wide (up to filling the field), with chromatin texture
-and more diffuse tissue; beads 1-20 per 1000 µm³ with a larger brightness
-spread.  ``structures`` draws one to three of the structure families of
-`simulators.structures` (from those allowed), mixed in one field with
-brightnesses up to two decades apart."""
-
-OpticsVariety = Literal["ideal", "realistic"]
-"""``ideal``: the preset's optics (NA within 0.03, wavelength within 10 nm,
-flux x0.3-3, background x0.2-3).  ``realistic`` adds what real microscopes
-do: primary spherical aberration up to 0.3 waves RMS either sign (imaging
-into a sample of another refractive index), a focal shift of 0.8-1.0 µm of
-focus per µm of stage, a smooth haze of out-of-field light up to the
-sample's own mean brightness, and flux x0.1-10."""
 
 
 _T = TypeVar("_T", bound=str)

@@ -21,10 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
-
-from simulators.optics import PsfModel
-from simulators.samples import STRUCTURE_FAMILIES, StructureFamily
 
 from ..compute import resolve_device
 from ..errors import RmzError
@@ -42,14 +38,13 @@ from . import distributed
 from .conditions import ImagingConditions
 from .data import (
     Batch,
-    OpticsVariety,
-    SampleVariety,
     SimulatedVolume,
     StackVolume,
     TrainingSampler,
     make_simulated_volume,
 )
 from .distributed import Ranks
+from .settings import TrainingSettings
 
 __all__ = ["TrainingSettings", "TrainingSummary", "train"]
 
@@ -58,58 +53,6 @@ __all__ = ["TrainingSettings", "TrainingSummary", "train"]
 # model is ever scored on a volume it was trained or validated on.
 VALIDATION_SEED = 10_000
 EVALUATION_SEED = 20_000
-
-
-class TrainingSettings(BaseModel):
-    """Everything that decides a training run (stored in the checkpoint)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    steps: int = Field(3000, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    batch_items: int = Field(4, ge=1)
-    targets_per_item: int = Field(2, ge=1)
-    crop_px: int = Field(128, ge=32)
-    n_volumes: int = Field(24, ge=1)
-    fov_px: int = Field(256, ge=64)
-    base_channels: int = Field(8, ge=2)
-    depth: int = Field(4, ge=1, le=7)
-    dpm_scale_um: float = Field(5.0, gt=0)
-    foreground_weight: float = Field(0.0, ge=0)
-    focus_fraction: float = Field(0.0, ge=0, le=1)
-    max_inputs: int = Field(4, ge=1, le=32, description="largest M drawn for a sequence")
-    scan_order_fraction: float = Field(
-        0.0, ge=0, le=1, description="share of sequences in an adaptive scan's plane order"
-    )
-    scan_policies: tuple[str, ...] = Field(
-        ("bisection",),
-        min_length=1,
-        description="next-plane policies whose orders those sequences follow (static ones)",
-    )
-    adversarial_weight: float = Field(0.0, ge=0, description="gamma of eq. 7; paper 0.5")
-    psf_models: tuple[PsfModel, ...] = Field(
-        ("scalar",), min_length=1, description="PSF models simulated volumes are drawn from"
-    )
-    sample_varieties: tuple[SampleVariety, ...] = Field(
-        ("standard",), min_length=1, description="sample varieties simulated volumes are drawn from"
-    )
-    structure_families: tuple[StructureFamily, ...] = Field(
-        STRUCTURE_FAMILIES,
-        min_length=1,
-        description="families the 'structures' sample variety draws from",
-    )
-    optics_varieties: tuple[OpticsVariety, ...] = Field(
-        ("ideal",), min_length=1, description="optics varieties simulated volumes are drawn from"
-    )
-    intensity: IntensityMethod = Field(
-        "energy", description="how frames are normalised (stored with the weights)"
-    )
-    input_plane_fraction: float = Field(
-        0.1, ge=0, le=1, description="share of targets at the z of an input frame"
-    )
-    seed: int = 0
-    checkpoint_every: int = Field(250, ge=1)
-    validate_every: int = Field(250, ge=1)
 
 
 def _settings_volume(
@@ -500,7 +443,11 @@ def _train(
             group["lr"] = lr
         frames = batch.frames.to(device).contiguous(memory_format=torch.channels_last)
         targets = batch.targets.to(device)
-        prediction = net(frames, batch.dpm_um.to(device))
+        with torch.autocast(
+            device.type, dtype=torch.bfloat16, enabled=settings.precision == "bfloat16"
+        ):
+            prediction = net(frames, batch.dpm_um.to(device))
+        prediction = prediction.float()  # the loss (MS-SSIM) in float32 either way
         loss = reconstruction_loss(
             prediction, targets, foreground_weight=settings.foreground_weight
         )

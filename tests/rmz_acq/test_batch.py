@@ -15,7 +15,7 @@ from rmz_acq.io import read_zstack, write_zstack
 from rmz_acq.model.network import RecurrentMZ
 from rmz_acq.model.weights import load_model, save_weights
 from rmz_acq.reconstruct import read_frames, reconstruct_frames
-from tests.rmz_acq.test_cli_simulate import rmz_acq
+from tests.rmz_acq.test_cli_stack import rmz_acq
 
 GRID = [2.0, 4.0, 6.0, 8.0]
 

@@ -18,7 +18,7 @@ from rmz_acq.reconstruct import FrameSet, reconstruct_frames
 from rmz_acq.session import ReconstructionSession
 from rmz_acq.training.conditions import ImagingConditions
 from rmz_acq.training.trainer import TrainingSettings, train
-from tests.rmz_acq.test_cli_simulate import rmz_acq
+from tests.rmz_acq.test_cli_stack import rmz_acq
 
 
 @pytest.fixture
@@ -276,3 +276,75 @@ def test_train_stores_the_new_settings_and_fine_tunes_across_intensity(tmp_path:
     stored = json.loads(loaded.metadata["training"])
     assert stored["structure_families"] == ["puncta"]
     assert stored["optics_varieties"] == ["realistic"]
+
+
+def test_train_takes_unit_names_and_precision_and_keeps_the_old_spellings(
+    tmp_path: Path,
+) -> None:
+    args = ("--preset", "beads", "--volumes", "1", "--batch", "1", "--targets", "1")
+    args += ("--base-channels", "2", "--depth", "2", "--steps", "2", "--stop-after", "1")
+    new = rmz_acq(
+        "train", *args, "--crop-px", "32", "--fov-px", "64", "--time-limit-min", "30",
+        "--precision", "bfloat16", "-o", tmp_path / "new",
+    )  # fmt: skip
+    assert new.returncode == 0, new.stderr
+    stored = json.loads(torch.load(tmp_path / "new" / "checkpoint.pt")["settings"])
+    assert (stored["crop_px"], stored["fov_px"], stored["precision"]) == (32, 64, "bfloat16")
+    old = rmz_acq("train", *args, "--crop", "32", "--fov", "64", "-o", tmp_path / "old")
+    assert old.returncode == 0, old.stderr
+    stored = json.loads(torch.load(tmp_path / "old" / "checkpoint.pt")["settings"])
+    assert (stored["crop_px"], stored["fov_px"], stored["precision"]) == (32, 64, "float32")
+    bad = rmz_acq("train", *args, "--precision", "half", "-o", tmp_path / "bad")
+    assert bad.returncode == 2 and "bfloat16" in bad.stderr
+
+
+def test_train_defaults_are_the_training_settings_own() -> None:
+    """The command restates no default: each option's is read from TrainingSettings."""
+    import typer.main
+
+    from rmz_acq.cli import app
+
+    command = typer.main.get_command(app).commands["train"]  # type: ignore[attr-defined]
+    defaults = {p.name: p.default for p in command.params}
+    settings = TrainingSettings()
+    for option, field in [
+        ("steps", "steps"), ("crop_px", "crop_px"), ("batch_items", "batch_items"),
+        ("volumes", "n_volumes"), ("learning_rate", "learning_rate"),
+        ("max_inputs", "max_inputs"), ("input_plane_fraction", "input_plane_fraction"),
+        ("intensity", "intensity"), ("precision", "precision"), ("seed", "seed"),
+    ]:  # fmt: skip
+        assert defaults[option] == getattr(settings, field), option
+    assert defaults["psf_models"] == ",".join(settings.psf_models)
+    assert defaults["families"] == ",".join(settings.structure_families)
+
+
+def test_the_model_is_required_where_nothing_can_say_which(
+    frames_file: Path, tmp_path: Path
+) -> None:
+    """No command assumes a preset: only a simulated config's optics may choose one."""
+    grid = ("--z-range", "0:9:1")
+    for args in (
+        ("reconstruct", frames_file, *grid, "-o", tmp_path / "v.ome.tif"),
+        ("reconstruct-runs", tmp_path),
+        ("evaluate", frames_file, "-g", frames_file, "-f", frames_file),
+        ("calibrate", "--stack", frames_file, "-o", tmp_path / "c.safetensors"),
+    ):
+        result = rmz_acq(*args)
+        assert result.returncode == 2 and "--model" in result.stderr, (args, result.stderr)
+    result = rmz_acq("validate", "--stack", frames_file, "-o", tmp_path / "check")
+    assert result.returncode == 2
+    assert "--model is required with --stack" in result.stderr
+    assert not (tmp_path / "v.ome.tif").exists()
+
+
+def test_every_command_that_runs_the_network_explains_device_and_precision() -> None:
+    import typer.main
+
+    from rmz_acq.cli import app
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    for name in ("acquire", "reconstruct", "reconstruct-runs", "evaluate", "validate", "train"):
+        options = {p.name: p for p in commands[name].params}
+        assert "cuda" in (options["device"].help or ""), name
+        assert "bfloat16" in (options["precision"].help or ""), name
+    assert "cuda" in (({p.name: p for p in commands["calibrate"].params})["device"].help or "")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rmz_acq.model.weights import load_model
-from tests.rmz_acq.test_cli_simulate import rmz_acq
+from tests.rmz_acq.test_cli_stack import rmz_acq
 
 ARGS = (
     "--preset", "beads", "--volumes", "2", "--crop", "32", "--fov", "64", "--batch", "2",

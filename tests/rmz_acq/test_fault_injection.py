@@ -138,7 +138,7 @@ def test_cli_z_limits_cannot_widen_the_travel(
     assert not run.exists()
     stack = tmp_path / "stack.ome.tif"
     code, _, err = cli(
-        capsys, "simulate", "-c", config, "--z-range", "3:7:1", "--z-limits", "-50:50", "-o", stack
+        capsys, "stack", "-c", config, "--z-range", "3:7:1", "--z-limits", "-50:50", "-o", stack
     )
     assert code == 2 and "(6 to 7 um) are outside" in err and "can only narrow" in err
     assert not stack.exists()
@@ -646,7 +646,7 @@ def test_a_config_with_impossible_optics_is_one_line(
 ) -> None:
     config = make_config(**SMALL_BEADS, Microscope__NumericalAperture=1.6)
     out = tmp_path / "s.ome.tif"
-    args = ["simulate", "-c", str(config), "--z-range", "0:1:1", "-o", str(out)]
+    args = ["stack", "-c", str(config), "--z-range", "0:1:1", "-o", str(out)]
     result = subprocess.run(  # a real process: the device layer's log goes to stderr
         [sys.executable, "-m", "rmz_acq", *args],
         capture_output=True,
@@ -690,7 +690,7 @@ def test_failures_after_the_start_exit_1_with_one_line(
 
     monkeypatch.setattr(SimulatedCamera, "snap", dies)
     stack = tmp_path / "stack.ome.tif"
-    code, _, err = cli(capsys, "simulate", "-c", config, "--z-range", "0:4:1", "-o", stack)
+    code, _, err = cli(capsys, "stack", "-c", config, "--z-range", "0:4:1", "-o", stack)
     assert code == 1 and err.startswith("error: only 2 of 5 frames arrived"), err
     assert len(read_zstack(stack).data) == 2  # what was taken is kept
     monkeypatch.undo()

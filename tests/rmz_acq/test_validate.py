@@ -54,7 +54,7 @@ def test_validate_takes_the_stack_simulate_would_and_scores_the_replay(
     assert stdout.startswith("on this specimen, model tiny reaches ")
     assert "linear interpolation of the same planes" in stdout
     simulated = tmp_path / "simulated.ome.tif"
-    code, _, err = cli(capsys, "simulate", "-c", config, "--z-range", "0:4:0.1", "-o", simulated)
+    code, _, err = cli(capsys, "stack", "-c", config, "--z-range", "0:4:0.1", "-o", simulated)
     assert code == 0, err
     taken, reference = read_zstack(out / "stack.ome.tif"), read_zstack(simulated)
     np.testing.assert_array_equal(taken.data, reference.data)

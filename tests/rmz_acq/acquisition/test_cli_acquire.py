@@ -14,7 +14,7 @@ from rmz_acq.model.network import RecurrentMZ
 from rmz_acq.model.weights import save_weights
 from rmz_acq.training.conditions import PRESET_CONDITIONS
 from tests.conftest import SMALL_BEADS
-from tests.rmz_acq.test_cli_simulate import rmz_acq
+from tests.rmz_acq.test_cli_stack import rmz_acq
 
 
 @pytest.fixture

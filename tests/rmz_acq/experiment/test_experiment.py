@@ -20,7 +20,7 @@ from rmz_acq.io import read_zstack
 from rmz_acq.model.weights import LoadedModel
 from simulators.devices import SimulatedXYStage
 from tests.conftest import SMALL_BEADS
-from tests.rmz_acq.test_cli_simulate import rmz_acq
+from tests.rmz_acq.test_cli_stack import rmz_acq
 
 POSITIONS = [{"x": 0, "y": 0, "z": 2, "name": "left"}, {"x": 30, "y": 0, "z": 2, "name": "right"}]
 TWO_BY_TWO = useq.MDASequence(stage_positions=POSITIONS, time_plan={"interval": 0.5, "loops": 2})

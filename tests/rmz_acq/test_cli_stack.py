@@ -1,4 +1,4 @@
-"""``rmz-acq simulate`` through its real entry point."""
+"""``rmz-acq stack`` (and its old name ``simulate``) through the real entry point."""
 
 from __future__ import annotations
 
@@ -24,12 +24,12 @@ def rmz_acq(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_simulate_writes_an_ome_z_stack_with_measured_z(
+def test_stack_writes_an_ome_z_stack_with_measured_z(
     make_config: Callable[..., Path], tmp_path: Path
 ) -> None:
     config = make_config(**SMALL_BEADS, Z__PositionErrorSigmaUm=0.05, Z__Seed=2)
     out = tmp_path / "stack.ome.tif"
-    result = rmz_acq("simulate", "--config", config, "--z-range", "0:4:0.5", "-o", out)
+    result = rmz_acq("stack", "--config", config, "--z-range", "0:4:0.5", "-o", out)
     assert result.returncode == 0, result.stderr
     assert "9 planes" in result.stdout
     stack = read_zstack(out)
@@ -53,12 +53,12 @@ def test_simulate_writes_an_ome_z_stack_with_measured_z(
         (["--z-range", "0:4:1", "--exposure-ms", "-3"], "exposure"),
     ],
 )
-def test_simulate_bad_input_is_one_line_and_moves_nothing(
+def test_stack_bad_input_is_one_line_and_moves_nothing(
     make_config: Callable[..., Path], tmp_path: Path, args: list[str], fragment: str
 ) -> None:
     config = make_config(**SMALL_BEADS)
     out = tmp_path / "stack.ome.tif"
-    result = rmz_acq("simulate", "--config", config, "-o", out, *args)
+    result = rmz_acq("stack", "--config", config, "-o", out, *args)
     assert result.returncode == 2
     assert fragment in result.stderr
     assert "Traceback" not in result.stderr
@@ -66,9 +66,9 @@ def test_simulate_bad_input_is_one_line_and_moves_nothing(
     assert not out.exists()
 
 
-def test_simulate_missing_config(tmp_path: Path) -> None:
+def test_stack_missing_config(tmp_path: Path) -> None:
     result = rmz_acq(
-        "simulate", "--config", tmp_path / "x.cfg", "--z-range", "0:1:1", "-o", tmp_path / "o.tif"
+        "stack", "--config", tmp_path / "x.cfg", "--z-range", "0:1:1", "-o", tmp_path / "o.tif"
     )
     assert result.returncode == 2
     assert "does not exist" in result.stderr
@@ -76,4 +76,16 @@ def test_simulate_missing_config(tmp_path: Path) -> None:
 
 def test_version_and_help() -> None:
     assert rmz_acq("--version").stdout.startswith("rmz-acq ")
-    assert "simulate" in rmz_acq("--help").stdout
+    listed = rmz_acq("--help").stdout
+    assert "stack" in listed and "export-bioimageio" in listed
+
+
+def test_simulate_is_an_alias_of_stack_that_says_so(
+    make_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = make_config(**SMALL_BEADS)
+    out = tmp_path / "old.ome.tif"
+    result = rmz_acq("simulate", "--config", config, "--z-range", "0:1:0.5", "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "now `rmz-acq stack`" in result.stderr
+    assert read_zstack(out).data.shape == (3, 64, 64)

@@ -1,11 +1,16 @@
-"""``rmz-acq simulate``: the mechanical z-stack (ground truth)."""
+"""``rmz-acq stack``: the mechanical z-stack (ground truth), on any config.
+
+``rmz-acq simulate`` is its old name, kept as an alias: it never simulated
+anything itself (a simulated config does that) and runs on real configs too.
+"""
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,7 +20,7 @@ from ._signals import exit_cancelled, stop_on_signals
 
 
 @app.command()
-def simulate(
+def stack(
     config: Annotated[
         Path, typer.Option("--config", "-c", help="Micro-Manager .cfg (simulated or real).")
     ],
@@ -96,3 +101,10 @@ def simulate(
         f"wrote {output}: {len(records)} planes, z {min(measured):.3f} to "
         f"{max(measured):.3f} um (measured)"
     )
+
+
+@app.command("simulate", help="The old name of `stack`, kept as an alias.")
+@functools.wraps(stack)
+def _simulate(*args: Any, **kwargs: Any) -> None:
+    typer.echo("note: `rmz-acq simulate` is now `rmz-acq stack` (same options)", err=True)
+    stack(*args, **kwargs)

@@ -1,0 +1,87 @@
+"""What decides a training run, without importing torch (the command line reads it)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from simulators.optics import PsfModel
+from simulators.samples import STRUCTURE_FAMILIES, StructureFamily
+
+from ..model.normalization import IntensityMethod
+
+__all__ = ["OpticsVariety", "SampleVariety", "TrainingSettings"]
+
+SampleVariety = Literal["standard", "wide", "structures"]
+"""How far simulated samples vary: ``standard`` is the preset's stated sample
+(and what its model card is scored on); ``wide`` also varies what the
+conditions leave open: nuclei 1.5-7 µm across, packed 3-25 % of the tissue,
+in a band 16-90 µm wide (up to filling the field), with chromatin texture
+and more diffuse tissue; beads 1-20 per 1000 µm³ with a larger brightness
+spread.  ``structures`` draws one to three of the structure families of
+`simulators.structures` (from those allowed), mixed in one field with
+brightnesses up to two decades apart."""
+
+OpticsVariety = Literal["ideal", "realistic"]
+"""``ideal``: the preset's optics (NA within 0.03, wavelength within 10 nm,
+flux x0.3-3, background x0.2-3).  ``realistic`` adds what real microscopes
+do: primary spherical aberration up to 0.3 waves RMS either sign (imaging
+into a sample of another refractive index), a focal shift of 0.8-1.0 µm of
+focus per µm of stage, a smooth haze of out-of-field light up to the
+sample's own mean brightness, and flux x0.1-10."""
+
+
+class TrainingSettings(BaseModel):
+    """Everything that decides a training run (stored in the checkpoint)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps: int = Field(3000, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    batch_items: int = Field(4, ge=1)
+    targets_per_item: int = Field(2, ge=1)
+    crop_px: int = Field(128, ge=32)
+    n_volumes: int = Field(24, ge=1)
+    fov_px: int = Field(256, ge=64)
+    base_channels: int = Field(8, ge=2)
+    depth: int = Field(4, ge=1, le=7)
+    dpm_scale_um: float = Field(5.0, gt=0)
+    foreground_weight: float = Field(0.0, ge=0)
+    focus_fraction: float = Field(0.0, ge=0, le=1)
+    max_inputs: int = Field(4, ge=1, le=32, description="largest M drawn for a sequence")
+    scan_order_fraction: float = Field(
+        0.0, ge=0, le=1, description="share of sequences in an adaptive scan's plane order"
+    )
+    scan_policies: tuple[str, ...] = Field(
+        ("bisection",),
+        min_length=1,
+        description="next-plane policies whose orders those sequences follow (static ones)",
+    )
+    adversarial_weight: float = Field(0.0, ge=0, description="gamma of eq. 7; paper 0.5")
+    psf_models: tuple[PsfModel, ...] = Field(
+        ("scalar",), min_length=1, description="PSF models simulated volumes are drawn from"
+    )
+    sample_varieties: tuple[SampleVariety, ...] = Field(
+        ("standard",), min_length=1, description="sample varieties simulated volumes are drawn from"
+    )
+    structure_families: tuple[StructureFamily, ...] = Field(
+        STRUCTURE_FAMILIES,
+        min_length=1,
+        description="families the 'structures' sample variety draws from",
+    )
+    optics_varieties: tuple[OpticsVariety, ...] = Field(
+        ("ideal",), min_length=1, description="optics varieties simulated volumes are drawn from"
+    )
+    intensity: IntensityMethod = Field(
+        "energy", description="how frames are normalised (stored with the weights)"
+    )
+    input_plane_fraction: float = Field(
+        0.1, ge=0, le=1, description="share of targets at the z of an input frame"
+    )
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="compute dtype of the forward pass (bfloat16: autocast)"
+    )
+    seed: int = 0
+    checkpoint_every: int = Field(250, ge=1)
+    validate_every: int = Field(250, ge=1)
