@@ -13,7 +13,6 @@ file, no z) is reported and the others carry on.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ import torch
 from numpy.typing import NDArray
 
 from .errors import RmzError
+from .io.run_folder import FRAMES, REPORT, UNUSED_FRAMES, VOLUME, RunReport
 
 __all__ = [
     "BatchRun",
@@ -37,9 +37,9 @@ __all__ = [
     "worker_split",
 ]
 
-FRAMES_NAME = "frames.ome.tif"
+FRAMES_NAME = FRAMES
 # The files of a run that hold frames: never an output.
-INPUT_NAMES = (FRAMES_NAME, "unused_frames.ome.tif")
+INPUT_NAMES = (FRAMES, UNUSED_FRAMES)
 
 
 @dataclass(frozen=True)
@@ -72,22 +72,21 @@ class RunResult:
 
 
 def _planes_from_report(frames: Path) -> tuple[float, ...]:
-    report = frames.parent / "report.json"
     try:
-        planes = json.loads(report.read_text())["output_planes_um"]
-    except (OSError, ValueError, KeyError, TypeError):
+        planes = RunReport.read(frames.parent).output_planes_um
+    except RmzError:
         raise RmzError(
-            f"{frames.parent} has no report.json with output_planes_um to take the output "
+            f"{frames.parent} has no {REPORT} with output_planes_um to take the output "
             "grid from; give --z-range to reconstruct it"
         ) from None
-    return tuple(float(p) for p in planes)
+    return tuple(planes)
 
 
 def find_runs(
     folder: str | Path,
     planes_um: Sequence[float] | NDArray[np.floating] | None = None,
     *,
-    output_name: str = "volume.ome.tif",
+    output_name: str = VOLUME,
     overwrite: bool = False,
     pixel_size_um: float | None = None,
 ) -> RunSearch:

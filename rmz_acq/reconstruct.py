@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from numpy.typing import NDArray
 from .errors import DataWarning, RmzError
 from .io import read_zstack, write_zstack
 from .io.outputs import check_output_file
+from .io.run_folder import FRAMES, REPORT, RunFiles, RunReport
 from .model.weights import LoadedModel, load_model
 from .session import PushResult, ReconstructionSession, compute_dtype
 
@@ -57,16 +57,16 @@ def read_frames(path: str | Path, z_override: Sequence[float] | None = None) -> 
 
 def _warn_if_frames_lost(path: Path, n_read: int) -> None:
     """A run's ``report.json`` lists every frame taken: say if the file holds fewer."""
-    report = path.parent / "report.json"
-    if path.name != "frames.ome.tif" or not report.is_file():
+    files = RunFiles(path.parent)
+    if path.name != FRAMES or not files.report.is_file():
         return
     try:
-        listed = len(json.loads(report.read_text())["frames"])
-    except (OSError, ValueError, KeyError, TypeError):
+        listed = len(RunReport.read(files.folder).frames)
+    except RmzError:
         return
     if listed > n_read:
         warnings.warn(
-            f"{path} holds {n_read} intact frames but {report.name} lists {listed}: "
+            f"{path} holds {n_read} intact frames but {REPORT} lists {listed}: "
             f"{listed - n_read} lost (the scan was killed while writing?); reconstructing "
             f"from the {n_read} that are there",
             DataWarning,

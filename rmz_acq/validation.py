@@ -27,6 +27,7 @@ from .errors import RmzError
 from .evaluation.report import Evaluation, evaluate_arrays
 from .io import ZStack, write_zstack
 from .io.jsonfile import write_json_file
+from .io.run_folder import REPORT, VOLUME
 from .model.weights import LoadedModel
 from .session import ReconstructionSession, compute_dtype
 
@@ -257,14 +258,14 @@ def write_validation(validation: Validation, folder: str | Path) -> dict[str, Pa
     step = float(np.median(np.diff(planes))) if len(planes) > 1 else None
     written = {
         "volume": write_zstack(
-            folder / "volume.ome.tif",
+            folder / VOLUME,
             validation.volume,
             planes,
             validation.pixel_size_um,
             z_step_um=step,
             name=f"rmz_acq validate {validation.model_name} {validation.model_sha256[:12]}",
         ),
-        "report": write_json_file(folder / "report.json", validation.to_json()),
+        "report": write_json_file(folder / REPORT, validation.to_json()),
     }
     written["figure"] = _figure(validation, folder / "validation.png")
     return written

@@ -43,6 +43,7 @@ from ..hardware import MicroscopeSummary, connect_on_runner_thread, light_path_o
 from ..hardware import xy_limits_um as xy_stage_limits
 from ..io import FrameStackWriter, write_zstack
 from ..io.outputs import RunFolder
+from ..io.run_folder import FRAMES, REPORT, UNUSED_FRAMES, VOLUME, RunFiles
 from ..model.weights import LoadedModel
 from ..safety import (
     XYLimits,
@@ -56,7 +57,7 @@ from .completion import Completion
 from .judge import ScanJudge, Verdict
 from .plan import ScanPlan
 from .policies import NextPlanePolicy, PlaneChoice, ScanState, choosable_planes, make_policy
-from .report import FrameRecord, ScanReport, write_preview
+from .report import FrameRecord, ScanReport
 from .settings import (
     DEFAULT_RELATIVE_EPSILON,
     PRESET_RELATIVE_EPSILON,
@@ -177,8 +178,10 @@ class AdaptiveScan:
     settings
         Stop rule and limits.
     run_dir
-        Where ``frames.ome.tif``, ``volume.ome.tif``, ``report.json`` and
-        ``preview.png`` go.
+        Where ``frames.ome.tif``, ``volume.ome.tif`` and ``report.json`` go
+        (`rmz_acq.io.run_folder`); ``preview.png`` comes from
+        ``rmz_acq.preview.PreviewWriter(scan)``, which the command line
+        attaches (the scan never imports the preview package).
     limits_um
         Focus travel limits: required when the stage reports none, otherwise
         they can only narrow the stage's (`rmz_acq.safety.travel_limits`).
@@ -233,6 +236,7 @@ class AdaptiveScan:
         self.plan = plan
         self.settings = settings
         self.run_dir = Path(run_dir)
+        self.files = RunFiles(self.run_dir)
         self.overwrite = overwrite
         self.events = ScanSignals()
         self.policy = policy if policy is not None else make_policy(settings.next_plane)
@@ -392,22 +396,20 @@ class AdaptiveScan:
     def _write_report(self) -> None:
         assert self.report is not None
         with self._report_lock:
-            self.report.write(self.run_dir / "report.json")
+            self.report.write(self.files.report)
 
     def _keep_unused(self, image: NDArray[Any], measured: float, commanded: float) -> None:
         """A frame taken but not used (arrived after a cancel): kept, never dropped."""
         assert self.report is not None
         if self._unused is None:
-            self._unused = FrameStackWriter(
-                self.run_dir / "unused_frames.ome.tif", self.summary.pixel_size_um
-            )
+            self._unused = FrameStackWriter(self.files.unused_frames, self.summary.pixel_size_um)
         self._unused.append(image, measured, commanded_z_um=commanded)
         self.report.unused_frames.append({"commanded_z_um": commanded, "measured_z_um": measured})
 
     def _run(self) -> ScanReport:
         self.report = report = self._new_report()
         self._write_report()  # a scan that dies still leaves its plan and grid
-        self._frames = FrameStackWriter(self.run_dir / "frames.ome.tif", self.summary.pixel_size_um)
+        self._frames = FrameStackWriter(self.files.frames, self.summary.pixel_size_um)
         self._unused = None
         self._arrived = []
         self._history: list[NDArray[np.float32]] = []
@@ -666,22 +668,22 @@ class AdaptiveScan:
             except Exception as exc:
                 problems.append(f"{what} not written ({type(exc).__name__}: {exc})")
 
-        attempt("frames.ome.tif", self._frames.close)
+        attempt(FRAMES, self._frames.close)
         if self._unused is not None:
-            attempt("unused_frames.ome.tif", self._unused.close)
+            attempt(UNUSED_FRAMES, self._unused.close)
         planes = self.session.output_planes_um
         pixel = self.summary.pixel_size_um
         step = float(np.diff(planes).mean()) if len(planes) > 1 else None
         volume = self._volume if self._volume is not None else self.session.volume
         if volume is not None and not np.isfinite(volume).all():
-            problems.append("volume.ome.tif not written: it holds non-finite values (NaN or inf)")
+            problems.append(f"{VOLUME} not written: it holds non-finite values (NaN or inf)")
             volume = None
         if volume is not None:
             name = f"rmz_acq {self.model.name} {self.model.sha256[:12]}"
             attempt(
-                "volume.ome.tif",
+                VOLUME,
                 lambda: write_zstack(
-                    self.run_dir / "volume.ome.tif",
+                    self.files.volume,
                     volume,
                     planes,
                     pixel,
@@ -690,23 +692,12 @@ class AdaptiveScan:
                 ),
             )
             for i, past in enumerate(self._history):
-                target = self.run_dir / f"volume_after_{i + 1:02d}_frames.ome.tif"
+                target = self.files.volume_after(i + 1)
                 attempt(
                     target.name,
                     lambda past=past, target=target: write_zstack(
                         target, past, planes, pixel, z_step_um=step, name=name
                     ),
-                )
-            with contextlib.suppress(Exception):  # a preview must never lose the data
-                write_preview(
-                    volume,
-                    planes,
-                    pixel,
-                    report.frames,
-                    self.run_dir / "preview.png",
-                    epsilon=report.epsilon,
-                    relative_epsilon=report.relative_epsilon,
-                    title=f"{len(report.frames)} frames, stop: {report.stop_reason.value}",
                 )
         if problems:
             stopped = report.stop_reason.value
@@ -714,5 +705,5 @@ class AdaptiveScan:
             earlier = [report.error] if report.error else []
             report.error = "; ".join([*earlier, *problems, f"the scan stopped: {stopped}"])
         report.finished = True
-        attempt("report.json", self._write_report)
+        attempt(REPORT, self._write_report)
         return problems

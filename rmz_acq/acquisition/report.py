@@ -1,24 +1,21 @@
-"""What a scan leaves behind: per-frame records, ``report.json``, ``preview.png``."""
+"""What a scan leaves behind: per-frame records and ``report.json``.
+
+``preview.png`` is drawn by `rmz_acq.preview.render` (the preview package
+listens to the scan; the scan never imports it).
+"""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
+from ..errors import RmzError
 from ..io.jsonfile import strict_json, write_json_file
+from ..io.run_folder import RunReport
 from .stop_rules import StopReason
 
-__all__ = ["FrameRecord", "ScanReport", "write_preview"]
-
-# Matplotlib is not thread-safe (its mathtext parser keeps shared state), and
-# a preview is drawn on two threads at once: the viewer's on the GUI thread
-# while the scan writes preview.png on its own.
-_MATPLOTLIB = threading.Lock()
+__all__ = ["FrameRecord", "ScanReport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,101 +82,36 @@ class ScanReport:
             data["epsilon"] = self.relative_epsilon
         return strict_json(data)
 
+    @classmethod
+    def read(cls, run_dir: str | Path) -> ScanReport:
+        """The report of a run folder, as the scan wrote it (`RunReport` reads the file).
+
+        Raises
+        ------
+        RmzError
+            No report there, or one without the contract's keys.
+        """
+        found = RunReport.read(run_dir)
+        known = set(FrameRecord.__dataclass_fields__)
+        frames = [FrameRecord(**{k: v for k, v in f.items() if k in known}) for f in found.frames]
+        try:
+            reason = StopReason(found.stop_reason)
+        except ValueError:
+            raise RmzError(f"{found.path}: unknown stop_reason {found.stop_reason!r}") from None
+        return cls(
+            stop_reason=reason,
+            epsilon=found.absolute_epsilon,
+            relative_epsilon=found.relative_epsilon,
+            model=found.model,
+            output_planes_um=found.output_planes_um,
+            candidates_um=list(found.data.get("candidates_um") or []),
+            frames=frames,
+            error=found.data.get("error"),
+            pixel_size_um=found.pixel_size_um,
+            next_plane=found.data.get("next_plane"),
+            finished=bool(found.data.get("finished", True)),
+        )
+
     def write(self, path: str | Path) -> Path:
         """Write ``report.json`` atomically (the previous version stays whole until then)."""
         return write_json_file(path, self.to_json())
-
-
-def render_preview(
-    volume: NDArray[np.floating],
-    planes_um: NDArray[np.floating],
-    pixel_um: float,
-    frames: list[FrameRecord],
-    *,
-    epsilon: float | None,
-    relative_epsilon: float | None,
-    title: str,
-) -> NDArray[np.uint8]:
-    """Orthogonal views (acquired planes marked) beside the convergence curve, RGB.
-
-    The orthogonal views start at pixel (0, 0) with the layout of
-    `render_orthoviews`, so the picture can be checked pixel by pixel.
-    """
-    from ..preview.projections import render_orthoviews
-
-    ortho, layout = render_orthoviews(
-        volume, planes_um, pixel_um, [f.measured_z_um for f in frames]
-    )
-    height = max(layout.height, 320)
-    with _MATPLOTLIB:
-        chart = _convergence_chart(frames, height, epsilon, relative_epsilon, title)
-    image = np.full((height, layout.width + chart.shape[1], 3), 255, np.uint8)
-    image[: layout.height, : layout.width] = ortho
-    image[: chart.shape[0], layout.width :] = chart[:height]
-    return image
-
-
-def _convergence_chart(
-    frames: list[FrameRecord],
-    height: int,
-    epsilon: float | None,
-    relative_epsilon: float | None,
-    title: str,
-) -> NDArray[np.uint8]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.2, height / 100), dpi=100)
-    FigureCanvasAgg(fig)
-    curve, order = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
-    absolute = epsilon is not None
-    label = "||V_M - V_(M-1)||_F" if absolute else "||V_M - V_(M-1)||_F / ||V_M||_F"
-    points = [(f.index + 1, f.frobenius_change if absolute else f.relative_change) for f in frames]
-    points = [(m, c) for m, c in points if c is not None and c > 0]
-    if points:
-        curve.semilogy(*zip(*points, strict=True), "o-", label=label)
-    threshold = epsilon if absolute else relative_epsilon
-    if threshold:
-        curve.axhline(threshold, color="red", linestyle="--", label="epsilon")
-    curve.set_title(title, fontsize=9)
-    if points or threshold:
-        curve.legend(fontsize=7)
-    curve.grid(alpha=0.3)
-    # Where each frame was taken, in the order taken (the next-plane policy's path).
-    if frames:
-        order.plot(
-            [f.index + 1 for f in frames], [f.measured_z_um for f in frames], "s:", color="C2"
-        )
-    order.set_ylabel("z of frame (um)", fontsize=8)
-    order.set_xlabel("frames M")
-    order.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.canvas.draw()
-    return np.array(fig.canvas.buffer_rgba())[..., :3]  # type: ignore[attr-defined]
-
-
-def write_preview(
-    volume: NDArray[np.floating],
-    planes_um: NDArray[np.floating],
-    pixel_um: float,
-    frames: list[FrameRecord],
-    path: str | Path,
-    *,
-    epsilon: float | None,
-    relative_epsilon: float | None,
-    title: str,
-) -> Path:
-    """`render_preview` written as PNG (``preview.png``, snapshots)."""
-    from matplotlib.image import imsave
-
-    image = render_preview(
-        volume,
-        planes_um,
-        pixel_um,
-        frames,
-        epsilon=epsilon,
-        relative_epsilon=relative_epsilon,
-        title=title,
-    )
-    imsave(path, image)
-    return Path(path)

@@ -249,6 +249,10 @@ def acquire(
             )
 
         scan.events.decisionMade.connect(show)
+        from ..preview.snapshots import PreviewWriter
+
+        # preview.png when the scan ends (psygnal holds callbacks weakly: keep it alive)
+        preview = PreviewWriter(scan)
         if snapshots:
             from ..preview.snapshots import SnapshotWriter
 
@@ -280,6 +284,8 @@ def acquire(
             received[0],
             f"{len(report.frames)} frames taken; frames, volume and report.json are in {output}",
         )
+    if preview.written is None:
+        typer.echo(f"warning: {output / 'preview.png'} could not be drawn", err=True)
     d = report.durations_s
     typer.echo(
         f"{report.stop_reason.value} after {len(report.frames)} of {len(plan.candidates_um)} "
@@ -323,10 +329,11 @@ def view_run(
         from ..preview.viewer import open_run
     except ImportError as exc:
         raise fail(f"the viewer needs: pip install 'rmz_acq[view]' ({exc})") from None
-    experiment = (run_dir / "experiment.json").is_file()
-    if not experiment and (
-        not (run_dir / "volume.ome.tif").is_file() or not (run_dir / "report.json").is_file()
-    ):
+    from ..io.run_folder import RunFiles
+
+    files = RunFiles(run_dir)
+    experiment = files.is_experiment
+    if not experiment and not files.finished:
         raise fail(
             f"{run_dir} is not a run folder (volume.ome.tif and report.json, or "
             "experiment.json, expected)"

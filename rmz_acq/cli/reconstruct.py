@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import RmzError
+from ..io.run_folder import VOLUME
 from ._app import Device, Model, Precision, app, fail
 
 
@@ -81,7 +82,7 @@ def reconstruct_runs(
     ] = None,
     output_name: Annotated[
         str, typer.Option("--output-name", help="Volume file written in each run folder.")
-    ] = "volume.ome.tif",
+    ] = VOLUME,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace volumes that are already there.")
     ] = False,

@@ -34,6 +34,7 @@ from ..hardware import summarize, xy_limits_um
 from ..io.outputs import RUN_FILES, RunFolder
 from ..io.zarr_volumes import VolumeStore
 from ..model.weights import LoadedModel
+from ..preview.snapshots import PreviewWriter
 from ..safety import (
     XYLimits,
     check_within_limits,
@@ -141,6 +142,7 @@ class Experiment:
         self.device = device
         self.run_dir = Path(run_dir)
         self.events = ExperimentSignals()
+        self._previews: list[PreviewWriter] = []
         self.summary = summarize(core)
         self.limits_um, note = travel_limits(self.summary.focus_limits_um, limits_um)
         self.warnings = [note] if note else []
@@ -401,6 +403,8 @@ class Experiment:
         except Exception as exc:  # the scan could not even be set up
             self._failed(record, exc, store)
             return "error" if self.on_error == "stop" else None
+        # each volume's preview.png; a writer lets go of its scan once it has drawn
+        self._previews = [p for p in self._previews if not p.done] + [PreviewWriter(scan)]
         self.events.volumeStarted.emit(ScanStarted(record, scan))
         self._current = scan
         thread = threading.Thread(

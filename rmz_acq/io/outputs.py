@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import OutputExistsError, RmzError, RunLockedError
+from .run_folder import FRAMES, PREVIEW, REPORT, UNUSED_FRAMES, VOLUME, VOLUME_AFTER_PATTERN
 
 __all__ = [
     "LOCK_NAME",
@@ -31,18 +32,18 @@ LOCK_NAME = ".rmz_acq.lock"
 
 # What `rmz-acq acquire` writes into a run folder (and `--overwrite` deletes).
 RUN_FILES = (
-    "frames.ome.tif",
-    "unused_frames.ome.tif",
-    "volume.ome.tif",
-    "volume_after_*_frames.ome.tif",
-    "report.json",
-    "preview.png",
+    FRAMES,
+    UNUSED_FRAMES,
+    VOLUME,
+    VOLUME_AFTER_PATTERN,
+    REPORT,
+    PREVIEW,
     "*.partial",
     "snapshots/frame_*.png",
 )
 
 # What `rmz-acq validate` writes into its folder.
-VALIDATION_FILES = ("stack.ome.tif", "volume.ome.tif", "report.json", "validation.png", "*.partial")
+VALIDATION_FILES = ("stack.ome.tif", VOLUME, REPORT, "validation.png", "*.partial")
 
 
 def check_writable(path: Path) -> None:
@@ -128,7 +129,7 @@ class RunFolder:
         """
         if self.path.exists() and not self.path.is_dir():
             raise RmzError(f"-o {self.path} is a file; give a folder for the run")
-        check_writable(self.path / "report.json")
+        check_writable(self.path / REPORT)
         held = self.contents()
         if held and not overwrite:
             shown = ", ".join(p.name for p in held[:4]) + (", ..." if len(held) > 4 else "")

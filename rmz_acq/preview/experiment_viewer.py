@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 
 from ..experiment.report import VolumeRecord
 from ..experiment.runner import ScanStarted, volume_folder
+from ..io.run_folder import EXPERIMENT, RunFiles, RunReport
 from .viewer import ScanViewer, read_run
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ class ExperimentViewer(QWidget):
         """Show the finished volume of position ``p`` at time point ``t``; False if none."""
         run = self.run_dir / volume_folder(p, t)
         self.shown = (p, t)
-        if not (run / "volume.ome.tif").is_file() or not (run / "report.json").is_file():
+        if not RunFiles(run).finished:
             self.scan_view.status.setText(f"{run.name}: no volume (not taken yet, or failed)")
             return False
         volume, _, report = read_run(run)
@@ -158,13 +159,13 @@ class ExperimentViewer(QWidget):
 def open_experiment(run_dir: str | Path, *, slicer: bool = False) -> ExperimentViewer:
     """A viewer of an experiment folder (``experiment.json`` and its volume folders)."""
     run = Path(run_dir)
-    data = json.loads((run / "experiment.json").read_text())
+    data = json.loads((run / EXPERIMENT).read_text())
     positions = [p["name"] for p in data["positions"]]
     pixel = 0.1
     for record in data["volumes"]:  # the first volume with a report gives the pixel size
-        report = run / record["run"] / "report.json"
-        if report.is_file():
-            pixel = json.loads(report.read_text()).get("pixel_size_um") or pixel
+        files = RunFiles(run / record["run"])
+        if files.report.is_file():
+            pixel = RunReport.read(files.folder).pixel_size_um or pixel
             break
     viewer = ExperimentViewer(run, positions, len(data["time_points_s"]), pixel, slicer=slicer)
     viewer.follow.setChecked(False)

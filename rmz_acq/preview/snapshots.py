@@ -1,19 +1,62 @@
-"""Headless live view: the preview figure written after every volume update.
+"""Headless views of a scan: ``preview.png`` at its end, and snapshots per frame.
 
-For remote or scripted runs: connect a `SnapshotWriter` to a scan's
-``volumeUpdated`` signal and ``RUN_DIR/snapshots/frame_NN.png`` appears after
-each frame (XY/XZ/YZ maximum projections with the acquired planes marked,
-and the convergence curve so far).
+`PreviewWriter` listens to a scan's ``finished`` signal and writes
+``RUN_DIR/preview.png``; for remote or scripted runs, a `SnapshotWriter`
+connected to ``volumeUpdated`` writes ``RUN_DIR/snapshots/frame_NN.png`` after
+each frame.  Both draw `rmz_acq.preview.render.render_preview`: XY/XZ/YZ
+maximum projections with the acquired planes marked, and the convergence
+curve.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..acquisition.controller import VolumeUpdate
-from ..acquisition.report import FrameRecord, write_preview
+from ..acquisition.report import FrameRecord, ScanReport
+from .render import write_preview
 
-__all__ = ["SnapshotWriter"]
+if TYPE_CHECKING:
+    from ..acquisition.controller import AdaptiveScan
+
+__all__ = ["PreviewWriter", "SnapshotWriter"]
+
+
+class PreviewWriter:
+    """Writes ``preview.png`` into the run folder when ``scan`` finishes.
+
+    Construct it before ``scan.run()`` and keep a reference for the scan's
+    length (psygnal holds callbacks weakly).  A preview that cannot be drawn
+    is skipped: it must never cost the data, which is already on disk.
+    """
+
+    def __init__(self, scan: AdaptiveScan) -> None:
+        self.scan: AdaptiveScan | None = scan
+        self.written: Path | None = None
+        scan.events.finished.connect(self)
+
+    @property
+    def done(self) -> bool:
+        """The scan finished (and the writer let go of it)."""
+        return self.scan is None
+
+    def __call__(self, report: ScanReport) -> None:
+        scan, self.scan = self.scan, None
+        if scan is None or scan.volume is None:
+            return
+        with contextlib.suppress(Exception):
+            self.written = write_preview(
+                scan.volume,
+                scan.session.output_planes_um,
+                scan.summary.pixel_size_um,
+                report.frames,
+                scan.files.preview,
+                epsilon=report.epsilon,
+                relative_epsilon=report.relative_epsilon,
+                title=f"{len(report.frames)} frames, stop: {report.stop_reason.value}",
+            )
 
 
 class SnapshotWriter:

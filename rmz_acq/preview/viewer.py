@@ -25,7 +25,8 @@ from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
 from ..acquisition.controller import AdaptiveScan, VolumeUpdate
-from ..acquisition.report import FrameRecord, ScanReport, render_preview
+from ..acquisition.report import FrameRecord, ScanReport
+from .render import render_preview
 
 __all__ = ["ScanViewer", "open_run", "read_run", "start_scan"]
 
@@ -198,29 +199,14 @@ def start_scan(scan: AdaptiveScan, viewer: ScanViewer) -> threading.Thread:
 
 def read_run(run_dir: str | Path) -> tuple[NDArray[np.float32], float, ScanReport]:
     """The volume, pixel size and report of a finished run folder."""
-    import json
-
-    from ..acquisition.stop_rules import StopReason
     from ..io import read_zstack
+    from ..io.run_folder import RunFiles
 
-    run = Path(run_dir)
-    volume = read_zstack(run / "volume.ome.tif")
-    data = json.loads((run / "report.json").read_text())
-    known = set(FrameRecord.__dataclass_fields__)
-    frames = [FrameRecord(**{k: v for k, v in f.items() if k in known}) for f in data["frames"]]
-    report = ScanReport(
-        stop_reason=StopReason(data["stop_reason"]),
-        # "epsilon" is the threshold in force; it is relative when
-        # "relative_epsilon" is set.
-        epsilon=None if data.get("relative_epsilon") is not None else data.get("epsilon"),
-        relative_epsilon=data.get("relative_epsilon"),
-        model=data.get("model", {}),
-        output_planes_um=data["output_planes_um"],
-        candidates_um=data.get("candidates_um", []),
-        frames=frames,
-        error=data.get("error"),
-    )
-    return volume.data.astype(np.float32), volume.pixel_size_um or 0.1, report
+    files = RunFiles(Path(run_dir))
+    volume = read_zstack(files.volume)
+    report = ScanReport.read(files.folder)
+    pixel = volume.pixel_size_um or report.pixel_size_um or 0.1
+    return volume.data.astype(np.float32), pixel, report
 
 
 def open_run(run_dir: str | Path, *, slicer: bool = False) -> ScanViewer:

@@ -12,11 +12,13 @@ import torch
 from pymmcore_plus import CMMCorePlus
 
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings, StopReason, VolumeUpdate
+from rmz_acq.acquisition.report import ScanReport
 from rmz_acq.errors import AcquisitionError, StageSafetyError
 from rmz_acq.hardware import load_core
 from rmz_acq.io import read_zstack
 from rmz_acq.model.network import RecurrentMZ
 from rmz_acq.model.weights import LoadedModel, load_model, save_weights
+from rmz_acq.preview.snapshots import PreviewWriter
 from rmz_acq.reconstruct import read_frames, reconstruct_frames
 from rmz_acq.training.conditions import PRESET_CONDITIONS
 from simulators.devices import SimulatedCamera, SimulatedFocusStage
@@ -53,7 +55,9 @@ def test_epsilon_zero_takes_every_candidate_and_writes_the_run(
     assert (scan.decision is None) == (decision_planes is None)
     scan.events.volumeUpdated.connect(updates.append)
     scan.events.decisionMade.connect(lambda record: decided.append(record.index))
+    preview = PreviewWriter(scan)
     report = scan.run()
+    assert preview.done and preview.written == tmp_path / "run" / "preview.png"
     assert decided == [u.record.index for u in updates] == [0, 1, 2, 3]
     assert report.stop_reason is StopReason.MAX_FRAMES
     assert len(report.frames) == len(CANDIDATES) == len(updates)
@@ -82,6 +86,10 @@ def test_epsilon_zero_takes_every_candidate_and_writes_the_run(
     volume = read_zstack(run / "volume.ome.tif")
     assert volume.data.shape == (len(OUTPUT), 64, 64) and volume.data.dtype == np.float32
     assert (run / "preview.png").read_bytes()[:4] == b"\x89PNG"
+    # the report reads back as the scan wrote it
+    again_report = ScanReport.read(run)
+    assert again_report.frames == report.frames
+    assert again_report.stop_reason is report.stop_reason
     assert not (run / "unused_frames.ome.tif").exists()
     # the written volume is what offline reconstruction gives from frames.ome.tif
     again = reconstruct_frames(tiny_model, read_frames(run / "frames.ome.tif"), OUTPUT)
