@@ -19,6 +19,7 @@ from ..errors import RmzError, validation_message
 
 __all__ = [
     "EXIT_USER_ERROR",
+    "CandidateStep",
     "Device",
     "InferredModel",
     "Model",
@@ -56,6 +57,17 @@ Device = Annotated[
     str | None,
     typer.Option(
         "--device", help="Where the network runs: cpu, cuda or cuda:N (default: cuda if present)."
+    ),
+]
+
+# Where an adaptive scan (or its replay in validate) may put the focus.
+CandidateStep = Annotated[
+    float | None,
+    typer.Option(
+        "--candidate-step-um",
+        "--candidate-step",
+        help="Spacing of the candidate focus planes, um (default: the model's; nuclei 1.5, "
+        "beads 1).",
     ),
 ]
 

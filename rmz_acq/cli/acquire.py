@@ -9,7 +9,16 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import RmzError
-from ._app import Device, InferredModel, Precision, app, fail, model_for_config, parse_limits
+from ._app import (
+    CandidateStep,
+    Device,
+    InferredModel,
+    Precision,
+    app,
+    fail,
+    model_for_config,
+    parse_limits,
+)
 from ._signals import exit_cancelled, stop_on_signals
 
 
@@ -27,13 +36,7 @@ def acquire(
     candidates: Annotated[
         str | None, typer.Option("--candidates", help="Focus planes the scan may take, e.g. 3,6,9.")
     ] = None,
-    candidate_step: Annotated[
-        float | None,
-        typer.Option(
-            "--candidate-step",
-            help="Candidate spacing in um (default: the model's; nuclei 1.5, beads 1).",
-        ),
-    ] = None,
+    candidate_step: CandidateStep = None,
     order: Annotated[
         str,
         typer.Option(
@@ -139,7 +142,7 @@ def acquire(
             raise RmzError(f"--relative-epsilon must be >= 0, got {relative_epsilon:g}")
         if candidate_step is not None and not candidate_step > 0:
             raise RmzError(
-                f"--candidate-step must be a positive spacing in um, got {candidate_step:g}"
+                f"--candidate-step-um must be a positive spacing in um, got {candidate_step:g}"
             )
         try:
             plane_order = PlaneOrder(order)

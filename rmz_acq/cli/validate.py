@@ -9,7 +9,17 @@ import numpy as np
 import typer
 
 from ..errors import AcquisitionError, RmzError
-from ._app import Device, InferredModel, Model, Precision, app, fail, model_for_config, parse_limits
+from ._app import (
+    CandidateStep,
+    Device,
+    InferredModel,
+    Model,
+    Precision,
+    app,
+    fail,
+    model_for_config,
+    parse_limits,
+)
 from ._signals import exit_cancelled, stop_on_signals
 
 if TYPE_CHECKING:
@@ -40,11 +50,11 @@ def validate(
         str | None,
         typer.Option("--z-limits", help="LOW:HIGH um: narrows the stage's travel."),
     ] = None,
-    candidate_step: Annotated[
+    candidate_step: CandidateStep = None,
+    exposure_ms: Annotated[
         float | None,
-        typer.Option("--candidate-step", help="Candidate spacing in um (default: the model's)."),
+        typer.Option("--exposure-ms", help="With --config: camera exposure (default: config's)."),
     ] = None,
-    exposure_ms: Annotated[float | None, typer.Option("--exposure-ms")] = None,
     overwrite: Annotated[
         bool,
         typer.Option("--overwrite", help="Reuse the folder: delete what validate wrote there."),
@@ -68,7 +78,7 @@ def validate(
             )
         if candidate_step is not None and not candidate_step > 0:
             raise RmzError(
-                f"--candidate-step must be a positive spacing in um, got {candidate_step:g}"
+                f"--candidate-step-um must be a positive spacing in um, got {candidate_step:g}"
             )
         if exposure_ms is not None and not exposure_ms > 0:
             raise RmzError(f"--exposure-ms must be positive, got {exposure_ms:g}")

@@ -615,7 +615,7 @@ BAD_INPUT = [
     ("max frames zero", ["--max-frames", "0"], "--max-frames: input should be greater"),
     ("min frames zero", ["--min-frames", "0"], "--min-frames: input should be greater"),
     ("negative exposure", ["--exposure-ms", "-1"], "--exposure-ms: input should be greater"),
-    ("candidate step zero", ["--candidate-step", "0"], "--candidate-step must be a positive"),
+    ("candidate step zero", ["--candidate-step", "0"], "--candidate-step-um must be a positive"),
     ("candidate nan", ["--candidates", "4,nan"], "'nan' is not a finite number"),
     (
         "candidate a hair past the limit",
