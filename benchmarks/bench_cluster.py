@@ -2,6 +2,7 @@
 
     python benchmarks/bench_cluster.py runs [--runs 8] [--size 256] [--workers 1,2]
     python benchmarks/bench_cluster.py train [--steps 30] [--processes 1,2]
+    python benchmarks/bench_cluster.py scan [--size 256] [--repeats 2]
 
 ``runs``: a folder of ``--runs`` simulated worm scans (9 frames each, the
 `nuclei` preset's grid), reconstructed with `reconstruct_runs` on a local
@@ -11,6 +12,12 @@ one run; prints runs per minute and the speed-up over one worker.
 ``train``: ``--steps`` steps of `nuclei`-sized training (128 px crops, batch
 4 x 2, M up to 4) in one process, then under ``torchrun --nproc-per-node N``;
 prints steps per second per process count (each DDP step sees N batches).
+
+``scan``: the quick start's adaptive scan of the simulated worm (``nuclei``
+defaults, ``--size`` px), its full grid completed on a thread here and on a
+local Dask cluster of one worker process (`RemoteCompletion`), alternating,
+``--repeats`` times each; prints the scan's wall time, the mean decision
+time per frame and how long the volume took after the last frame.
 """
 
 from __future__ import annotations
@@ -95,16 +102,56 @@ def train(args: argparse.Namespace) -> None:
             )
 
 
+def scan(args: argparse.Namespace) -> None:
+    from distributed import Client, LocalCluster
+
+    from rmz_acq.acquisition import AdaptiveScan, ScanSettings
+
+    model = load_model("nuclei")
+    plan = ScanPlan.for_model(model)
+    settings = ScanSettings.for_model(model)
+    core = load_core(CONFIG)
+    core.setProperty("Camera", "Width", str(args.size))
+    core.setProperty("Camera", "Height", str(args.size))
+    print(f"worm scan, {args.size} px, {len(plan.output_planes_um)} output planes, "
+          f"{os.cpu_count()} cores")  # fmt: skip
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        times: dict[str, list[tuple[float, float, float, int]]] = {"thread": [], "cluster": []}
+        for i in range(args.repeats):
+            for where in ("thread", "cluster"):
+                scan = AdaptiveScan(
+                    core, model, plan, settings, Path(tmp) / f"{where}{i}",
+                    cluster=client if where == "cluster" else None,
+                )  # fmt: skip
+                report = scan.run()
+                d = report.durations_s
+                decision = d["decision"] / len(report.frames)
+                times[where].append(
+                    (d["total"], decision, d["after_last_frame"], len(report.frames))
+                )
+        for where, rows in times.items():
+            total, decision, after, frames = (sum(r[k] for r in rows) / len(rows) for k in range(4))
+            print(
+                f"completion on {where:7s}: scan {total:5.1f} s for {frames:.1f} frames, "
+                f"decision {decision:.2f} s/frame, volume {after:.1f} s after the last frame"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["runs", "train"])
+    parser.add_argument("part", choices=["runs", "train", "scan"])
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--processes", default="1,2")
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    (runs if args.part == "runs" else train)(args)
+    {"runs": runs, "train": train, "scan": scan}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 `client_for` connects to a running scheduler (``dask scheduler`` and
 ``dask worker`` on the lab's machines, or dask-jobqueue on a SLURM/PBS
 cluster) or starts a local cluster of worker processes on this machine.
+`RemoteCompletion` keeps a scan's full-grid session on a worker (a Dask
+actor), so ``rmz-acq acquire --scheduler`` completes its volumes there.
 `reconstruct_on_cluster` sends the network's weights to every worker once
 (scattered, broadcast), then submits one task per run; each task reads the
 run's frames from the shared file system, reconstructs with exactly the code
@@ -28,7 +30,7 @@ from .errors import RmzError
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["TASK_RETRIES", "client_for", "reconstruct_on_cluster"]
+__all__ = ["TASK_RETRIES", "RemoteCompletion", "client_for", "reconstruct_on_cluster"]
 
 # A task whose worker died (killed, out of memory) is run again this many times.
 TASK_RETRIES = 2
@@ -177,3 +179,112 @@ def reconstruct_on_cluster(
         results[run.frames] = result
         notify(result, len(results), len(runs))
     return [results[run.frames] for run in runs]
+
+
+class _SessionOnWorker:
+    """A Dask actor: one scan's full-grid session, kept on one worker between frames."""
+
+    def __init__(
+        self,
+        blob: bytes,
+        sha256: str,
+        suffix: str,
+        planes_um: list[float],
+        device: str | None,
+        precision: str,
+    ) -> None:
+        from .model.weights import load_model
+        from .session import ReconstructionSession, compute_dtype
+
+        _allocate_like_a_plain_process()
+        model = load_model(_weights_on_worker(blob, sha256, suffix), device or "cpu")
+        self.session = ReconstructionSession(
+            model, planes_um, device=device, compute_dtype=compute_dtype(precision)
+        )
+
+    def push(self, frame: Any, z_um: float) -> Any:
+        import dataclasses
+
+        result = self.session.push(frame, z_um)
+        # the session keeps updating its volume in place: send this frame's
+        return dataclasses.replace(result, volume=result.volume.copy())
+
+    def volume(self) -> Any:
+        return self.session.volume
+
+
+class RemoteCompletion:
+    """`rmz_acq.acquisition.completion.Completion` with the session on a Dask worker.
+
+    The scan decides on its few planes here, as always; the full grid is
+    pushed on a worker of ``client``'s cluster (a Dask actor holding the
+    session, the weights shipped once), frame by frame in the order taken,
+    so the volume is the one a local completion (and ``rmz-acq
+    reconstruct``) gives.  ``on_pushed(index, result)`` runs on a thread of
+    this process after each push; a failure is kept in ``error`` and raised
+    by `finish`.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        weights: Path,
+        planes_um: Sequence[float],
+        *,
+        device: str | None,
+        precision: str,
+        on_pushed: Callable[[int, Any], None],
+    ) -> None:
+        import queue
+        import threading
+
+        blob, suffix = _weights_blob(weights)
+        sha256 = hashlib.sha256(blob).hexdigest()
+        try:
+            self._actor = client.submit(
+                _SessionOnWorker,
+                blob,
+                sha256,
+                suffix,
+                [float(z) for z in planes_um],
+                device,
+                precision,
+                actor=True,
+                pure=False,
+            ).result()
+        except (OSError, TimeoutError) as exc:
+            raise RmzError(f"the Dask cluster could not start the completion: {exc}") from exc
+        self.error: BaseException | None = None
+        self._on_pushed = on_pushed
+        self._queue: queue.Queue[tuple[int, Any, float] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="rmz-acq-remote", daemon=True)
+        self._thread.start()
+
+    def submit(self, index: int, frame: Any, z_um: float) -> None:
+        """Queue frame ``index`` (taken at ``z_um``); returns at once."""
+        self._queue.put((index, frame, z_um))
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self.error is not None:
+                continue  # after a failure, only drain
+            index, frame, z_um = item
+            try:
+                self._on_pushed(index, self._actor.push(frame, z_um).result())
+            except BaseException as exc:  # raised again by finish()
+                self.error = exc
+
+    def finish(self) -> None:
+        """Wait until every submitted frame is pushed; raise the first error."""
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def volume(self) -> Any:
+        """The full grid's volume, fetched from the worker."""
+        return self._actor.volume().result()

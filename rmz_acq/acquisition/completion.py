@@ -65,3 +65,7 @@ class Completion:
         self._thread.join()
         if self.error is not None:
             raise self.error
+
+    def volume(self) -> NDArray[Any] | None:
+        """The full grid's volume (after `finish`: from every frame)."""
+        return self.session.volume

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import useq
@@ -65,6 +65,11 @@ from .settings import (
     default_relative_epsilon,
 )
 from .stop_rules import StopReason
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from ..cluster import RemoteCompletion
 
 __all__ = [
     "DEFAULT_RELATIVE_EPSILON",
@@ -198,6 +203,10 @@ class AdaptiveScan:
         experiment's position), checked against ``xy_limits_um`` (which can
         only narrow what the XY stage reports; required where it reports
         none).  ``None``: the XY stage stays where it is.
+    cluster
+        A ``distributed.Client``: the full grid is completed on a worker of
+        its cluster (`rmz_acq.cluster.RemoteCompletion`) instead of a thread
+        here; the volume is the same.  The decision planes stay here.
 
     Raises
     ------
@@ -222,8 +231,11 @@ class AdaptiveScan:
         policy: NextPlanePolicy | None = None,
         position_um: tuple[float, float] | None = None,
         xy_limits_um: XYLimits | None = None,
+        cluster: Client | None = None,
     ) -> None:
         self.core = core
+        self.cluster = cluster
+        self._device = device
         self.position_um = position_um
         if position_um is not None:
             xy_limits, _ = xy_travel_limits(xy_stage_limits(core), xy_limits_um)
@@ -268,7 +280,7 @@ class AdaptiveScan:
         self._report_lock = threading.Lock()
         self._arrived: list[tuple[NDArray[Any], float, float]] = []  # image, z, arrival
         self._unused: FrameStackWriter | None = None
-        self._completion: Completion | None = None
+        self._completion: Completion | RemoteCompletion | None = None
         self._volume: NDArray[np.float32] | None = None
         self.report: ScanReport | None = None
 
@@ -415,7 +427,7 @@ class AdaptiveScan:
         self._history: list[NDArray[np.float32]] = []
         self._started = time.perf_counter()
         self._completion = (
-            Completion(self.session, self._on_completed)
+            self._start_completion()
             if self.decision is not None and self.plane_batch is None
             else None
         )
@@ -442,6 +454,7 @@ class AdaptiveScan:
             try:
                 if self._completion is not None:
                     self._completion.finish()
+                    self._volume = self._completion.volume()
                 elif self._kept:
                     self._build_by_plane_batches()
             except Exception as exc:
@@ -602,6 +615,21 @@ class AdaptiveScan:
             self._write_report()
         self.events.decisionMade.emit(record)
         return verdict
+
+    def _start_completion(self) -> Completion | RemoteCompletion:
+        """The full grid's worker: a thread here, or an actor on the Dask cluster."""
+        if self.cluster is None:
+            return Completion(self.session, self._on_completed)
+        from ..cluster import RemoteCompletion
+
+        return RemoteCompletion(
+            self.cluster,
+            self.model.path,
+            self.session.output_planes_um.tolist(),
+            device=None if self._device is None else str(self._device),
+            precision=self.settings.precision,
+            on_pushed=self._on_completed,
+        )
 
     def _build_by_plane_batches(self) -> None:
         """The volume from the kept frames, ``plane_batch`` output planes at a time."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from pathlib import Path
 from typing import Annotated, Any
@@ -124,6 +125,14 @@ def acquire(
             help="XLOW:XHIGH,YLOW:YHIGH um: narrows the XY travel (required if it reports none).",
         ),
     ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="A running Dask scheduler (tcp://HOST:PORT): complete each volume on its "
+            "cluster instead of this machine.",
+        ),
+    ] = None,
 ) -> None:
     """Adaptive scan: sparse planes until the volume stops changing."""
     from ..acquisition import AdaptiveScan, FrameRecord, PlaneOrder, ScanPlan, ScanSettings
@@ -134,6 +143,7 @@ def acquire(
     from ..session import compute_dtype
     from ..zgrid import parse_z_list, parse_z_range
 
+    stack = contextlib.ExitStack()  # what the command holds open (a cluster's client)
     try:
         compute_dtype(precision)
         if epsilon is not None and epsilon < 0:
@@ -182,6 +192,10 @@ def acquire(
             precision=precision,
             next_plane=next_plane,
         )
+        cluster = _cluster(scheduler) if scheduler is not None and not dry_run else None
+        if cluster is not None:
+            stack.callback(cluster.close)
+            typer.echo(f"completing volumes on the Dask cluster at {scheduler}", err=True)
         if sequence is not None:
             from .experiment import run_experiment
 
@@ -200,6 +214,7 @@ def acquire(
                 dry_run=dry_run,
                 view=view,
                 slicer=slicer,
+                cluster=cluster,
             )
             return
         plan = ScanPlan.for_model(
@@ -218,6 +233,7 @@ def acquire(
             limits_um=limits,
             device=device,
             overwrite=overwrite,
+            cluster=cluster,
         )
         for note in scan.warnings:
             typer.echo(f"warning: {note}", err=True)
@@ -282,6 +298,8 @@ def acquire(
                 received.append(signal.SIGINT)
     except (RmzError, ValueError) as exc:
         raise fail(exc) from None
+    finally:
+        stack.close()
     if received:
         raise exit_cancelled(
             received[0],
@@ -354,3 +372,10 @@ def view_run(
     viewer.resize(1100, 800)
     viewer.show()
     qt_app.exec()
+
+
+def _cluster(scheduler: str) -> Any:
+    """A client of the running Dask cluster at ``scheduler`` (one clear error if unreachable)."""
+    from ..cluster import client_for
+
+    return client_for(scheduler, workers=1, threads=1)

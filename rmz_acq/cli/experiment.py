@@ -47,6 +47,7 @@ def run_experiment(
     dry_run: bool,
     view: bool,
     slicer: bool,
+    cluster: Any = None,
 ) -> None:
     from ..experiment import Experiment, ScanStarted, VolumeRecord, load_sequence
     from ..experiment.runner import describe
@@ -65,6 +66,7 @@ def run_experiment(
         on_error=on_error,  # type: ignore[arg-type]
         overwrite=overwrite,
         device=device,
+        cluster=cluster,
     )
     for note in experiment.warnings:
         typer.echo(f"warning: {note}", err=True)

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import useq
@@ -46,6 +46,9 @@ from ..safety import (
 from ..session import ReconstructionSession
 from .report import ExperimentReport, VolumeRecord
 from .sequence import ExperimentPlan, PositionPlan, plan_experiment
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = ["EXPERIMENT_FILES", "Experiment", "ExperimentSignals", "ScanStarted"]
 
@@ -103,6 +106,9 @@ class Experiment:
         Delete what an earlier experiment wrote in ``run_dir`` instead of refusing.
     device
         Where the network runs.
+    cluster
+        A ``distributed.Client``: each volume is completed on its cluster
+        (`rmz_acq.cluster.RemoteCompletion`) while the next is taken.
 
     Raises
     ------
@@ -130,6 +136,7 @@ class Experiment:
         on_error: OnError = "skip",
         overwrite: bool = False,
         device: str | None = None,
+        cluster: Client | None = None,
     ) -> None:
         if on_error not in ("skip", "stop"):
             raise RmzError(f"on_error {on_error!r}: choose 'skip' or 'stop'")
@@ -140,6 +147,7 @@ class Experiment:
         self.on_error: OnError = on_error
         self.overwrite = overwrite
         self.device = device
+        self.cluster = cluster
         self.run_dir = Path(run_dir)
         self.events = ExperimentSignals()
         self._previews: list[PreviewWriter] = []
@@ -399,6 +407,7 @@ class Experiment:
                 device=self.device,
                 position_um=xy,
                 xy_limits_um=self.xy_limits_um,
+                cluster=self.cluster,
             )
         except Exception as exc:  # the scan could not even be set up
             self._failed(record, exc, store)
