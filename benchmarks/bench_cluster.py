@@ -3,6 +3,7 @@
     python benchmarks/bench_cluster.py runs [--runs 8] [--size 256] [--workers 1,2]
     python benchmarks/bench_cluster.py train [--steps 30] [--processes 1,2]
     python benchmarks/bench_cluster.py scan [--size 256] [--repeats 2]
+    python benchmarks/bench_cluster.py groups [--size 1024] [--groups 1,4] [--workers 2]
 
 ``runs``: a folder of ``--runs`` simulated worm scans (9 frames each, the
 `nuclei` preset's grid), reconstructed with `reconstruct_runs` on a local
@@ -18,6 +19,12 @@ defaults, ``--size`` px), its full grid completed on a thread here and on a
 local Dask cluster of one worker process (`RemoteCompletion`), alternating,
 ``--repeats`` times each; prints the scan's wall time, the mean decision
 time per frame and how long the volume took after the last frame.
+
+``groups``: one worm run of ``--size`` px (9 frames, 91 planes) on a fresh
+local cluster of ``--workers`` worker processes per entry of ``--groups``,
+split into that many groups of output planes; prints the wall time and
+each worker's peak resident memory, before the run and after it (what a
+group must fit in).
 """
 
 from __future__ import annotations
@@ -141,17 +148,63 @@ def scan(args: argparse.Namespace) -> None:
             )
 
 
+def peak_gib() -> float:
+    """This process's peak resident memory (run on each worker)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def groups(args: argparse.Namespace) -> None:
+    from distributed import Client, LocalCluster
+
+    model = load_model("nuclei")
+    plan = ScanPlan.for_model(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        run.mkdir()
+        core = load_core(CONFIG)
+        core.setProperty("Camera", "Width", str(args.size))
+        core.setProperty("Camera", "Height", str(args.size))
+        acquire_zstack(core, list(plan.candidates_um), run / "frames.ome.tif")
+        (run / "report.json").write_text(
+            json.dumps({"output_planes_um": list(plan.output_planes_um)})
+        )
+        workers = int(args.workers.split(",")[-1])
+        print(
+            f"one run: {args.size} px, {len(plan.candidates_um)} frames, "
+            f"{len(plan.output_planes_um)} planes; {workers} worker(s), 1 thread each"
+        )
+        for count in (int(g) for g in args.groups.split(",")):
+            found = find_runs(Path(tmp), overwrite=True).runs
+            with (
+                LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as c,
+                Client(c) as client,
+            ):
+                before = client.run(peak_gib)
+                started = time.perf_counter()
+                results = reconstruct_runs(
+                    found, "nuclei", scheduler=c.scheduler_address, plane_groups=count
+                )
+                seconds = time.perf_counter() - started
+                assert all(r.ok for r in results), [r.error for r in results]
+                after = client.run(peak_gib)
+            shown = ", ".join(f"{before[w]:.2f} -> {after[w]:.2f}" for w in sorted(after))
+            print(f"{count} group(s): {seconds:6.1f} s, worker peaks {shown} GiB", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["runs", "train", "scan"])
+    parser.add_argument("part", choices=["runs", "train", "scan", "groups"])
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--processes", default="1,2")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--groups", default="1,4")
     args = parser.parse_args()
-    {"runs": runs, "train": train, "scan": scan}[args.part](args)
+    {"runs": runs, "train": train, "scan": scan, "groups": groups}[args.part](args)
 
 
 if __name__ == "__main__":

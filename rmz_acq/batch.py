@@ -179,14 +179,17 @@ def reconstruct_runs(
     scheduler: str | None = None,
     device: str | None = None,
     precision: str = "float32",
+    plane_groups: int | None = None,
     on_done: Callable[[RunResult, int, int], None] | None = None,
 ) -> list[RunResult]:
     """Reconstruct every run; ``on_done(result, done, total)`` after each.
 
     With one job and no ``scheduler`` the runs are done here, one after
     another, with every core; otherwise on a Dask cluster (the one at
-    ``scheduler``, or a local one of ``jobs`` workers).  Results come back
-    in the order of ``runs``.
+    ``scheduler``, or a local one of ``jobs`` workers), where a run too
+    large for one worker (or every run, with ``plane_groups``) is split into
+    groups of output planes (`rmz_acq.cluster.reconstruct_on_cluster`).
+    Results come back in the order of ``runs``.
 
     Raises
     ------
@@ -198,7 +201,7 @@ def reconstruct_runs(
     notify = on_done or (lambda *args: None)
     weights = load_model(model).path  # refuses a bad model before any work is sent
     processes, threads = worker_split(len(runs), jobs)
-    if scheduler is None and processes == 1:
+    if scheduler is None and processes == 1 and plane_groups is None:
         results: list[RunResult] = []
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
@@ -219,5 +222,6 @@ def reconstruct_runs(
             threads=threads if scheduler is None else None,
             device=device,
             precision=precision,
+            plane_groups=plane_groups,
             on_done=notify,
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import tempfile
 import time
 import zipfile
@@ -30,7 +31,15 @@ from .errors import RmzError
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["TASK_RETRIES", "RemoteCompletion", "client_for", "reconstruct_on_cluster"]
+    from .model.weights import LoadedModel
+
+__all__ = [
+    "TASK_RETRIES",
+    "RemoteCompletion",
+    "client_for",
+    "plane_groups_for",
+    "reconstruct_on_cluster",
+]
 
 # A task whose worker died (killed, out of memory) is run again this many times.
 TASK_RETRIES = 2
@@ -133,6 +142,89 @@ def _task(
     return reconstruct_one(run, str(_weights_on_worker(blob, sha256, suffix)), device, precision)
 
 
+def plane_groups_for(state_bytes: int, volume_bytes: int, worker_memory_bytes: int | None) -> int:
+    """How many groups of output planes a run needs so that one group fits a worker.
+
+    A group holds its planes' recurrent state and volume; half a worker's
+    memory is the budget (the rest is the worker, torch and the frames).
+    Unknown worker memory: one group.
+    """
+    if not worker_memory_bytes:
+        return 1
+    budget = 0.5 * worker_memory_bytes
+    return max(1, math.ceil((state_bytes + volume_bytes) / budget))
+
+
+def _plane_group_task(
+    run: BatchRun,
+    planes_um: list[float],
+    tolerance_um: float,
+    blob: bytes,
+    sha256: str,
+    suffix: str,
+    device: str | None,
+    precision: str,
+    threads: int | None,
+) -> Any:
+    """Some of a run's output planes through all of its frames, on a worker."""
+    import torch
+
+    from .model.weights import load_model
+    from .reconstruct import read_frames
+    from .session import ReconstructionSession, compute_dtype
+
+    _allocate_like_a_plain_process()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    model = load_model(_weights_on_worker(blob, sha256, suffix), device or "cpu")
+    frames = read_frames(run.frames)
+    session = ReconstructionSession(
+        model,
+        planes_um,
+        device=device,
+        compute_dtype=compute_dtype(precision),
+        plane_tolerance_um=tolerance_um,  # the whole grid's: a measured plane is the same plane
+    )
+    return session.run(list(frames.frames), list(frames.z_um)).volume.copy()
+
+
+def _groups_of(run: BatchRun, model: LoadedModel, groups: int | None, memory: int | None) -> int:
+    if groups is not None:
+        return max(1, min(groups, len(run.planes_um)))
+    import tifffile
+
+    from .session import ReconstructionSession
+
+    with tifffile.TiffFile(run.frames) as tif:
+        height, width = tif.series[0].shape[-2:]
+    planes = len(run.planes_um)
+    state = ReconstructionSession(model, run.planes_um, device="cpu").state_nbytes_for(
+        height, width
+    )
+    return min(planes, plane_groups_for(state, planes * height * width * 4, memory))
+
+
+def _write_groups(run: BatchRun, model: LoadedModel, parts: list[Any]) -> None:
+    import numpy as np
+
+    from .io import write_zstack
+    from .reconstruct import read_frames
+
+    planes = np.asarray(run.planes_um, np.float64)
+    pixel = run.pixel_size_um or read_frames(run.frames).pixel_size_um
+    if pixel is None:
+        raise RmzError(f"{run.frames} does not state its pixel size; give --pixel-size-um")
+    step = float(np.diff(planes).mean()) if len(planes) > 1 else None
+    write_zstack(
+        run.output,
+        np.concatenate(parts),
+        planes,
+        pixel,
+        z_step_um=step,
+        name=f"rmz_acq {model.name} {model.sha256[:12]}",
+    )
+
+
 def reconstruct_on_cluster(
     client: Client,
     runs: Sequence[BatchRun],
@@ -141,41 +233,85 @@ def reconstruct_on_cluster(
     threads: int | None = None,
     device: str | None = None,
     precision: str = "float32",
+    plane_groups: int | None = None,
     on_done: Callable[[RunResult, int, int], None] | None = None,
 ) -> list[RunResult]:
     """Reconstruct every run on ``client``'s cluster; results in the order of ``runs``.
 
     ``threads``: torch threads per task (``None``: the worker's default).
+    A run is one task, unless its recurrent state and volume would not fit
+    half a worker's memory (or ``plane_groups`` asks for it): then it is
+    split into groups of output planes, each group a task through every
+    frame (planes are independent, so the volume is the same), and the
+    volume is put together and written here.
     """
+    import numpy as np
     from distributed import as_completed
+
+    from .model.weights import load_model
+    from .session import measured_plane_tolerance_um
 
     notify = on_done or (lambda *args: None)
     blob, suffix = _weights_blob(weights)
     sha256 = hashlib.sha256(blob).hexdigest()
     shipped = client.scatter(blob, broadcast=True)  # once per worker, not once per task
-    futures: dict[Any, BatchRun] = {}
-    for run in runs:
-        future = client.submit(
-            _task,
-            run,
-            shipped,
-            sha256,
-            suffix,
-            device,
-            precision,
-            threads,
-            pure=False,
-            retries=TASK_RETRIES,
-            key=f"rmz_acq-{run.output}",
-        )
-        futures[future] = run
+    model = load_model(weights, "cpu")
+    limits = [w.get("memory_limit") for w in client.scheduler_info()["workers"].values()]
+    memory = min((m for m in limits if m), default=None)
+    futures: dict[Any, tuple[BatchRun, int]] = {}
     results: dict[Path, RunResult] = {}
-    for future in as_completed(list(futures)):
-        run = futures[future]
+    split: dict[Path, list[Any]] = {}  # run -> its groups' volumes, in plane order
+    started: dict[Path, float] = {}
+    for run in runs:
+        started[run.frames] = time.perf_counter()
         try:
-            result = future.result()
+            groups = _groups_of(run, model, plane_groups, memory)
+        except Exception as exc:  # an unreadable run: reported, the others go ahead
+            results[run.frames] = RunResult(run, 0.0, f"{type(exc).__name__}: {exc}")
+            notify(results[run.frames], len(results), len(runs))
+            continue
+        if groups == 1:
+            future = client.submit(
+                _task, run, shipped, sha256, suffix, device, precision, threads,
+                pure=False, retries=TASK_RETRIES, key=f"rmz_acq-{run.output}",
+            )  # fmt: skip
+            futures[future] = (run, -1)
+            continue
+        planes = list(run.planes_um)
+        tolerance = measured_plane_tolerance_um(np.asarray(planes, np.float64))
+        bounds = [round(i * len(planes) / groups) for i in range(groups + 1)]
+        split[run.frames] = [None] * groups
+        for g in range(groups):
+            future = client.submit(
+                _plane_group_task, run, planes[bounds[g] : bounds[g + 1]], tolerance,
+                shipped, sha256, suffix, device, precision, threads,
+                pure=False, retries=TASK_RETRIES, key=f"rmz_acq-{run.output}-planes{g}",
+            )  # fmt: skip
+            futures[future] = (run, g)
+    failed: dict[Path, str] = {}
+    for future in as_completed(list(futures)):
+        run, group = futures[future]
+        if run.frames in results:
+            continue  # a group of this run failed already
+        try:
+            value = future.result()
         except Exception as exc:  # the task itself failed (e.g. its workers kept dying)
-            result = RunResult(run, 0.0, f"{type(exc).__name__}: {exc}")
+            value = None
+            failed[run.frames] = f"{type(exc).__name__}: {exc}"
+        if group < 0 and value is not None:
+            result = value
+        elif run.frames in failed:
+            result = RunResult(run, time.perf_counter() - started[run.frames], failed[run.frames])
+        else:
+            parts = split[run.frames]
+            parts[group] = value
+            if any(part is None for part in parts):
+                continue
+            try:
+                _write_groups(run, model, parts)
+                result = RunResult(run, time.perf_counter() - started[run.frames])
+            except (RmzError, ValueError, OSError) as exc:
+                result = RunResult(run, time.perf_counter() - started[run.frames], f"{exc}")
         results[run.frames] = result
         notify(result, len(results), len(runs))
     return [results[run.frames] for run in runs]

@@ -105,6 +105,14 @@ def reconstruct_runs(
         float | None,
         typer.Option("--pixel-size-um", help="For frames that do not state it."),
     ] = None,
+    plane_groups: Annotated[
+        int | None,
+        typer.Option(
+            "--plane-groups",
+            help="Split each run into this many groups of output planes, one task each "
+            "(default: only runs too large for half a worker's memory).",
+        ),
+    ] = None,
     device: Device = None,
     precision: Precision = "float32",
 ) -> None:
@@ -117,6 +125,8 @@ def reconstruct_runs(
     try:
         compute_dtype(precision)
         planes = parse_z_range(z_range).planes_um() if z_range is not None else None
+        if plane_groups is not None and plane_groups < 1:
+            raise RmzError(f"--plane-groups must be 1 or more, got {plane_groups}")
         if pixel_size_um is not None and not pixel_size_um > 0:
             raise RmzError(f"--pixel-size-um must be positive, got {pixel_size_um:g}")
         runs, skipped, unusable = find_runs(
@@ -160,6 +170,7 @@ def reconstruct_runs(
             scheduler=scheduler,
             device=device,
             precision=precision,
+            plane_groups=plane_groups,
             on_done=report,
         )
     except (RmzError, ValueError) as exc:

@@ -131,3 +131,38 @@ def test_an_unreachable_scheduler_is_one_clear_line(runs: Path, weights: Path) -
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in lines[-1]
     assert "Traceback" not in result.stderr
     assert not list(runs.rglob("volume.ome.tif"))
+
+
+def test_plane_groups_fit_a_worker() -> None:
+    from rmz_acq.cluster import plane_groups_for
+
+    gib = 1 << 30
+    assert plane_groups_for(3 * gib, gib, None) == 1  # worker memory unknown: one task
+    assert plane_groups_for(gib // 4, gib // 8, 4 * gib) == 1
+    assert plane_groups_for(12 * gib, 2 * gib, 8 * gib) == 4  # 14 GiB over 4 GiB a group
+
+
+def test_runs_split_into_plane_groups_equal_serial(runs: Path, weights: Path) -> None:
+    """Groups of output planes as tasks: the same volume, a broken run reported."""
+    from distributed import LocalCluster
+
+    (runs / "broken").mkdir()
+    (runs / "broken" / "frames.ome.tif").write_bytes(b"not a tiff")
+    found = find_runs(runs, GRID).runs
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        for groups in (3, None):  # forced, and automatic (these runs fit: one task each)
+            for run in found:
+                run.output.unlink(missing_ok=True)
+            results = reconstruct_runs(
+                found, weights, scheduler=cluster.scheduler_address, plane_groups=groups
+            )
+            assert [r.ok for r in results] == [True, True, False, True], results
+            model = load_model(weights)
+            for result in (results[0], results[1], results[3]):
+                frames = read_frames(result.run.frames)
+                expected = reconstruct_frames(model, frames, np.asarray(GRID))
+                volume = read_zstack(result.run.output)
+                np.testing.assert_allclose(volume.data, expected, rtol=1e-5, atol=1e-3)
+                assert volume.z_um == pytest.approx(GRID) and volume.pixel_size_um == 0.1
+    bad = rmz_acq("reconstruct-runs", runs, "--model", weights, "--plane-groups", "0")
+    assert bad.returncode == 2 and "--plane-groups must be 1 or more" in bad.stderr
