@@ -23,8 +23,8 @@ time per frame and how long the volume took after the last frame.
 ``groups``: one worm run of ``--size`` px (9 frames, 91 planes) on a fresh
 local cluster of ``--workers`` worker processes per entry of ``--groups``,
 split into that many groups of output planes; prints the wall time and
-each worker's peak resident memory, before the run and after it (what a
-group must fit in).
+what the largest group holds (its planes' recurrent state and volume, from
+the session's own accounting: the figure the split is decided on).
 """
 
 from __future__ import annotations
@@ -148,15 +148,10 @@ def scan(args: argparse.Namespace) -> None:
             )
 
 
-def peak_gib() -> float:
-    """This process's peak resident memory (run on each worker)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
 def groups(args: argparse.Namespace) -> None:
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
+
+    from rmz_acq.session import ReconstructionSession
 
     model = load_model("nuclei")
     plan = ScanPlan.for_model(model)
@@ -177,20 +172,20 @@ def groups(args: argparse.Namespace) -> None:
         )
         for count in (int(g) for g in args.groups.split(",")):
             found = find_runs(Path(tmp), overwrite=True).runs
-            with (
-                LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as c,
-                Client(c) as client,
-            ):
-                before = client.run(peak_gib)
+            with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as c:
                 started = time.perf_counter()
                 results = reconstruct_runs(
                     found, "nuclei", scheduler=c.scheduler_address, plane_groups=count
                 )
                 seconds = time.perf_counter() - started
                 assert all(r.ok for r in results), [r.error for r in results]
-                after = client.run(peak_gib)
-            shown = ", ".join(f"{before[w]:.2f} -> {after[w]:.2f}" for w in sorted(after))
-            print(f"{count} group(s): {seconds:6.1f} s, worker peaks {shown} GiB", flush=True)
+            planes = -(-len(plan.output_planes_um) // count)  # the largest group
+            session = ReconstructionSession(model, plan.output_planes_um[:planes])
+            held = session.state_nbytes_for(args.size, args.size) + planes * args.size**2 * 4
+            print(
+                f"{count} group(s): {seconds:6.1f} s, a group holds {held / 2**30:.2f} GiB",
+                flush=True,
+            )
 
 
 def main() -> None:
