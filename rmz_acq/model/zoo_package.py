@@ -56,6 +56,7 @@ class _Files:
             names = set(self._zip.namelist())
             found = [n for n in DESCRIPTION_NAMES if n in names]
             if not found:
+                self._zip.close()
                 raise RmzError(
                     f"{path} holds no rdf.yaml: not a BioImage Model Zoo package "
                     "(make one with `rmz-acq export-bioimageio`)"
@@ -68,6 +69,10 @@ class _Files:
             self.description = description.name
             self.root = description.parent
 
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+
     def read(self, name: str) -> bytes:
         try:
             if self._zip is not None:
@@ -77,16 +82,8 @@ class _Files:
             raise RmzError(f"{self.path}: the package names {name!r} but lacks it") from exc
 
 
-def read_zoo_package(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str], bytes]:
-    """The network's tensors, weights-file style metadata and the weights' bytes.
-
-    Raises
-    ------
-    RmzError
-        Not a zoo package, a package of another architecture, or weights that
-        cannot be read safely.
-    """
-    files = _Files(path)
+def _contents(files: _Files, path: Path) -> tuple[Any, dict[str, Any], bytes]:
+    """The description, its architecture entry and the weights' bytes."""
     try:
         description: Any = yaml.safe_load(files.read(files.description))
     except yaml.YAMLError as exc:
@@ -104,7 +101,23 @@ def read_zoo_package(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
             f"{path} holds a {'.'.join(str(p) for p in found)} network, not Recurrent-MZ from "
             f"rmz_acq ({'.'.join(ARCHITECTURE)}); rmz_acq cannot run it"
         )
-    raw = files.read(str(weights.get("source", "")))
+    return description, architecture, files.read(str(weights.get("source", "")))
+
+
+def read_zoo_package(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str], bytes]:
+    """The network's tensors, weights-file style metadata and the weights' bytes.
+
+    Raises
+    ------
+    RmzError
+        Not a zoo package, a package of another architecture, or weights that
+        cannot be read safely.
+    """
+    files = _Files(path)
+    try:
+        description, architecture, raw = _contents(files, path)
+    finally:
+        files.close()
     try:
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors come in many types
