@@ -150,6 +150,52 @@ def worker_split(n_runs: int, jobs: int | None = None, cores: int | None = None)
     return processes, max(1, cores // processes)
 
 
+def model_of_runs(runs: Sequence[BatchRun]) -> str:
+    """The model every run's ``report.json`` names, when it is here and the same for all.
+
+    A preset is taken by name, any other model by the path the report
+    gives; either only when its SHA-256 is the one recorded, so a run is
+    never reconstructed with other weights than it was taken with.
+
+    Raises
+    ------
+    RmzError
+        A run without a report naming its model, runs made with different
+        models, or a model that is not on this machine (or has changed).
+    """
+    from .model.weights import PRESETS, load_model
+
+    used: dict[tuple[str, str], dict[str, str]] = {}
+    for run in runs:
+        try:
+            named = RunReport.read(run.frames.parent).model
+        except RmzError:
+            named = {}
+        if not named.get("sha256"):
+            raise RmzError(
+                f"{run.frames.parent} has no {REPORT} naming the model it was taken with; "
+                "give --model (a preset, weights file or zoo package)"
+            )
+        used[(str(named.get("name")), str(named["sha256"]))] = named
+    if len(used) > 1:
+        shown = ", ".join(f"{name} ({sha[:12]})" for name, sha in sorted(used))
+        raise RmzError(f"the runs were taken with different models ({shown}); give --model")
+    (name, sha256), named = next(iter(used.items()))
+    candidates = [name] if name in PRESETS else []
+    if named.get("path"):
+        candidates.append(str(named["path"]))
+    for candidate in candidates:
+        try:
+            if load_model(candidate).sha256 == sha256:
+                return candidate
+        except RmzError:
+            continue
+    raise RmzError(
+        f"the runs were taken with model {name} ({sha256[:12]}), which is not here (or has "
+        "changed since); give --model"
+    )
+
+
 def reconstruct_one(run: BatchRun, model: str, device: str | None, precision: str) -> RunResult:
     """One run, here; a failure is returned in the result, not raised."""
     from .reconstruct import reconstruct_file

@@ -72,7 +72,16 @@ def reconstruct(
 @app.command("reconstruct-runs")
 def reconstruct_runs(
     folder: Annotated[Path, typer.Argument(help="Folder of runs (RUN_DIR/frames.ome.tif).")],
-    model: Model,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A preset, .safetensors weights file or zoo package. Default: the model the "
+            "runs' report.json files name, when it is here with the same SHA-256; "
+            "required otherwise.",
+        ),
+    ] = None,
     z_range: Annotated[
         str | None,
         typer.Option(
@@ -117,7 +126,7 @@ def reconstruct_runs(
     precision: Precision = "float32",
 ) -> None:
     """Reconstruct every run in a folder, several at once (locally or on a Dask cluster)."""
-    from ..batch import RunResult, find_runs, worker_split
+    from ..batch import RunResult, find_runs, model_of_runs, worker_split
     from ..batch import reconstruct_runs as run_batch
     from ..session import compute_dtype
     from ..zgrid import parse_z_range
@@ -145,6 +154,9 @@ def reconstruct_runs(
             if unusable:
                 raise fail(f"{len(unusable)} run(s) could not be reconstructed (see above)")
             return
+        if model is None:
+            model = model_of_runs(runs)
+            typer.echo(f"model: {model}, as the runs' reports name it", err=True)
         processes, threads = worker_split(len(runs), jobs)
         if scheduler is not None:
             typer.echo(f"{len(runs)} runs, on the Dask cluster at {scheduler}", err=True)

@@ -166,3 +166,37 @@ def test_runs_split_into_plane_groups_equal_serial(runs: Path, weights: Path) ->
                 assert volume.z_um == pytest.approx(GRID) and volume.pixel_size_um == 0.1
     bad = rmz_acq("reconstruct-runs", runs, "--model", weights, "--plane-groups", "0")
     assert bad.returncode == 2 and "--plane-groups must be 1 or more" in bad.stderr
+
+
+def test_runs_are_reconstructed_with_the_model_their_reports_name(
+    runs: Path, weights: Path, tmp_path: Path
+) -> None:
+    from rmz_acq.batch import model_of_runs
+
+    found = find_runs(runs, GRID).runs
+    with pytest.raises(RmzError, match="naming the model it was taken with"):
+        model_of_runs(found)
+    model = load_model(weights)
+    named = {"name": model.name, "sha256": model.sha256, "path": str(weights)}
+    for run in found:
+        report = run.frames.parent / "report.json"
+        data = json.loads(report.read_text()) | {"model": named}
+        report.write_text(json.dumps(data))
+    assert model_of_runs(found) == str(weights)
+    result = rmz_acq("reconstruct-runs", runs, "-j", "1")
+    assert result.returncode == 0, result.stderr
+    assert f"model: {weights}" in result.stderr and "reconstructed 3 of 3" in result.stdout
+    # a preset is taken by name, but only with the checksum the run recorded
+    preset = load_model("beads")
+    first = found[0].frames.parent / "report.json"
+    first.write_text(
+        json.dumps({"output_planes_um": GRID, "model": {"name": "beads", "sha256": preset.sha256}})
+    )
+    with pytest.raises(RmzError, match="different models"):
+        model_of_runs(found)
+    assert model_of_runs(found[:1]) == "beads"
+    first.write_text(
+        json.dumps({"output_planes_um": GRID, "model": {"name": "beads", "sha256": "0" * 64}})
+    )
+    with pytest.raises(RmzError, match="which is not here"):
+        model_of_runs(found[:1])

@@ -321,11 +321,11 @@ def test_train_defaults_are_the_training_settings_own() -> None:
 def test_the_model_is_required_where_nothing_can_say_which(
     frames_file: Path, tmp_path: Path
 ) -> None:
-    """No command assumes a preset: only a simulated config's optics may choose one."""
+    """No command assumes a preset: only a simulated config's optics may choose one
+    (and reconstruct-runs takes the model its runs were made with: test_batch)."""
     grid = ("--z-range", "0:9:1")
     for args in (
         ("reconstruct", frames_file, *grid, "-o", tmp_path / "v.ome.tif"),
-        ("reconstruct-runs", tmp_path),
         ("evaluate", frames_file, "-g", frames_file, "-f", frames_file),
         ("calibrate", "--stack", frames_file, "-o", tmp_path / "c.safetensors"),
     ):
