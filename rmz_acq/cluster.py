@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .acquisition.completion import Completion
 from .batch import BatchRun, RunResult, reconstruct_one
 from .errors import RmzError
 
@@ -125,6 +126,16 @@ def _allocate_like_a_plain_process() -> None:
     mallopt(m_trim_threshold, 256 * 1024 * 1024)
 
 
+def _worker_ready(blob: bytes, sha256: str, suffix: str, threads: int | None) -> Path:
+    """Set a worker up for a task: its allocator, its threads; the weights' file there."""
+    import torch
+
+    _allocate_like_a_plain_process()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return _weights_on_worker(blob, sha256, suffix)
+
+
 def _task(
     run: BatchRun,
     blob: bytes,
@@ -134,12 +145,8 @@ def _task(
     precision: str,
     threads: int | None,
 ) -> RunResult:
-    import torch
-
-    _allocate_like_a_plain_process()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    return reconstruct_one(run, str(_weights_on_worker(blob, sha256, suffix)), device, precision)
+    weights = _worker_ready(blob, sha256, suffix, threads)
+    return reconstruct_one(run, str(weights), device, precision)
 
 
 def plane_groups_for(state_bytes: int, volume_bytes: int, worker_memory_bytes: int | None) -> int:
@@ -167,16 +174,11 @@ def _plane_group_task(
     threads: int | None,
 ) -> Any:
     """Some of a run's output planes through all of its frames, on a worker."""
-    import torch
-
     from .model.weights import load_model
     from .reconstruct import read_frames
     from .session import ReconstructionSession, compute_dtype
 
-    _allocate_like_a_plain_process()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    model = load_model(_weights_on_worker(blob, sha256, suffix), device or "cpu")
+    model = load_model(_worker_ready(blob, sha256, suffix, threads), device or "cpu")
     frames = read_frames(run.frames)
     session = ReconstructionSession(
         model,
@@ -332,8 +334,7 @@ class _SessionOnWorker:
         from .model.weights import load_model
         from .session import ReconstructionSession, compute_dtype
 
-        _allocate_like_a_plain_process()
-        model = load_model(_weights_on_worker(blob, sha256, suffix), device or "cpu")
+        model = load_model(_worker_ready(blob, sha256, suffix, None), device or "cpu")
         self.session = ReconstructionSession(
             model, planes_um, device=device, compute_dtype=compute_dtype(precision)
         )
@@ -349,8 +350,8 @@ class _SessionOnWorker:
         return self.session.volume
 
 
-class RemoteCompletion:
-    """`rmz_acq.acquisition.completion.Completion` with the session on a Dask worker.
+class RemoteCompletion(Completion):
+    """`Completion` with the session on a Dask worker.
 
     The scan decides on its few planes here, as always; the full grid is
     pushed on a worker of ``client``'s cluster (a Dask actor holding the
@@ -371,9 +372,6 @@ class RemoteCompletion:
         precision: str,
         on_pushed: Callable[[int, Any], None],
     ) -> None:
-        import queue
-        import threading
-
         blob, suffix = _weights_blob(weights)
         sha256 = hashlib.sha256(blob).hexdigest()
         try:
@@ -390,36 +388,10 @@ class RemoteCompletion:
             ).result()
         except (OSError, TimeoutError) as exc:
             raise RmzError(f"the Dask cluster could not start the completion: {exc}") from exc
-        self.error: BaseException | None = None
-        self._on_pushed = on_pushed
-        self._queue: queue.Queue[tuple[int, Any, float] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._work, name="rmz-acq-remote", daemon=True)
-        self._thread.start()
+        super().__init__(None, on_pushed)
 
-    def submit(self, index: int, frame: Any, z_um: float) -> None:
-        """Queue frame ``index`` (taken at ``z_um``); returns at once."""
-        self._queue.put((index, frame, z_um))
-
-    @property
-    def pending(self) -> int:
-        return self._queue.qsize()
-
-    def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self.error is not None:
-                continue  # after a failure, only drain
-            index, frame, z_um = item
-            try:
-                self._on_pushed(index, self._actor.push(frame, z_um).result())
-            except BaseException as exc:  # raised again by finish()
-                self.error = exc
-
-    def finish(self) -> None:
-        """Wait until every submitted frame is pushed; raise the first error."""
-        self._queue.put(None)
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
+    def _push(self, frame: Any, z_um: float) -> Any:
+        return self._actor.push(frame, z_um).result()
 
     def volume(self) -> Any:
         """The full grid's volume, fetched from the worker."""

@@ -25,12 +25,13 @@ class Completion:
 
     ``on_pushed(index, result)`` runs on the worker thread after each push.
     A failure stops the pushing; it is kept in ``error`` and raised by
-    `finish`.
+    `finish`.  Subclasses push elsewhere (`rmz_acq.cluster.RemoteCompletion`:
+    on a Dask worker) by overriding `_push` and `volume`.
     """
 
     def __init__(
         self,
-        session: ReconstructionSession,
+        session: ReconstructionSession | None,
         on_pushed: Callable[[int, PushResult], None],
     ) -> None:
         self.session = session
@@ -49,13 +50,17 @@ class Completion:
         """Frames submitted and not yet pushed (about)."""
         return self._queue.qsize()
 
+    def _push(self, frame: NDArray[Any], z_um: float) -> PushResult:
+        assert self.session is not None
+        return self.session.push(frame, z_um)
+
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
             if self.error is not None:
                 continue  # after a failure, only drain
             index, frame, z_um = item
             try:
-                self._on_pushed(index, self.session.push(frame, z_um))
+                self._on_pushed(index, self._push(frame, z_um))
             except BaseException as exc:  # raised again by finish()
                 self.error = exc
 
@@ -68,4 +73,5 @@ class Completion:
 
     def volume(self) -> NDArray[Any] | None:
         """The full grid's volume (after `finish`: from every frame)."""
+        assert self.session is not None
         return self.session.volume

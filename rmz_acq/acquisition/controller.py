@@ -69,7 +69,6 @@ from .stop_rules import StopReason
 if TYPE_CHECKING:
     from distributed import Client
 
-    from ..cluster import RemoteCompletion
 
 __all__ = [
     "DEFAULT_RELATIVE_EPSILON",
@@ -280,7 +279,7 @@ class AdaptiveScan:
         self._report_lock = threading.Lock()
         self._arrived: list[tuple[NDArray[Any], float, float]] = []  # image, z, arrival
         self._unused: FrameStackWriter | None = None
-        self._completion: Completion | RemoteCompletion | None = None
+        self._completion: Completion | None = None
         self._volume: NDArray[np.float32] | None = None
         self.report: ScanReport | None = None
 
@@ -616,7 +615,7 @@ class AdaptiveScan:
         self.events.decisionMade.emit(record)
         return verdict
 
-    def _start_completion(self) -> Completion | RemoteCompletion:
+    def _start_completion(self) -> Completion:
         """The full grid's worker: a thread here, or an actor on the Dask cluster."""
         if self.cluster is None:
             return Completion(self.session, self._on_completed)

@@ -21,9 +21,11 @@ __all__ = [
     "EXIT_USER_ERROR",
     "CandidateStep",
     "Device",
+    "ExposureMs",
     "InferredModel",
     "Model",
     "Precision",
+    "ZLimits",
     "app",
     "fail",
     "model_for_config",
@@ -58,6 +60,19 @@ Device = Annotated[
     typer.Option(
         "--device", help="Where the network runs: cpu, cuda or cuda:N (default: cuda if present)."
     ),
+]
+
+# Where the focus may go, and how long each frame is exposed (acquire, stack, validate).
+ZLimits = Annotated[
+    str | None,
+    typer.Option(
+        "--z-limits",
+        help="LOW:HIGH um: narrows the stage's travel (required if it reports none).",
+    ),
+]
+ExposureMs = Annotated[
+    float | None,
+    typer.Option("--exposure-ms", help="Camera exposure (default: the config's)."),
 ]
 
 # Where an adaptive scan (or its replay in validate) may put the focus.

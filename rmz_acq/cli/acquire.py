@@ -13,8 +13,10 @@ from ..errors import RmzError
 from ._app import (
     CandidateStep,
     Device,
+    ExposureMs,
     InferredModel,
     Precision,
+    ZLimits,
     app,
     fail,
     model_for_config,
@@ -68,14 +70,8 @@ def acquire(
     min_frames: Annotated[int, typer.Option("--min-frames")] = 2,
     max_frames: Annotated[int | None, typer.Option("--max-frames")] = None,
     time_budget_s: Annotated[float | None, typer.Option("--time-budget-s")] = None,
-    exposure_ms: Annotated[float | None, typer.Option("--exposure-ms")] = None,
-    z_limits: Annotated[
-        str | None,
-        typer.Option(
-            "--z-limits",
-            help="LOW:HIGH um: narrows the stage's travel (required if it reports none).",
-        ),
-    ] = None,
+    exposure_ms: ExposureMs = None,
+    z_limits: ZLimits = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; move nothing.")
     ] = False,

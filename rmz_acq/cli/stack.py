@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import AcquisitionError, RmzError
-from ._app import app, fail, parse_limits
+from ._app import ExposureMs, ZLimits, app, fail, parse_limits
 from ._signals import exit_cancelled, stop_on_signals
 
 
@@ -28,16 +28,8 @@ def stack(
         str, typer.Option("--z-range", help="START:STOP:STEP in um, STOP included.")
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .ome.tif.")],
-    exposure_ms: Annotated[
-        float | None, typer.Option("--exposure-ms", help="Camera exposure (default: config's).")
-    ] = None,
-    z_limits: Annotated[
-        str | None,
-        typer.Option(
-            "--z-limits",
-            help="LOW:HIGH um: narrows the stage's travel (required if it reports none).",
-        ),
-    ] = None,
+    exposure_ms: ExposureMs = None,
+    z_limits: ZLimits = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the output file if it exists.")
     ] = False,

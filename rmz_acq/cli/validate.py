@@ -12,9 +12,11 @@ from ..errors import AcquisitionError, RmzError
 from ._app import (
     CandidateStep,
     Device,
+    ExposureMs,
     InferredModel,
     Model,
     Precision,
+    ZLimits,
     app,
     fail,
     model_for_config,
@@ -46,15 +48,9 @@ def validate(
             "the model's output range).",
         ),
     ] = None,
-    z_limits: Annotated[
-        str | None,
-        typer.Option("--z-limits", help="LOW:HIGH um: narrows the stage's travel."),
-    ] = None,
+    z_limits: ZLimits = None,
     candidate_step: CandidateStep = None,
-    exposure_ms: Annotated[
-        float | None,
-        typer.Option("--exposure-ms", help="With --config: camera exposure (default: config's)."),
-    ] = None,
+    exposure_ms: ExposureMs = None,
     overwrite: Annotated[
         bool,
         typer.Option("--overwrite", help="Reuse the folder: delete what validate wrote there."),
