@@ -154,6 +154,16 @@ def train(
             "keeps what the frame saw.",
         ),
     ] = _DEFAULT.input_plane_fraction,
+    intensity_jitter: Annotated[
+        float,
+        typer.Option(
+            "--intensity-jitter",
+            help="Move half the training sequences' intensity statistics at random, as another "
+            "first frame would set them: scale by up to this factor either way, shift by up "
+            "to (factor - 1) / 2 scales (1 = none). Makes the volume depend less on which "
+            "frame comes first.",
+        ),
+    ] = _DEFAULT.intensity_jitter,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of volumes, crops and weights.")
     ] = _DEFAULT.seed,
@@ -247,6 +257,7 @@ def train(
             optics_varieties=cast(tuple[OpticsVariety, ...], optics),
             intensity=cast(IntensityMethod, method[0]),
             input_plane_fraction=input_plane_fraction,
+            intensity_jitter=intensity_jitter,
             precision=cast(Literal["float32", "bfloat16"], compute_name(precision)),
             seed=seed,
             checkpoint_every=checkpoint_every,

@@ -79,6 +79,13 @@ class TrainingSettings(BaseModel):
     input_plane_fraction: float = Field(
         0.1, ge=0, le=1, description="share of targets at the z of an input frame"
     )
+    intensity_jitter: float = Field(
+        1.0,
+        ge=1,
+        description="training only: half the sequences' intensity statistics moved at random "
+        "(scale by up to this factor either way, shift by up to (factor - 1) / 2 scales), "
+        "as a different first frame would set them; 1 = none",
+    )
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="compute dtype of the forward pass (bfloat16: autocast)"
     )

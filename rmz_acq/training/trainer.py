@@ -423,6 +423,7 @@ def _train(
         scan_policies=settings.scan_policies,
         intensity=settings.intensity,
         input_plane_fraction=settings.input_plane_fraction,
+        intensity_jitter=settings.intensity_jitter,
     )
     cases = _validation_set(validation_volumes, conditions.input_spacing_um, settings.intensity)
     log = (out / "log.jsonl").open("a") if ranks.main else None

@@ -312,6 +312,7 @@ def test_train_defaults_are_the_training_settings_own() -> None:
         ("volumes", "n_volumes"), ("learning_rate", "learning_rate"),
         ("max_inputs", "max_inputs"), ("input_plane_fraction", "input_plane_fraction"),
         ("intensity", "intensity"), ("precision", "precision"), ("seed", "seed"),
+        ("intensity_jitter", "intensity_jitter"),
     ]:  # fmt: skip
         assert defaults[option] == getattr(settings, field), option
     assert defaults["psf_models"] == ",".join(settings.psf_models)

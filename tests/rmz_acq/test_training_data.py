@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rmz_acq.errors import RmzError
+from rmz_acq.model.normalization import IntensityNormalization
 from rmz_acq.training.data import StackVolume, TrainingSampler
 
 
@@ -244,3 +245,47 @@ def test_input_plane_targets_sit_on_an_input() -> None:
     batch = sampler.sample(np.random.default_rng(5))
     # every target's DPM is zero for one of its inputs
     assert bool((batch.dpm_um.abs().min(dim=1).values < 1e-6).all())
+
+
+def test_intensity_jitter_moves_half_the_statistics_within_its_bounds() -> None:
+    """Jittered sequences keep one normalisation for inputs and targets, bounded."""
+    volume = _stack_with_one_sharp_plane()
+    factor = 3.0
+    sampler = TrainingSampler(
+        [volume],
+        1.5,
+        crop_px=64,  # the whole frame, so the first input is the whole first frame
+        items=40,
+        targets_per_item=1,
+        max_inputs=2,
+        intensity="triangle",  # linear, so the statistics can be read back exactly
+        input_plane_fraction=1.0,
+        intensity_jitter=factor,
+    )
+    batch = sampler.sample(np.random.default_rng(3))
+    moved = 0
+    for frames, dpm, target in zip(batch.frames, batch.dpm_um, batch.targets, strict=True):
+        # the target sits on an input and went through the same normalisation
+        j = int(dpm.abs().argmin())
+        assert torch.equal(target[0], frames[j])
+        # which plane the first input is (its noise is its own), and the statistics read
+        # back from it: normalised = (raw - shift) / scale
+        first = frames[0].double().numpy().ravel()
+        pattern = (first - first.mean()) / first.std()
+        plane = next(
+            p
+            for p in volume.data
+            if np.allclose((p.ravel() - p.mean()) / p.std(), pattern, atol=1e-3)
+        )
+        slope, intercept = np.polyfit(plane.astype(np.float64).ravel(), first, 1)
+        scale, shift = 1 / slope, -intercept / slope
+        natural = IntensityNormalization.from_frame(plane, method="triangle")
+        assert natural.scale / factor - 1e-3 <= scale <= natural.scale * factor + 1e-3
+        assert abs(shift - natural.shift) <= natural.scale * (factor - 1) / 2 + 1e-3
+        moved += not np.isclose(scale, natural.scale, rtol=1e-4)
+    assert 5 <= moved <= 35  # about half of the 40 sequences
+
+
+def test_intensity_jitter_below_one_is_refused() -> None:
+    with pytest.raises(RmzError, match="intensity_jitter"):
+        TrainingSampler([_stack_with_one_sharp_plane()], 1.5, intensity_jitter=0.5)
