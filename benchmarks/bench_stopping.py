@@ -1,22 +1,23 @@
 """Do default scans stop on their rule?  Candidate spacing and epsilon, chosen together.
 
     python benchmarks/bench_stopping.py --sample worm|beads [--seeds 100:120] [--size 128]
-        [--fractions 0.5,0.25] [--epsilons 0.1,0.05,0.03] [--decision-planes 11]
+        [--fractions 0.5,0.25] [--epsilons 0.1,0.05,0.03] [--decision-planes 11,21]
 
 For each sample seed: the mechanical stack of every output plane (the
 truth), then one frame at every candidate plane of `ScanPlan.for_model`
 (candidate spacing = FRACTION x the preset's input spacing, bisection order),
 each taken through the simulated microscope's MDA.  The frames are pushed in
 scan order through a full session (all output planes) and through a decision
-session (``--decision-planes`` evenly spread planes); the relative change
-after every frame is kept from both.  Per (fraction, epsilon) it prints:
+session per count in ``--decision-planes`` (that many evenly spread
+planes); the relative change after every frame is kept from each.  Per
+(fraction, epsilon) it prints:
 
 - converged: seeds where the rule fired before the last candidate;
 - frames: mean frames taken (the stop frame, or all);
 - loss: PSNR of V_stop against the truth, minus that of the all-candidates
   volume (mean and worst, dB; 0 when all were taken);
 - same stop: seeds where the decision planes stop at the same frame as the
-  full grid;
+  full grid (one column per count);
 - PSNR, all: mean PSNR (dB) of V_stop and of the all-candidates volume.
 
 Only the held-out seeds (200 and up by default in the README's table) are
@@ -71,16 +72,19 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128, help="camera width and height, px")
     parser.add_argument("--fractions", default="0.5,0.25", help="candidate step / input spacing")
     parser.add_argument("--epsilons", default="0.1,0.07,0.05,0.04,0.03,0.02")
-    parser.add_argument("--decision-planes", type=int, default=11)
+    parser.add_argument(
+        "--decision-planes", default="11", help="counts of decision planes, comma-separated"
+    )
     args = parser.parse_args()
     first, stop = (int(v) for v in args.seeds.split(":"))
     fractions = [float(f) for f in args.fractions.split(",")]
     epsilons = [float(e) for e in args.epsilons.split(",")]
+    counts = [int(c) for c in args.decision_planes.split(",")]
     config, preset = SAMPLES[args.sample]
     model = load_model(preset)
     spacing = float(model.conditions["input_spacing_um"])
-    # per (fraction): per seed, (full changes, decision changes, PSNR per frame)
-    runs: dict[float, list[tuple[list[float], list[float], list[float]]]] = {
+    # per (fraction): per seed, (full changes, decision changes per count, PSNR per frame)
+    runs: dict[float, list[tuple[list[float], list[list[float]], list[float]]]] = {
         f: [] for f in fractions
     }
     started = time.perf_counter()
@@ -100,15 +104,18 @@ def main() -> None:
                 frames = read_zstack(path)
                 assert frames.z_um is not None
                 full = ReconstructionSession(model, plan.output_planes_um)
-                subset = np.asarray(plan.output_planes_um)[
-                    decision_plane_indices(len(plan.output_planes_um), args.decision_planes)
+                planes = np.asarray(plan.output_planes_um)
+                decisions = [
+                    ReconstructionSession(model, planes[decision_plane_indices(len(planes), count)])
+                    for count in counts
                 ]
-                decision = ReconstructionSession(model, subset)
-                changes, decided, scores = [], [], []
+                changes, scores = [], []
+                decided: list[list[float]] = [[] for _ in counts]
                 for frame, z in zip(frames.data.astype(np.float32), frames.z_um, strict=True):
                     result = full.push(frame, float(z))
                     changes.append(result.relative_change or np.inf)
-                    decided.append(decision.push(frame, float(z)).relative_change or np.inf)
+                    for session, kept in zip(decisions, decided, strict=True):
+                        kept.append(session.push(frame, float(z)).relative_change or np.inf)
                     scores.append(_score(result.volume, truth))
                 runs[fraction].append((changes, decided, scores))
                 print(
@@ -116,34 +123,38 @@ def main() -> None:
                     "full "
                     + ", ".join(f"{c:.3f}" for c in changes[1:])
                     + " | decision "
-                    + ", ".join(f"{c:.3f}" for c in decided[1:]),
+                    + ", ".join(f"{c:.3f}" for c in decided[0][1:]),
                     flush=True,
                 )
     n = stop - first
     print(
         f"\n{args.sample}, seeds {first}-{stop - 1}, {args.size} px, "
-        f"{args.decision_planes} decision planes ({time.perf_counter() - started:.0f} s)"
+        f"decision planes {args.decision_planes} ({time.perf_counter() - started:.0f} s)"
     )
     print(
         f"{'step um':>8}{'cands':>6}{'epsilon':>8}{'converged':>10}{'frames':>7}"
-        f"{'loss dB':>8}{'worst':>7}{'same stop':>10}{'PSNR':>8}{'all':>8}"
+        f"{'loss dB':>8}{'worst':>7}{'PSNR':>8}{'all':>8}"
+        + "".join(f"{f'same@{c}':>9}" for c in counts)
     )
     for fraction in fractions:
         seeds = runs[fraction]
         count = len(seeds[0][0])
         for epsilon in epsilons:
             fired = [_stop(c, epsilon) for c, _, _ in seeds]
-            fired_decision = [_stop(d, epsilon) for _, d, _ in seeds]
-            frames = [m or count for m in fired]
-            converged = sum(m < count for m in frames)  # stopped before running out
-            loss = [s[m - 1] - s[-1] for m, (_, _, s) in zip(frames, seeds, strict=True)]
-            same = sum(a == b for a, b in zip(fired, fired_decision, strict=True))
-            at_stop = np.mean([s[m - 1] for m, (_, _, s) in zip(frames, seeds, strict=True)])
+            used = [m or count for m in fired]
+            converged = sum(m < count for m in used)  # stopped before running out
+            loss = [s[m - 1] - s[-1] for m, (_, _, s) in zip(used, seeds, strict=True)]
+            same = [
+                sum(a == _stop(d[i], epsilon) for a, (_, d, _) in zip(fired, seeds, strict=True))
+                for i in range(len(counts))
+            ]
+            at_stop = np.mean([s[m - 1] for m, (_, _, s) in zip(used, seeds, strict=True)])
             print(
                 f"{fraction * spacing:>8g}{count:>6}{epsilon:>8g}"
-                f"{f'{converged}/{n}':>10}{np.mean(frames):>7.1f}"
-                f"{np.mean(loss):>+8.2f}{min(loss):>+7.2f}{f'{same}/{n}':>10}{at_stop:>8.2f}"
+                f"{f'{converged}/{n}':>10}{np.mean(used):>7.1f}"
+                f"{np.mean(loss):>+8.2f}{min(loss):>+7.2f}{at_stop:>8.2f}"
                 f"{np.mean([s[-1] for _, _, s in seeds]):>8.2f}"
+                + "".join(f"{f'{k}/{n}':>9}" for k in same)
             )
 
 
