@@ -18,7 +18,9 @@ from .io.run_folder import FRAMES, REPORT, RunFiles, RunReport
 from .model.weights import LoadedModel, load_model
 from .session import PushResult, ReconstructionSession, compute_dtype
 
-__all__ = ["FrameSet", "read_frames", "reconstruct_file", "reconstruct_frames"]
+__all__ = ["FRAME_ORDERS", "FrameSet", "read_frames", "reconstruct_file", "reconstruct_frames"]
+
+FRAME_ORDERS = ("as-taken", "z")  # the order frames are pushed in
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,21 @@ class FrameSet:
     frames: NDArray[np.float32]
     z_um: NDArray[np.float64]
     pixel_size_um: float | None
+
+    def in_order(self, order: str) -> FrameSet:
+        """The frames as taken (``"as-taken"``) or sorted by z, lowest first (``"z"``).
+
+        Raises
+        ------
+        RmzError
+            An order that is neither.
+        """
+        if order not in FRAME_ORDERS:
+            raise RmzError(f"frame order {order!r} is not one of: {', '.join(FRAME_ORDERS)}")
+        if order == "as-taken":
+            return self
+        index = np.argsort(self.z_um, kind="stable")
+        return FrameSet(self.frames[index], self.z_um[index], self.pixel_size_um)
 
 
 def read_frames(path: str | Path, z_override: Sequence[float] | None = None) -> FrameSet:
@@ -134,8 +151,13 @@ def reconstruct_file(
     precision: str = "float32",
     on_push: Callable[[PushResult], None] | None = None,
     overwrite: bool = False,
+    order: str = "as-taken",
 ) -> Path:
     """``rmz-acq reconstruct``: read frames, reconstruct, write a float32 OME-TIFF.
+
+    ``order`` is the order the frames are pushed in: as the file holds them
+    (an adaptive scan's ``frames.ome.tif`` holds them as taken, so the volume
+    equals the scan's), or ``"z"``, lowest first.
 
     Raises
     ------
@@ -144,7 +166,7 @@ def reconstruct_file(
         is false; the frames lack z or pixel size; bad grid, model or device.
     """
     check_output_file(output_path, inputs=[frames_path], overwrite=overwrite)
-    frames = read_frames(frames_path, z_override)
+    frames = read_frames(frames_path, z_override).in_order(order)
     pixel = pixel_size_um or frames.pixel_size_um
     if pixel is None:
         raise RmzError(

@@ -32,6 +32,14 @@ def reconstruct(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the output file if it exists.")
     ] = False,
+    order: Annotated[
+        str,
+        typer.Option(
+            "--order",
+            help="Push the frames as-taken (the file's order, as the scan pushed them) or "
+            "sorted by z, lowest first.",
+        ),
+    ] = "as-taken",
 ) -> None:
     """Reconstruct a volume from M frames at arbitrary z."""
     from ..reconstruct import reconstruct_file
@@ -63,6 +71,7 @@ def reconstruct(
             precision=precision,
             on_push=report,
             overwrite=overwrite,
+            order=order,
         )
     except (RmzError, ValueError) as exc:
         raise fail(exc) from None

@@ -66,6 +66,14 @@ def test_reconstruct_writes_the_contract_volume(
     args = ("--z-range", "2:10:0.5", "--model", tiny_weights, "-o", other, "--z", "1,2,3")
     assert rmz_acq("reconstruct", frames_file, *args).returncode == 0
     assert not np.allclose(read_zstack(other).data, volume.data)
+    # --order z: the file holds 3.02, 8.97, 6.01 um; pushed 3.02, 6.01, 8.97 instead
+    by_z = tmp_path / "by_z.ome.tif"
+    args = ("--z-range", "2:10:0.5", "--model", tiny_weights, "-o", by_z, "--order", "z")
+    assert rmz_acq("reconstruct", frames_file, *args).returncode == 0
+    session = ReconstructionSession(load_model(tiny_weights).model, volume.z_um)
+    expected = session.run([stack.data[i] for i in (0, 2, 1)], [3.02, 6.01, 8.97]).volume
+    np.testing.assert_allclose(read_zstack(by_z).data, expected, rtol=1e-5, atol=1e-3)
+    assert not np.allclose(read_zstack(by_z).data, volume.data)
 
 
 def test_reconstruct_bad_input(tiny_weights: Path, frames_file: Path, tmp_path: Path) -> None:
@@ -85,6 +93,10 @@ def test_reconstruct_bad_input(tiny_weights: Path, frames_file: Path, tmp_path: 
         ((frames_file, "--z-range", "0:1:0.1", "-m", tiny_weights, "--z", "1,2"), "3 frames"),
         ((nan_frames, "--z-range", "0:1:0.1", "-m", tiny_weights), "NaN"),
         ((plain, "--z-range", "0:1:0.1", "-m", tiny_weights), "no z positions"),
+        (
+            (frames_file, "--z-range", "0:1:0.1", "-m", tiny_weights, "--order", "backwards"),
+            "frame order 'backwards' is not one of: as-taken, z",
+        ),
     ]
     for args, fragment in cases:
         result = rmz_acq("reconstruct", *args, "-o", out)
