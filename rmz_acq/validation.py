@@ -169,7 +169,11 @@ def validate_stack(
     plan = ScanPlan.build(
         planes, candidates_um=_snap(default.candidates_um, planes), reach_um=default.reach_um
     )
-    index_of = {float(z): i for i, z in enumerate(planes)}
+
+    def index_of(z_um: float) -> int:
+        # a policy's choice is a stack plane, rounded (`choosable_planes`): find it again
+        return int(np.argmin(np.abs(planes - z_um)))
+
     session = ReconstructionSession(
         model, planes, device=device, compute_dtype=compute_dtype(settings.precision)
     )
@@ -190,8 +194,9 @@ def validate_stack(
         choice = policy.choose(state)
         if choice is None:
             break
-        z = choice.z_um
-        frame = truth[index_of[z]]
+        index = index_of(choice.z_um)
+        z = float(planes[index])
+        frame = truth[index]
         result = session.push(frame, z)
         verdict = judge.judge(m, frame, z, full=result)
         state = state.after(z, judge.judged_planes_um, verdict.plane_changes, verdict.plane_signal)
@@ -207,7 +212,7 @@ def validate_stack(
         stop_at = len(taken)
         volume_at_stop = session.volume.copy()  # type: ignore[union-attr]
     used_z = np.asarray(taken[:stop_at])
-    used_frames = truth[[index_of[float(z)] for z in used_z]]
+    used_frames = truth[[index_of(float(z)) for z in used_z]]
     evaluation = evaluate_arrays(
         volume_at_stop,
         planes,

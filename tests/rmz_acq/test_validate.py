@@ -15,7 +15,7 @@ from pymmcore_plus import CMMCorePlus
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings
 from rmz_acq.calibration import HeldOutScore, calibrate, split_stack
 from rmz_acq.hardware import load_core
-from rmz_acq.io import read_zstack, write_zstack
+from rmz_acq.io import ZStack, read_zstack, write_zstack
 from rmz_acq.model.network import RecurrentMZ
 from rmz_acq.model.weights import load_model, save_weights
 from rmz_acq.training.conditions import PRESET_CONDITIONS
@@ -241,3 +241,20 @@ def test_bad_calibrate_input_is_one_line(
         args += ["-o", str(tmp_path / "out.safetensors")]
     code, _, err = cli(capsys, "calibrate", "--stack", stack, "-m", trainable, *args)
     one_line_error(code, err, fragment)
+
+
+@pytest.mark.parametrize("policy", ["structure", "even", "bisection"])
+def test_validate_a_stack_whose_z_are_not_round(weights: Path, policy: str) -> None:
+    """Measured z such as 0.17391304... (a real stack's): the policies' rounded
+    choices are found again among the stack's planes, and pushed at the stack's z."""
+    planes = np.linspace(0.0, 4.0, 24)  # steps of 0.1739130434... um
+    rng = np.random.default_rng(3)
+    data = (100 + 50 * rng.random((len(planes), 40, 40))).astype(np.float32)
+    stack = ZStack(data=data, z_um=planes, pixel_size_um=0.1)
+    model = load_model(weights)
+    settings = ScanSettings.for_model(model, next_plane=policy, relative_epsilon=0.0)
+    result = validate_stack(stack, model, settings=settings)
+    assert len(result.planes_taken_um) == len(result.candidates_um) >= 3
+    for z in result.planes_taken_um:
+        assert np.min(np.abs(planes - z)) == 0.0  # exactly a plane of the stack
+    assert len(set(result.planes_taken_um)) == len(result.planes_taken_um)
