@@ -21,7 +21,8 @@ Columns: mean over the non-input planes of PSNR / NRMSE / SSIM, with
 per-volume normalisation (the paper's) and on the truth's scale, for
 Recurrent-MZ and linear interpolation, single-input propagation and the
 nearest plane; ``orders``, the spread of Recurrent-MZ's PSNR (truth scale, every third
-non-input plane) over all six orders of the three input frames; ``input
+non-input plane) over all six orders of the three input frames; ``z-ord``,
+the frames pushed lowest z first against the mean over the six; ``input
 plane``, the worst PSNR gain of the volume at an input plane over the input
 frame itself, against the noise-free truth (simulated rows only).
 """
@@ -115,7 +116,7 @@ def main() -> None:
     )
     print(
         f"{'row':<13}{'seen':>5} | {names} {'-lin':>6} {'-single':>7} {'NRMSE%':>6} {'SSIM':>5}"
-        f" | {names} | {'orders':>7} {'input plane':>12}"
+        f" | {names} | {'orders':>7} {'z-ord':>6} {'input plane':>12}"
     )
     # Beads are point sources: the structure families are no test of a bead
     # model (ask for them with --rows to see that for yourself).
@@ -136,6 +137,7 @@ def main() -> None:
                 m: {k: _mean(truth, m, k) for k in ("psnr", "nrmse", "ssim")} for m in METHODS
             },
             "order_spread_db": float(np.max([s.order_spread_db for s in scores])),
+            "z_order_gain_db": float(np.mean([s.z_order_gain_db for s in scores])),
             "input_plane_gain_db": [g for s in scores for g in (s.input_plane_gain_db or [])],
         }
         results["rows"][row] = entry
@@ -144,6 +146,7 @@ def main() -> None:
         gains = entry["input_plane_gain_db"]
         rmz = pv["recurrent_mz"]
         spread = entry["order_spread_db"]
+        z_gain = entry["z_order_gain_db"]
         print(
             f"{row:<13}{'yes' if entry['seen_in_training'] else 'no':>5} | "
             + " ".join(f"{pv[m]['psnr']:>6.2f}" for m in METHODS)
@@ -152,6 +155,7 @@ def main() -> None:
             + f" {rmz['nrmse']:>6.2f} {rmz['ssim']:>5.3f} | "
             + " ".join(f"{tv[m]['psnr']:>6.2f}" for m in METHODS)
             + (f" | {spread:>7.2f}" if np.isfinite(spread) else f" | {'-':>7}")
+            + (f" {z_gain:>+6.2f}" if np.isfinite(z_gain) else f" {'-':>6}")
             + (f" {min(gains):>+12.2f}" if gains else f" {'-':>12}"),
             flush=True,
         )

@@ -71,17 +71,27 @@ class CaseScore:
     every order of the input frames, over every third non-input plane;
     ``input_plane_gain_db`` per input plane, PSNR of the volume there minus
     PSNR of the input frame itself (both against the noise-free truth;
-    ``None`` for a recorded truth).
+    ``None`` for a recorded truth); ``z_order_db``, the entry of
+    ``order_psnr_db`` for the frames pushed lowest z first (as
+    ``rmz-acq reconstruct --order z`` pushes them).
     """
 
     per_volume: dict[str, dict[str, float]]
     truth_scale: dict[str, dict[str, float]]
     order_psnr_db: list[float]
     input_plane_gain_db: list[float] | None
+    z_order_db: float | None = None
 
     @property
     def order_spread_db(self) -> float:
         return float(np.ptp(self.order_psnr_db)) if self.order_psnr_db else float("nan")
+
+    @property
+    def z_order_gain_db(self) -> float:
+        """The z-sorted order against the mean over every order (nan without orders)."""
+        if self.z_order_db is None or not self.order_psnr_db:
+            return float("nan")
+        return self.z_order_db - float(np.mean(self.order_psnr_db))
 
 
 def simulated_cases(
@@ -233,7 +243,9 @@ def score_case(
             if abs(case.planes_um[j] - z) > 1e-6:
                 continue
             gain.append(psnr(volume[j], case.truth[j]) - psnr(frame, case.truth[j]))
-    return CaseScore(scales["per_volume"], scales["truth"], order_psnr, gain)
+    z_sorted = tuple(int(i) for i in np.argsort(case.frames_z_um, kind="stable"))
+    z_order = order_psnr[order_list.index(z_sorted)] if order_list else None
+    return CaseScore(scales["per_volume"], scales["truth"], order_psnr, gain, z_order)
 
 
 def families_seen_in_training(model: LoadedModel) -> set[str]:

@@ -61,7 +61,16 @@ def test_score_case_counts_orders_and_input_planes(tmp_path: Path) -> None:
             "single_input",
         }
     recorded = Case("rec", frames, z, truth, planes, clean=False)
-    assert score_case(model, recorded, orders=False, device="cpu").input_plane_gain_db is None
+    unordered = score_case(model, recorded, orders=False, device="cpu")
+    assert unordered.input_plane_gain_db is None and np.isnan(unordered.z_order_gain_db)
+    # frames given out of z order: z_order_db is still the lowest-first order's score
+    shuffled = Case("shuffled", frames[[2, 0, 1]], [3.5, 0.5, 2.0], truth, planes, clean=True)
+    reordered = score_case(model, shuffled, device="cpu")
+    assert score.z_order_db == pytest.approx(score.order_psnr_db[0], abs=1e-9)  # identity
+    assert reordered.z_order_db == pytest.approx(score.z_order_db, abs=1e-4)
+    assert abs(reordered.order_psnr_db[0] - reordered.z_order_db) > 1e-3  # not the file order
+    mean = float(np.mean(reordered.order_psnr_db))
+    assert reordered.z_order_gain_db == pytest.approx(reordered.z_order_db - mean)
 
 
 def test_per_volume_scale_ignores_gain_and_offset_the_truth_scale_does_not(
