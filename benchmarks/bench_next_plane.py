@@ -73,6 +73,14 @@ def _acquire(core, planes: list[float], path: Path) -> dict[float, tuple[np.ndar
     }
 
 
+def _score_sorted(model, plan, frames, planes_um, truth) -> float:
+    """PSNR of the volume from the frames at ``planes_um``, pushed sorted by z."""
+    picked = [frames[round(z, 9)] for z in sorted(planes_um)]
+    session = ReconstructionSession(model, plan.output_planes_um)
+    result = session.run([f for f, _ in picked], [z for _, z in picked])
+    return _score(result.volume, truth)
+
+
 def run_policy(model, plan, settings, name, frames, truth) -> dict:
     """One scan through every candidate, offline; PSNR and decision change per M."""
     policy = make_policy(name)
@@ -151,17 +159,11 @@ def main() -> None:
                 frames.update(_acquire(core, extra, Path(tmp) / "fixed.ome.tif"))
         row: dict = {"seed": seed, "policies": {}, "fixed": {}}
         for m, zs in fixed_planes.items():
-            session = ReconstructionSession(model, plan.output_planes_um)
-            picked = [frames[round(z, 9)] for z in sorted(zs)]
-            result = session.run([f for f, _ in picked], [z for _, z in picked])
-            row["fixed"][m] = _score(result.volume, truth)
+            row["fixed"][m] = _score_sorted(model, plan, frames, zs, truth)
         for name in names:
             run = run_policy(model, plan, settings, name, frames, truth)
             m = _stop(run["relative_change"], epsilon, settings.min_frames)
-            picked = [frames[round(z, 9)] for z in sorted(run["planes_um"][:m])]
-            session = ReconstructionSession(model, plan.output_planes_um)
-            result = session.run([f for f, _ in picked], [z for _, z in picked])
-            run["sorted_at_stop"] = _score(result.volume, truth)
+            run["sorted_at_stop"] = _score_sorted(model, plan, frames, run["planes_um"][:m], truth)
             row["policies"][name] = run
         results.append(row)
         print(
