@@ -2,6 +2,7 @@
 
     python benchmarks/bench_decision.py latency [--sizes 256,1024] [--planes 91]
     python benchmarks/bench_decision.py scan [--size 256] [--frames 6]
+    python benchmarks/bench_decision.py stops [--size 256] [--seeds 200:203]
 
 ``latency``: one push of a frame into a session of the whole output grid
 (``--planes``, the `nuclei` preset) against one into the scan's decision
@@ -17,6 +18,14 @@ completed in the background (the default).  Wall times and their ratios,
 the mean time from a frame's arrival to the rule's verdict, when the stage
 was free (the last verdict, from the start), and how long the volume took
 after that.
+
+``stops``: default scans of the shipped worm and bead configs (their
+presets' own rule; camera in real time, stage settling 50 ms), per sample
+seed with the decision planes always trusted (margin 0) and with the
+default margin, where an estimate near epsilon waits for the full grid:
+frames taken, verdicts that waited, whether the stop is the one the full
+grid's own changes give, the mean and longest verdict, and when the stage
+was free.
 """
 
 from __future__ import annotations
@@ -31,13 +40,15 @@ import numpy as np
 import torch
 
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings
-from rmz_acq.acquisition.plan import DECISION_PLANES, decision_plane_indices
+from rmz_acq.acquisition.plan import DECISION_MARGIN, DECISION_PLANES, decision_plane_indices
+from rmz_acq.acquisition.report import ScanReport
 from rmz_acq.hardware import load_core
 from rmz_acq.model.weights import load_model
 from rmz_acq.session import ReconstructionSession
 from rmz_acq.zstack import acquire_zstack
 
 WORM = Path(__file__).resolve().parents[1] / "device_configs" / "simulated_worm.cfg"
+BEADS = WORM.with_name("simulated_beads.cfg")
 
 
 def _push_time(session: ReconstructionSession, frames: list[np.ndarray]) -> float:
@@ -106,16 +117,69 @@ def scan(size: int, frames: int) -> None:
         print(f"{label:<28}{wall:>8.1f}{wall / alone:>15.2f}{d:>12}{free:>14.1f}{a:>14}")
 
 
+def _full_grid_agrees(report: ScanReport, epsilon: float, min_frames: int) -> bool:
+    """Whether the full grid's own changes of the frames taken stop where the scan did."""
+    changes = [f.relative_change for f in report.frames]
+    fired = [
+        m + 1
+        for m, c in enumerate(changes)
+        if m + 1 >= min_frames and c is not None and c <= epsilon
+    ]
+    if report.stop_reason.value == "converged":
+        return bool(fired) and fired[0] == len(changes)
+    return not fired  # ran out of candidates: the full grid must never have fired
+
+
+def stops(size: int, seeds: range) -> None:
+    print(f"{size} x {size} px, torch {torch.get_num_threads()} threads")
+    print(
+        f"{'sample':<7}{'seed':>5}{'margin':>7}{'frames':>7}{'waits':>6}{'as full grid':>13}"
+        f"{'verdict s':>10}{'longest s':>10}{'stage free s':>13}"
+    )
+    for sample, config, preset in (("worm", WORM, "nuclei"), ("beads", BEADS, "beads")):
+        model = load_model(preset)
+        for seed in seeds:
+            for margin in (0.0, DECISION_MARGIN):
+                core = load_core(config)
+                core.setProperty("Microscope", "SampleSeed", str(seed))
+                core.setProperty("Camera", "Width", str(size))
+                core.setProperty("Camera", "Height", str(size))
+                core.setProperty("Camera", "RealTimeExposure", "1")
+                core.setProperty("Z", "SettleTimeMs", "50")
+                settings = ScanSettings.for_model(model)
+                settings = settings.model_copy(update={"decision_margin": margin})
+                with tempfile.TemporaryDirectory() as tmp:
+                    report = AdaptiveScan(
+                        core, model, ScanPlan.for_model(model), settings, Path(tmp) / "run"
+                    ).run()
+                assert settings.relative_epsilon is not None
+                agrees = _full_grid_agrees(report, settings.relative_epsilon, settings.min_frames)
+                waits = sum(f.decided_on == "full grid" for f in report.frames)
+                verdicts = [f.decision_s or 0.0 for f in report.frames]
+                last = report.frames[-1]
+                free = last.time_s + (last.decision_s or 0.0)
+                print(
+                    f"{sample:<7}{seed:>5}{margin:>7g}{len(report.frames):>7}{waits:>6}"
+                    f"{'yes' if agrees else 'no':>13}{np.mean(verdicts):>10.2f}"
+                    f"{max(verdicts):>10.2f}{free:>13.1f}",
+                    flush=True,
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["latency", "scan"])
+    parser.add_argument("what", choices=["latency", "scan", "stops"])
     parser.add_argument("--sizes", default="256,1024")
     parser.add_argument("--planes", type=int, default=91)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--frames", type=int, default=6)
+    parser.add_argument("--seeds", default="200:203", help="FIRST:STOP (STOP excluded)")
     args = parser.parse_args()
     if args.what == "latency":
         latency([int(s) for s in args.sizes.split(",")], args.planes)
+    elif args.what == "stops":
+        first, stop = (int(v) for v in args.seeds.split(":"))
+        stops(args.size, range(first, stop))
     else:
         scan(args.size, args.frames)
 

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_stopping.py --sample worm|beads [--seeds 100:120] [--size 128]
         [--fractions 0.5,0.25] [--epsilons 0.1,0.05,0.03] [--decision-planes 11,21]
+        [--decision-margin 0.25]
 
 For each sample seed: the mechanical stack of every output plane (the
 truth), then one frame at every candidate plane of `ScanPlan.for_model`
@@ -17,7 +18,10 @@ planes); the relative change after every frame is kept from each.  Per
 - loss: PSNR of V_stop against the truth, minus that of the all-candidates
   volume (mean and worst, dB; 0 when all were taken);
 - same stop: seeds where the decision planes stop at the same frame as the
-  full grid (one column per count);
+  full grid (one column per count), each frame whose estimate is within the
+  decision margin of epsilon judged on the full grid's change, as a scan
+  does (`ScanSettings.decision_margin`);
+- waits: such frames per scan (each waits for the completion to reach it).
 - PSNR, all: mean PSNR (dB) of V_stop and of the all-candidates volume.
 
 Only the held-out seeds (200 and up by default in the README's table) are
@@ -34,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from rmz_acq.acquisition import ScanPlan
-from rmz_acq.acquisition.plan import decision_plane_indices
+from rmz_acq.acquisition.judge import within_margin
+from rmz_acq.acquisition.plan import DECISION_MARGIN, decision_plane_indices
 from rmz_acq.evaluation.metrics import psnr
 from rmz_acq.hardware import load_core
 from rmz_acq.io import read_zstack
@@ -65,6 +70,21 @@ def _stop(changes: list[float], epsilon: float, min_frames: int = 2) -> int | No
     return None
 
 
+def _decided_stop(
+    estimates: list[float], full: list[float], epsilon: float, margin: float, min_frames: int = 2
+) -> tuple[int | None, int]:
+    """The frame at which a scan on the decision planes stops, and how many
+    frames it judged on the full grid's change (estimate near epsilon)."""
+    waits = 0
+    for m in range(max(min_frames, 2), len(estimates) + 1):
+        change = estimates[m - 1]
+        if within_margin(change, epsilon, margin):
+            change, waits = full[m - 1], waits + 1
+        if change <= epsilon:
+            return m, waits
+    return None, waits
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", choices=sorted(SAMPLES), default="worm")
@@ -74,6 +94,12 @@ def main() -> None:
     parser.add_argument("--epsilons", default="0.1,0.07,0.05,0.04,0.03,0.02")
     parser.add_argument(
         "--decision-planes", default="11", help="counts of decision planes, comma-separated"
+    )
+    parser.add_argument(
+        "--decision-margin",
+        type=float,
+        default=DECISION_MARGIN,
+        help="estimates within this fraction of epsilon are judged on the full grid; 0: never",
     )
     args = parser.parse_args()
     first, stop = (int(v) for v in args.seeds.split(":"))
@@ -129,12 +155,13 @@ def main() -> None:
     n = stop - first
     print(
         f"\n{args.sample}, seeds {first}-{stop - 1}, {args.size} px, "
-        f"decision planes {args.decision_planes} ({time.perf_counter() - started:.0f} s)"
+        f"decision planes {args.decision_planes}, margin {args.decision_margin:g} "
+        f"({time.perf_counter() - started:.0f} s)"
     )
     print(
         f"{'step um':>8}{'cands':>6}{'epsilon':>8}{'converged':>10}{'frames':>7}"
         f"{'loss dB':>8}{'worst':>7}{'PSNR':>8}{'all':>8}"
-        + "".join(f"{f'same@{c}':>9}" for c in counts)
+        + "".join(f"{f'same@{c}':>9}{'waits':>6}" for c in counts)
     )
     for fraction in fractions:
         seeds = runs[fraction]
@@ -144,9 +171,16 @@ def main() -> None:
             used = [m or count for m in fired]
             converged = sum(m < count for m in used)  # stopped before running out
             loss = [s[m - 1] - s[-1] for m, (_, _, s) in zip(used, seeds, strict=True)]
-            same = [
-                sum(a == _stop(d[i], epsilon) for a, (_, d, _) in zip(fired, seeds, strict=True))
+            decided = [
+                [_decided_stop(d[i], c, epsilon, args.decision_margin) for c, d, _ in seeds]
                 for i in range(len(counts))
+            ]
+            same = [
+                (
+                    sum(a == b for a, (b, _) in zip(fired, per_seed, strict=True)),
+                    np.mean([w for _, w in per_seed]),
+                )
+                for per_seed in decided
             ]
             at_stop = np.mean([s[m - 1] for m, (_, _, s) in zip(used, seeds, strict=True)])
             print(
@@ -154,7 +188,7 @@ def main() -> None:
                 f"{f'{converged}/{n}':>10}{np.mean(used):>7.1f}"
                 f"{np.mean(loss):>+8.2f}{min(loss):>+7.2f}{at_stop:>8.2f}"
                 f"{np.mean([s[-1] for _, _, s in seeds]):>8.2f}"
-                + "".join(f"{f'{k}/{n}':>9}" for k in same)
+                + "".join(f"{f'{k}/{n}':>9}{w:>6.2f}" for k, w in same)
             )
 
 

@@ -37,6 +37,9 @@ class Completion:
         self.session = session
         self.error: BaseException | None = None
         self._on_pushed = on_pushed
+        # frame index -> the full grid's (Frobenius, relative) change, for `changes`
+        self._changes: dict[int, tuple[float | None, float | None]] = {}
+        self._pushed = threading.Condition()
         self._queue: queue.Queue[tuple[int, NDArray[Any], float] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="rmz-acq-completion", daemon=True)
         self._thread.start()
@@ -60,9 +63,33 @@ class Completion:
                 continue  # after a failure, only drain
             index, frame, z_um = item
             try:
-                self._on_pushed(index, self._push(frame, z_um))
+                result = self._push(frame, z_um)
+                with self._pushed:
+                    self._changes[index] = (result.frobenius_change, result.relative_change)
+                    self._pushed.notify_all()
+                self._on_pushed(index, result)
             except BaseException as exc:  # raised again by finish()
-                self.error = exc
+                with self._pushed:
+                    self.error = exc
+                    self._pushed.notify_all()
+
+    def changes(
+        self, index: int, cancelled: Callable[[], bool] = lambda: False
+    ) -> tuple[float | None, float | None] | None:
+        """The full grid's (Frobenius, relative) change from frame ``index``.
+
+        Waits until the worker has pushed that frame (and every one before
+        it); ``None`` when ``cancelled()`` turns true first.  Raises the
+        worker's error if it failed.
+        """
+        with self._pushed:
+            while index not in self._changes:
+                if self.error is not None:
+                    raise self.error
+                if cancelled():
+                    return None
+                self._pushed.wait(0.1)
+            return self._changes[index]
 
     def finish(self) -> None:
         """Wait until every submitted frame is pushed; raise the worker's error."""

@@ -25,6 +25,7 @@ Signals (psygnal):
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -591,26 +592,39 @@ class AdaptiveScan:
             plane_score=choice.score,
             plane_reason=choice.why,
         )
-        streaming = self._completion is None and self.plane_batch is None
-        full = self.session.push(image, measured) if streaming else None
-        verdict = self.judge.judge(
-            index, image, measured, elapsed_s=time.perf_counter() - self._started, full=full
-        )
-        record = replace(
-            record,
-            decision_s=time.perf_counter() - arrived,
-            decision_frobenius_change=verdict.frobenius_change,
-            decision_relative_change=verdict.relative_change,
-        )
         with self._report_lock:
             self.report.frames.append(record)
-        if full is not None:  # the full grid decided, here and now
-            self._on_completed(index, full)
-        elif self._completion is not None:  # the full grid follows on the completion's thread
-            self._completion.submit(index, image, measured)
-            self._write_report()
+        completion, full = self._completion, None
+        if completion is None and self.plane_batch is None:  # the full grid, here and now
+            full = self.session.push(image, measured)
+        elif completion is not None:  # the full grid follows on the completion's thread
+            completion.submit(index, image, measured)
         else:  # the full grid is built a batch of planes at a time once the scan stops
             self._kept.append((image, measured))
+        verdict = self.judge.judge(
+            index,
+            image,
+            measured,
+            elapsed_s=time.perf_counter() - self._started,
+            full=full,
+            # near the threshold: wait for the completion to reach this frame
+            full_changes=None
+            if completion is None
+            else functools.partial(completion.changes, index, self._cancel.is_set),
+        )
+        on_full_grid = verdict.full_grid or self.judge.session is None
+        with self._report_lock:  # the completion may have filled in its figures meanwhile
+            position = next(i for i, f in enumerate(self.report.frames) if f.index == index)
+            record = self.report.frames[position] = replace(
+                self.report.frames[position],
+                decision_s=time.perf_counter() - arrived,
+                decision_frobenius_change=verdict.frobenius_change,
+                decision_relative_change=verdict.relative_change,
+                decided_on="full grid" if on_full_grid else "decision planes",
+            )
+        if full is not None:
+            self._on_completed(index, full)
+        else:
             self._write_report()
         self.events.decisionMade.emit(record)
         return verdict

@@ -7,6 +7,8 @@ same frames would.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
@@ -19,7 +21,18 @@ from .plan import ScanPlan, decision_plane_indices
 from .settings import ScanSettings
 from .stop_rules import ScanProgress, StopReason, first_stop
 
-__all__ = ["ScanJudge", "Verdict"]
+__all__ = ["FullChanges", "ScanJudge", "Verdict", "within_margin"]
+
+# The full grid's (Frobenius, relative) change for one frame, or None when it
+# cannot be had (the scan was cancelled while waiting for it)
+FullChanges = Callable[[], tuple[float | None, float | None] | None]
+
+
+def within_margin(value: float | None, threshold: float, margin: float) -> bool:
+    """Whether ``value`` lies within ``margin`` (a fraction) of ``threshold``, either side."""
+    if value is None or margin <= 0:
+        return False
+    return threshold / (1 + margin) < value < threshold * (1 + margin)
 
 
 class Verdict(NamedTuple):
@@ -35,6 +48,7 @@ class Verdict(NamedTuple):
     stop: StopReason | None
     plane_changes: NDArray[np.float64] | None = None
     plane_signal: NDArray[np.float64] | None = None
+    full_grid: bool = False  # the change judged was the full grid's (near the threshold)
 
 
 class ScanJudge:
@@ -46,6 +60,12 @@ class ScanJudge:
     scaled by ``sqrt(planes / decision planes)``.  When the decision planes
     would be half the grid or more (or ``settings.decision_planes`` is
     ``None``) there is no decision session: the caller's full push is judged.
+
+    An estimate within ``settings.decision_margin`` of the threshold is not
+    trusted: eleven planes of a sparse bead volume put the change on the
+    wrong side of epsilon in a quarter of the scans.  There the full grid's
+    own change for the frame decides, when the caller can give it (``full``,
+    or ``full_changes``, which may wait for the completion to reach the frame).
     """
 
     def __init__(
@@ -94,8 +114,14 @@ class ScanJudge:
         *,
         elapsed_s: float = 0.0,
         full: PushResult | None = None,
+        full_changes: FullChanges | None = None,
     ) -> Verdict:
-        """Push frame ``index`` into the decision planes (or take ``full``) and judge it."""
+        """Push frame ``index`` into the decision planes (or take ``full``) and judge it.
+
+        ``full`` is the full grid's push of this frame, when the caller has
+        made it; ``full_changes`` gives the full grid's changes when asked
+        (only near the threshold).
+        """
         if self.session is not None:
             result = self.session.push(frame, z_um)
         elif full is not None:
@@ -112,6 +138,36 @@ class ScanJudge:
             elapsed_s=elapsed_s,
             candidates_left=self.n_candidates - index - 1,
         )
+        full_grid = False
+        if self.session is not None and self._near_threshold(progress):
+            exact = (
+                (full.frobenius_change, full.relative_change)
+                if full is not None
+                else (full_changes() if full_changes is not None else None)
+            )
+            if exact is not None:
+                progress = replace(progress, frobenius_change=exact[0], relative_change=exact[1])
+                full_grid = True
         stop = first_stop(self.settings.rules(), progress, min_frames=self.settings.min_frames)
         signal = result.volume.reshape(len(result.volume), -1).std(axis=1, dtype=np.float64)
-        return Verdict(frobenius, result.relative_change, stop, result.plane_changes, signal)
+        return Verdict(
+            progress.frobenius_change,
+            progress.relative_change,
+            stop,
+            result.plane_changes,
+            signal,
+            full_grid,
+        )
+
+    def _near_threshold(self, progress: ScanProgress) -> bool:
+        """Whether the change the rule reads is too near its threshold to trust an estimate."""
+        settings = self.settings
+        if progress.frames < settings.min_frames:
+            return False  # the rule cannot fire yet
+        if settings.epsilon is not None:
+            value, threshold = progress.frobenius_change, settings.epsilon
+        elif settings.relative_epsilon is not None:
+            value, threshold = progress.relative_change, settings.relative_epsilon
+        else:
+            return False
+        return within_margin(value, threshold, settings.decision_margin)

@@ -27,10 +27,13 @@ class FrameRecord:
     over the whole output grid (``None`` for the first frame, and until the
     full grid has caught up with this frame); ``reconstruction_s`` is that
     full update's time, wherever it ran.  The stop rule judged the
-    ``decision_*`` change, measured on the decision planes as the frame
-    arrived (the Frobenius norm scaled to the full grid), ``decision_s``
-    after the frame's arrival.  ``plane_score`` and ``plane_reason`` say
-    why the next-plane policy chose this frame's plane.
+    ``decision_*`` change, ``decision_s`` after the frame's arrival; it was
+    measured where ``decided_on`` says: on the ``"decision planes"`` as the
+    frame arrived (the Frobenius norm scaled to the full grid), or on the
+    ``"full grid"`` (a scan without decision planes, or an estimate too
+    near the threshold to trust, `ScanSettings.decision_margin`).
+    ``plane_score`` and ``plane_reason`` say why the next-plane policy
+    chose this frame's plane.
     """
 
     index: int
@@ -43,6 +46,7 @@ class FrameRecord:
     decision_s: float | None = None
     decision_frobenius_change: float | None = None
     decision_relative_change: float | None = None
+    decided_on: str | None = None  # "decision planes" or "full grid"
     plane_score: float | None = None
     plane_reason: str | None = None
 

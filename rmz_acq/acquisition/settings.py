@@ -7,7 +7,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..model.weights import LoadedModel
-from .plan import DECISION_PLANES, OTHER_SCAN_DEFAULTS, PRESET_SCAN_DEFAULTS, scan_defaults
+from .plan import (
+    DECISION_MARGIN,
+    DECISION_PLANES,
+    OTHER_SCAN_DEFAULTS,
+    PRESET_SCAN_DEFAULTS,
+    scan_defaults,
+)
 from .policies import DEFAULT_POLICY, POLICIES
 from .stop_rules import FrobeniusChange, MaxFrames, RelativeChange, StopRule, TimeBudget
 
@@ -52,6 +58,13 @@ class ScanSettings(BaseModel):
         ge=2,
         description="output planes the stop rule is measured on as each frame arrives, the "
         "rest completed in the background; None: decide on the full grid",
+    )
+    decision_margin: float = Field(
+        DECISION_MARGIN,
+        ge=0,
+        description="when the decision planes' change is within this fraction of the "
+        "threshold (either side), the full grid's change decides that frame (the scan "
+        "waits for the completion to reach it); 0: the decision planes always decide",
     )
     next_plane: str = Field(
         DEFAULT_POLICY, description="where each frame is taken: a name in `POLICIES`"

@@ -257,9 +257,13 @@ def acquire(
             )
             shown = "-" if change is None else f"{change:.4g}"
             why = f" [{r.plane_reason}]" if settings.next_plane != "bisection" else ""
+            # an estimate near epsilon waits for the full grid's change
+            deferred = r.decided_on == "full grid" and scan.decision is not None
+            where = " on the full grid" if deferred else ""
             typer.echo(
                 f"frame {r.index + 1}/{most} at z {r.measured_z_um:.3f} um{why}: "
-                f"change {shown} (epsilon {target:g}), decided in {r.decision_s or 0:.2f} s",
+                f"change {shown} (epsilon {target:g}), decided{where} in "
+                f"{r.decision_s or 0:.2f} s",
                 err=True,
             )
 

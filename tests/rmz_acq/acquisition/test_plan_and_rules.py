@@ -16,6 +16,7 @@ from rmz_acq.acquisition import (
     first_stop,
     order_planes,
 )
+from rmz_acq.acquisition.judge import within_margin
 from rmz_acq.acquisition.plan import decision_plane_indices
 from rmz_acq.errors import RmzError, StageSafetyError
 from rmz_acq.model.weights import load_model
@@ -128,3 +129,19 @@ def test_decision_planes_spread_over_the_grid() -> None:
     assert len(picked) == 11 and picked[0] == 0 and picked[-1] == 90
     assert np.ptp(np.diff(picked)) <= 1  # evenly spaced
     assert list(decision_plane_indices(7)) == list(range(7))
+
+
+@pytest.mark.parametrize(
+    ("value", "near"),
+    [(0.05, True), (0.041, True), (0.062, True), (0.039, False), (0.063, False), (None, False)],
+)
+def test_within_margin_is_a_band_around_the_threshold(value: float | None, near: bool) -> None:
+    # 25 % either side of 0.05: above 0.04 and below 0.0625
+    assert within_margin(value, 0.05, 0.25) is near
+    assert within_margin(value, 0.05, 0.0) is False  # no margin: never
+
+
+def test_scans_defer_near_the_threshold_by_default() -> None:
+    assert ScanSettings().decision_margin == 0.25
+    with pytest.raises(ValueError, match="decision_margin"):
+        ScanSettings(decision_margin=-0.1)

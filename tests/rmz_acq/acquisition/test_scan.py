@@ -12,6 +12,7 @@ import torch
 from pymmcore_plus import CMMCorePlus
 
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings, StopReason, VolumeUpdate
+from rmz_acq.acquisition.judge import ScanJudge, Verdict
 from rmz_acq.acquisition.report import ScanReport
 from rmz_acq.errors import AcquisitionError, StageSafetyError
 from rmz_acq.hardware import load_core
@@ -94,6 +95,51 @@ def test_epsilon_zero_takes_every_candidate_and_writes_the_run(
     # the written volume is what offline reconstruction gives from frames.ome.tif
     again = reconstruct_frames(tiny_model, read_frames(run / "frames.ome.tif"), OUTPUT)
     np.testing.assert_allclose(volume.data, again, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("margin", [0.0, 1e9], ids=["estimate-decides", "full-grid-near"])
+def test_an_estimate_near_epsilon_waits_for_the_full_grid(
+    small_core: CMMCorePlus, tiny_model: LoadedModel, tmp_path: Path, margin: float
+) -> None:
+    # epsilon 1e-6 never fires; a margin of 1e9 puts every estimate "near" it
+    report = _scan(
+        small_core,
+        tiny_model,
+        tmp_path / "run",
+        relative_epsilon=1e-6,
+        decision_planes=5,
+        decision_margin=margin,
+    ).run()
+    first, *rest = report.frames
+    assert first.decided_on == "decision planes"  # no change yet: nothing to wait for
+    assert len(rest) == len(CANDIDATES) - 1
+    if margin:
+        # the rule judged the full grid's own change, reached by the completion
+        assert all(f.decided_on == "full grid" for f in rest)
+        assert [f.decision_relative_change for f in rest] == [f.relative_change for f in rest]
+    else:
+        assert all(f.decided_on == "decision planes" for f in rest)
+        assert [f.decision_relative_change for f in rest] != [f.relative_change for f in rest]
+
+
+def test_the_judge_asks_the_full_grid_only_near_the_threshold(tiny_model: LoadedModel) -> None:
+    plan = ScanPlan.build(OUTPUT, candidates_um=CANDIDATES)
+    frames = np.random.default_rng(0).uniform(100, 200, (2, 32, 32)).astype(np.float32)
+
+    def verdict(epsilon: float, full: tuple[float | None, float | None] | None) -> Verdict:
+        settings = ScanSettings(relative_epsilon=epsilon, decision_planes=5)
+        judge = ScanJudge(tiny_model, plan, settings)
+        judge.judge(0, frames[0], 0.5, full_changes=lambda: pytest.fail("asked on frame 1"))
+        return judge.judge(1, frames[1], 2.5, full_changes=lambda: full)
+
+    estimate = verdict(1e-9, (None, None)).relative_change
+    assert estimate is not None and estimate > 0
+    far = verdict(estimate * 10, (None, 0.0))  # the estimate is far below: it stops alone
+    assert far.stop is StopReason.CONVERGED and not far.full_grid
+    near = verdict(estimate * 1.1, (1.0, estimate * 2))  # near: the full grid's says go on
+    assert near.full_grid and near.stop is None and near.relative_change == estimate * 2
+    cancelled = verdict(estimate * 1.1, None)  # cancelled while waiting: no full grid
+    assert not cancelled.full_grid and cancelled.stop is StopReason.CONVERGED
 
 
 def test_a_loose_epsilon_stops_early(
