@@ -24,8 +24,8 @@ presets' own rule; camera in real time, stage settling 50 ms), per sample
 seed with the decision planes always trusted (margin 0) and with the
 default margin, where an estimate near epsilon waits for the full grid:
 frames taken, verdicts that waited, whether the stop is the one the full
-grid's own changes give, the mean and longest verdict, and when the stage
-was free.
+grid's own changes give, the mean and longest verdict, when the stage was
+free and when the volume was done (from the scan's start).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def stops(size: int, seeds: range) -> None:
     print(f"{size} x {size} px, torch {torch.get_num_threads()} threads")
     print(
         f"{'sample':<7}{'seed':>5}{'margin':>7}{'frames':>7}{'waits':>6}{'as full grid':>13}"
-        f"{'verdict s':>10}{'longest s':>10}{'stage free s':>13}"
+        f"{'verdict s':>10}{'longest s':>10}{'stage free s':>13}{'volume s':>9}"
     )
     for sample, config, preset in (("worm", WORM, "nuclei"), ("beads", BEADS, "beads")):
         model = load_model(preset)
@@ -161,7 +161,7 @@ def stops(size: int, seeds: range) -> None:
                 print(
                     f"{sample:<7}{seed:>5}{margin:>7g}{len(report.frames):>7}{waits:>6}"
                     f"{'yes' if agrees else 'no':>13}{np.mean(verdicts):>10.2f}"
-                    f"{max(verdicts):>10.2f}{free:>13.1f}",
+                    f"{max(verdicts):>10.2f}{free:>13.1f}{report.durations_s['total']:>9.1f}",
                     flush=True,
                 )
 

@@ -1,10 +1,12 @@
 """Do default scans stop on their rule?  Candidate spacing and epsilon, chosen together.
 
-    python benchmarks/bench_stopping.py --sample worm|beads [--seeds 100:120] [--size 128]
+    python benchmarks/bench_stopping.py --sample worm|beads|FAMILY [--seeds 100:120] [--size 128]
         [--fractions 0.5,0.25] [--epsilons 0.1,0.05,0.03] [--decision-planes 11,21]
         [--decision-margin 0.25]
 
-For each sample seed: the mechanical stack of every output plane (the
+FAMILY is a structure family (cells, filaments, membranes, nuclei, puncta,
+tissue) under the worm config's optics, scanned with `nuclei`.  For each
+sample seed: the mechanical stack of every output plane (the
 truth), then one frame at every candidate plane of `ScanPlan.for_model`
 (candidate spacing = FRACTION x the preset's input spacing, bisection order),
 each taken through the simulated microscope's MDA.  The frames are pushed in
@@ -47,12 +49,20 @@ from rmz_acq.model.normalization import IntensityNormalization
 from rmz_acq.model.weights import load_model
 from rmz_acq.session import ReconstructionSession
 from rmz_acq.zstack import acquire_zstack
+from simulators.samples import STRUCTURE_FAMILIES
 
 CONFIGS = Path(__file__).resolve().parents[1] / "device_configs"
 SAMPLES = {
-    "worm": (CONFIGS / "simulated_worm.cfg", "nuclei"),
-    "beads": (CONFIGS / "simulated_beads.cfg", "beads"),
+    "worm": (CONFIGS / "simulated_worm.cfg", "nuclei", {}),
+    "beads": (CONFIGS / "simulated_beads.cfg", "beads", {}),
 }
+# The wider structure families, under the worm config's optics (`nuclei`)
+for _family in STRUCTURE_FAMILIES:
+    SAMPLES[_family] = (
+        CONFIGS / "simulated_worm.cfg",
+        "nuclei",
+        {"SampleKind": "structures", "SampleFamilies": _family},
+    )
 
 
 def _score(volume: np.ndarray, truth: np.ndarray) -> float:
@@ -106,7 +116,7 @@ def main() -> None:
     fractions = [float(f) for f in args.fractions.split(",")]
     epsilons = [float(e) for e in args.epsilons.split(",")]
     counts = [int(c) for c in args.decision_planes.split(",")]
-    config, preset = SAMPLES[args.sample]
+    config, preset, sample = SAMPLES[args.sample]
     model = load_model(preset)
     spacing = float(model.conditions["input_spacing_um"])
     # per (fraction): per seed, (full changes, decision changes per count, PSNR per frame)
@@ -116,6 +126,8 @@ def main() -> None:
     started = time.perf_counter()
     for seed in range(first, stop):
         core = load_core(config)
+        for name, value in sample.items():
+            core.setProperty("Microscope", name, value)
         core.setProperty("Microscope", "SampleSeed", str(seed))
         core.setProperty("Camera", "Width", str(args.size))
         core.setProperty("Camera", "Height", str(args.size))

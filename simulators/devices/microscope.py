@@ -9,19 +9,47 @@ from pymmcore_plus.experimental.unicore import GenericDevice
 
 from ..bench import Bench, OpticalSetup, bench_for
 from ..optics import Optics, PsfModel
-from ..samples import BeadSample, NucleiSample, SampleSpec, TiffSample
+from ..samples import (
+    STRUCTURE_FAMILIES,
+    BeadSample,
+    NucleiSample,
+    SampleSpec,
+    StructureSample,
+    TiffSample,
+)
 from ._properties import Setting, register_settings
 
 __all__ = ["SimulatedMicroscope"]
 
 SETTINGS = (
     Setting("Bench", str, "default", doc="name shared by the devices of one microscope"),
-    Setting("SampleKind", str, "beads", allowed=("beads", "nuclei", "tiff")),
+    Setting("SampleKind", str, "beads", allowed=("beads", "nuclei", "structures", "tiff")),
     Setting("SampleSeed", int, 0, limits=(0, 2**31 - 1)),
     Setting("SampleDepthUm", float, 10.0, limits=(0.5, 200.0)),
     Setting("SampleVoxelZUm", float, 0.1, limits=(0.01, 5.0)),
     Setting("BeadDensityPer1000um3", float, 2.0, limits=(0.0, 1000.0)),
     Setting("NucleiPer1000um3", float, 6.0, limits=(0.0, 200.0)),
+    Setting(
+        "SampleFamilies",
+        str,
+        "nuclei",
+        # not commas: a .cfg line is comma-separated
+        doc="SampleKind structures: families joined by '+', of " + ", ".join(STRUCTURE_FAMILIES),
+    ),
+    Setting(
+        "StructureFill",
+        float,
+        0.5,
+        limits=(0.0, 1.0),
+        doc="SampleKind structures: 0 sparse objects, 1 the field packed full",
+    ),
+    Setting(
+        "StructureBrightnessDecades",
+        float,
+        1.0,
+        limits=(0.0, 3.0),
+        doc="SampleKind structures: the objects' brightnesses span up to this many decades",
+    ),
     Setting("SampleTiffPath", str, "", doc="path of a 3D (z, y, x) TIFF"),
     Setting("SampleTiffVoxelXYUm", float, 0.1, limits=(0.001, 100.0)),
     Setting("SampleTiffVoxelZUm", float, 0.2, limits=(0.001, 100.0)),
@@ -106,6 +134,21 @@ class SimulatedMicroscope(GenericDevice):
                 sample = BeadSample(density_per_1000_um3=v["BeadDensityPer1000um3"], **common)
             elif v["SampleKind"] == "nuclei":
                 sample = NucleiSample(nuclei_per_1000_um3=v["NucleiPer1000um3"], **common)
+            elif v["SampleKind"] == "structures":
+                families = [f.strip() for f in v["SampleFamilies"].split("+") if f.strip()]
+                unknown = [f for f in families if f not in STRUCTURE_FAMILIES]
+                if unknown or not families:
+                    raise ValueError(
+                        f"SampleFamilies {v['SampleFamilies']!r}: "
+                        + (f"{', '.join(unknown)} unknown; " if unknown else "")
+                        + f"join one or more of {', '.join(STRUCTURE_FAMILIES)} with '+'"
+                    )
+                sample = StructureSample(
+                    families=tuple(families),  # type: ignore[arg-type]
+                    fill=v["StructureFill"],
+                    brightness_decades=v["StructureBrightnessDecades"],
+                    **common,
+                )
             else:
                 if not v["SampleTiffPath"]:
                     raise ValueError("SampleKind is 'tiff' but SampleTiffPath is empty")

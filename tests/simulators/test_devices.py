@@ -110,6 +110,14 @@ CONFIG_ERRORS = [
     ("bad optics", {"old": "NumericalAperture,1.4", "new": "NumericalAperture,1.6"}, "immersion"),
     ("bad limits", {"old": "UpperLimitUm,12", "new": "UpperLimitUm,-5"}, "LowerLimitUm"),
     ("bad choice", {"old": "SampleKind,beads", "new": "SampleKind,cells"}, "cells"),
+    (
+        "bad family",
+        {
+            "old": "SampleKind,beads",
+            "new": "SampleKind,structures\n#py Property,Microscope,SampleFamilies,cells+axons",
+        },
+        "axons",
+    ),
 ]
 
 
@@ -144,6 +152,27 @@ def test_real_hardware_config_without_micromanager_says_how_to_install(
     )
     with pytest.raises(ConfigError, match="mmcore install"):
         load_core(path)
+
+
+def test_structure_families_under_the_objective(make_config: Callable[..., Path]) -> None:
+    frames = {}
+    for families in ("filaments", "membranes", "filaments+membranes"):
+        core = load_core(
+            make_config(
+                **SMALL_BEADS,
+                Microscope__SampleKind="structures",
+                Microscope__SampleFamilies=families,
+                Microscope__StructureFill=0.8,
+                Camera__ReadNoiseE=0,
+            )
+        )
+        with light_path_open(core):
+            core.setPosition(2.0)
+            frames[families] = _snap(core).astype(float)
+    for frame in frames.values():
+        assert frame.std() > 0.05 * frame.mean()  # structure, not a flat field
+    a, b, mixed = frames.values()
+    assert not np.array_equal(a, b) and not np.array_equal(mixed, a)
 
 
 def test_sample_from_a_tiff_with_its_voxel_size(
