@@ -1,6 +1,7 @@
 """Validate, calibrate, validate again: specimens the preset never trained on.
 
     python benchmarks/bench_calibrate.py [--minutes 10] [--cases neuron,filaments,membranes]
+        [--learning-rate 2e-4]
 
 Cases (the `nuclei` preset, trained without filaments and membranes):
 
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rmz_acq.calibration import HELD_OUT_FRACTION, calibrate
+from rmz_acq.calibration import FINE_TUNE_LEARNING_RATE, HELD_OUT_FRACTION, calibrate
 from rmz_acq.evaluation.generalisation import flowdec_stack
 from rmz_acq.io import ZStack
 from rmz_acq.model.weights import load_model
@@ -67,6 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--cases", default="neuron,filaments,membranes")
+    parser.add_argument("--learning-rate", type=float, default=FINE_TUNE_LEARNING_RATE)
     args = parser.parse_args()
     preset = load_model("nuclei")
     rows = []
@@ -82,6 +84,7 @@ def main() -> None:
                 Path(tmp) / "mine.safetensors",
                 minutes=args.minutes,
                 force=True,
+                learning_rate=args.learning_rate,
             )
             seconds = time.perf_counter() - started
             tuned = load_model(Path(tmp) / "mine.safetensors")
@@ -90,7 +93,10 @@ def main() -> None:
         print(f"{case}: before: {before.verdict()}", flush=True)
         print(f"{case}: after {args.minutes:g} min ({result.steps} steps): {after.verdict()}")
         print(result.table(), flush=True)
-    print(f"\nheld-out strips, validate before and after calibrating for {args.minutes:g} min")
+    print(
+        f"\nheld-out strips, validate before and after calibrating for {args.minutes:g} min "
+        f"at learning rate {args.learning_rate:g}"
+    )
     print(
         f"{'case':<11}{'RMZ before':>11}{'frames':>7}{'lin.':>7}{'RMZ after':>10}{'frames':>7}"
         f"{'lin.':>7}{'steps':>7}"
