@@ -244,7 +244,13 @@ def acquire(
                 if settings.epsilon is not None
                 else f"relative change <= {settings.relative_epsilon:g}"
             )
-            typer.echo(f"stop: {rule}, min {settings.min_frames} frames")
+            judged = (
+                f"judged on {len(scan.judge.planes_um)} of {len(plan.output_planes_um)} output "
+                f"planes, on all of them within {settings.decision_margin:.0%} of the threshold"
+                if scan.judge.planes_um is not None
+                else "judged on every output plane"
+            )
+            typer.echo(f"stop: {rule}, min {settings.min_frames} frames; {judged}")
             return
         target = settings.epsilon if settings.epsilon is not None else settings.relative_epsilon
         most = min(len(plan.candidates_um), settings.max_frames or len(plan.candidates_um))

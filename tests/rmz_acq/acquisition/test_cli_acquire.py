@@ -76,6 +76,8 @@ def test_default_stop_rule_is_the_models(
     assert result.returncode == 0, result.stderr
     expected = PRESET_RELATIVE_EPSILON[preset] if preset else DEFAULT_RELATIVE_EPSILON
     assert f"stop: relative change <= {expected:g}," in result.stdout
+    # 41 output planes: decided on 11, and on all 41 near the threshold
+    assert "judged on 11 of 41 output planes, on all of them within 25% of" in result.stdout
     given = rmz_acq("acquire", *args, "--candidates", "1,2,3", "--relative-epsilon", "0.0123")
     assert "stop: relative change <= 0.0123," in given.stdout
 
