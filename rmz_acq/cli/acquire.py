@@ -244,12 +244,17 @@ def acquire(
                 if settings.epsilon is not None
                 else f"relative change <= {settings.relative_epsilon:g}"
             )
-            judged = (
-                f"judged on {len(scan.judge.planes_um)} of {len(plan.output_planes_um)} output "
-                f"planes, on all of them within {settings.decision_margin:.0%} of the threshold"
-                if scan.judge.planes_um is not None
-                else "judged on every output plane"
-            )
+            if scan.judge.planes_um is None:
+                judged = "judged on every output plane"
+            else:
+                judged = (
+                    f"judged on {len(scan.judge.planes_um)} of {len(plan.output_planes_um)} "
+                    "output planes"
+                )
+                if settings.decision_margin > 0:
+                    judged += (
+                        f", on all of them within {settings.decision_margin:.0%} of the threshold"
+                    )
             typer.echo(f"stop: {rule}, min {settings.min_frames} frames; {judged}")
             return
         target = settings.epsilon if settings.epsilon is not None else settings.relative_epsilon
