@@ -68,6 +68,15 @@ def acquire(
         ),
     ] = None,
     min_frames: Annotated[int, typer.Option("--min-frames")] = 2,
+    decision_margin: Annotated[
+        float | None,
+        typer.Option(
+            "--decision-margin",
+            help="When the change measured on the decision planes is within this fraction "
+            "of epsilon, wait for the full grid's own change (default 0.25; 0: never wait, "
+            "the stage is never held, and a stop may come a frame early or late).",
+        ),
+    ] = None,
     max_frames: Annotated[int | None, typer.Option("--max-frames")] = None,
     time_budget_s: Annotated[float | None, typer.Option("--time-budget-s")] = None,
     exposure_ms: ExposureMs = None,
@@ -146,6 +155,8 @@ def acquire(
             raise RmzError(f"--epsilon must be >= 0, got {epsilon:g}")
         if relative_epsilon is not None and relative_epsilon < 0:
             raise RmzError(f"--relative-epsilon must be >= 0, got {relative_epsilon:g}")
+        if decision_margin is not None and not decision_margin >= 0:
+            raise RmzError(f"--decision-margin must be >= 0, got {decision_margin:g}")
         if candidate_step is not None and not candidate_step > 0:
             raise RmzError(
                 f"--candidate-step-um must be a positive spacing in um, got {candidate_step:g}"
@@ -180,6 +191,7 @@ def acquire(
             epsilon=epsilon,
             relative_epsilon=relative_epsilon,
             min_frames=min_frames,
+            decision_margin=decision_margin,
             max_frames=max_frames,
             time_budget_s=time_budget_s,
             exposure_ms=exposure_ms,

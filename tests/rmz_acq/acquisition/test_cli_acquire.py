@@ -78,6 +78,10 @@ def test_default_stop_rule_is_the_models(
     assert f"stop: relative change <= {expected:g}," in result.stdout
     # 41 output planes: decided on 11, and on all 41 near the threshold
     assert "judged on 11 of 41 output planes, on all of them within 25% of" in result.stdout
+    never = rmz_acq("acquire", *args, "--candidates", "1,2,3", "--decision-margin", "0")
+    assert "judged on 11 of 41 output planes\n" in never.stdout
+    bad = rmz_acq("acquire", *args, "--candidates", "1,2,3", "--decision-margin", "-1")
+    assert bad.returncode != 0 and "--decision-margin must be >= 0, got -1" in bad.stderr
     given = rmz_acq("acquire", *args, "--candidates", "1,2,3", "--relative-epsilon", "0.0123")
     assert "stop: relative change <= 0.0123," in given.stdout
 
