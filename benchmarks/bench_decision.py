@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pymmcore_plus import CMMCorePlus
 
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings
 from rmz_acq.acquisition.plan import DECISION_MARGIN, DECISION_PLANES, decision_plane_indices
@@ -74,6 +75,18 @@ def latency(sizes: list[int], n_planes: int) -> None:
         print(f"{f'{size} x {size}':>11}{full:>13.2f}{few:>12.2f}{few / full:>8.2f}")
 
 
+def _realtime_core(config: Path, size: int, seed: int | None = None) -> CMMCorePlus:
+    """A simulated microscope as the scans here use it: camera in real time, 50 ms settle."""
+    core = load_core(config)
+    if seed is not None:
+        core.setProperty("Microscope", "SampleSeed", str(seed))
+    core.setProperty("Camera", "Width", str(size))
+    core.setProperty("Camera", "Height", str(size))
+    core.setProperty("Camera", "RealTimeExposure", "1")
+    core.setProperty("Z", "SettleTimeMs", "50")
+    return core
+
+
 def scan(size: int, frames: int) -> None:
     model = load_model("nuclei")
     rows = []
@@ -82,11 +95,7 @@ def scan(size: int, frames: int) -> None:
         ("deciding on the full grid", None),
         (f"deciding on {DECISION_PLANES} planes", DECISION_PLANES),
     ):
-        core = load_core(WORM)
-        core.setProperty("Camera", "Width", str(size))
-        core.setProperty("Camera", "Height", str(size))
-        core.setProperty("Camera", "RealTimeExposure", "1")
-        core.setProperty("Z", "SettleTimeMs", "50")
+        core = _realtime_core(WORM, size)
         plan = ScanPlan.for_model(model)
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
@@ -140,12 +149,7 @@ def stops(size: int, seeds: range) -> None:
         model = load_model(preset)
         for seed in seeds:
             for margin in (0.0, DECISION_MARGIN):
-                core = load_core(config)
-                core.setProperty("Microscope", "SampleSeed", str(seed))
-                core.setProperty("Camera", "Width", str(size))
-                core.setProperty("Camera", "Height", str(size))
-                core.setProperty("Camera", "RealTimeExposure", "1")
-                core.setProperty("Z", "SettleTimeMs", "50")
+                core = _realtime_core(config, size, seed)
                 settings = ScanSettings.for_model(model)
                 settings = settings.model_copy(update={"decision_margin": margin})
                 with tempfile.TemporaryDirectory() as tmp:
