@@ -154,6 +154,12 @@ def _settings_for(model: LoadedModel, crop_px: int, learning_rate: float) -> Any
             "checkpoint_every": 1_000_000,
             "validate_every": 1_000_000,
             "adversarial_weight": 0.0,
+            # A recorded stack is noisy, and its planes are both inputs and
+            # targets.  BerHu alone on noisy targets learns their mean (noise
+            # to noise); MS-SSIM would reward imitating the noise, and a
+            # target at an input's z is that very frame, noise and all.
+            "ssim_weight": 0.0,
+            "input_plane_fraction": 0.0,
         }
     )
 
@@ -214,6 +220,7 @@ def calibrate(
             resume=False,
             init_from=model.path,
             time_limit_s=minutes * 60,
+            anneal_by_time=True,  # end the budget at a low rate, not in mid-schedule
             on_progress=on_progress,
         )
         state = torch.load(Path(tmp) / "checkpoint.pt", map_location="cpu", weights_only=True)

@@ -112,9 +112,12 @@ def reconstruction_loss(
     if foreground_weight > 0:
         peak = target.amax(dim=(1, 2, 3), keepdim=True)
         weight = 1.0 + foreground_weight * (target > 0.5 * peak).to(target.dtype)
+    loss = alpha * berhu(prediction, target, weight=weight)
+    if beta == 0:
+        return loss
     data_range = float((target.amax() - target.amin()).clamp_min(1e-3))
     similarity = ms_ssim(prediction, target, data_range=data_range, scales=ms_ssim_scales)
-    return alpha * berhu(prediction, target, weight=weight) + beta * (1 - similarity).mean()
+    return loss + beta * (1 - similarity).mean()
 
 
 class Discriminator(nn.Module):

@@ -114,8 +114,12 @@ class ScanViewer(QWidget):
         change = record.decision_relative_change
         shown = "-" if change is None else f"{change:.4f}"
         behind = len(self.decisions) - len(self.records)
+        # Near the threshold the scan waits for the completion and judges the
+        # full grid (ScanSettings.decision_margin): say so, or the wait looks
+        # like a stall.
+        where = " on the full grid" if record.decided_on == "full grid" else ""
         self.status.setText(
-            f"frame {record.index + 1} at z = {record.measured_z_um:.2f} um judged in "
+            f"frame {record.index + 1} at z = {record.measured_z_um:.2f} um judged{where} in "
             f"{record.decision_s or 0:.2f} s: change {shown}"
             + (f"; volume {behind} frame(s) behind" if behind > 0 else "")
         )

@@ -538,6 +538,30 @@ class TrainingSampler:
         z = np.clip(z + rng.normal(0, 0.02 * self.input_spacing_um, m), lo, hi)
         return [float(v) for v in z]
 
+    def _target_z(
+        self,
+        volume: SimulatedVolume | StackVolume,
+        crop: tuple[slice, slice],
+        z_in: list[float],
+        rng: np.random.Generator,
+    ) -> float:
+        """A target plane: in focus (``focus_fraction``) or anywhere.
+
+        On a recorded stack, not one of the inputs' planes: that target
+        would be the input frame itself, noise and all, and teach the
+        network to copy its noise.
+        """
+        if rng.random() < self.focus_fraction:
+            z_out = self.in_focus_z(volume, crop, rng)
+        else:
+            z_out = float(rng.uniform(*volume.z_range_um))
+        if not isinstance(volume, StackVolume):
+            return z_out
+        free = volume.z_um[~np.isin(volume.z_um, z_in)]
+        if not len(free):  # every plane is an input
+            return volume.snap_z(z_out)
+        return float(free[np.argmin(np.abs(free - z_out))])
+
     def sample(self, rng: np.random.Generator) -> Batch:
         m = int(rng.choice(np.arange(1, self.max_inputs + 1), p=self.m_weights))
         c = self.crop_px
@@ -561,12 +585,8 @@ class TrainingSampler:
                     # Where an input was taken: the output there must keep
                     # (and clean) what that frame saw.
                     z_out = z_in[int(rng.integers(m))]
-                elif rng.random() < self.focus_fraction:
-                    z_out = self.in_focus_z(volume, crop, rng)
                 else:
-                    z_out = float(rng.uniform(*volume.z_range_um))
-                if isinstance(volume, StackVolume):
-                    z_out = volume.snap_z(z_out)
+                    z_out = self._target_z(volume, crop, z_in, rng)
                 frames.append(inputs)
                 dpms.append([z_out - z for z in z_in])
                 targets.append(norm.apply(volume.target(z_out)[crop])[None])

@@ -58,6 +58,12 @@ class TrainingSettings(BaseModel):
         min_length=1,
         description="next-plane policies whose orders those sequences follow (static ones)",
     )
+    ssim_weight: float = Field(
+        1.0,
+        ge=0,
+        description="weight of (1 - MS-SSIM) beside 3 BerHu (eq. 7's beta, 1 in the paper); "
+        "0 on noisy targets, whose noise MS-SSIM would teach the network to imitate",
+    )
     adversarial_weight: float = Field(0.0, ge=0, description="gamma of eq. 7; paper 0.5")
     psf_models: tuple[PsfModel, ...] = Field(
         ("scalar",), min_length=1, description="PSF models simulated volumes are drawn from"

@@ -228,11 +228,20 @@ def _validate(model: RecurrentMZ, cases: list[Any], device: torch.device) -> dic
     }
 
 
-def _learning_rate(settings: TrainingSettings, step: int) -> float:
+def _learning_rate(settings: TrainingSettings, step: int, elapsed: float | None = None) -> float:
+    """Warm-up, then cosine decay to a twentieth over the steps.
+
+    ``elapsed`` (0-1), when given, is how much of a time budget is spent;
+    the decay then follows the clock instead of the step count, so that a
+    run ended by its time limit ends at the low rate, not in mid-schedule.
+    """
     warmup = min(100, settings.steps // 10)
     if step < warmup:
         return settings.learning_rate * (step + 1) / warmup
-    progress = (step - warmup) / max(1, settings.steps - warmup)
+    if elapsed is not None:
+        progress = min(1.0, max(0.0, elapsed))
+    else:
+        progress = (step - warmup) / max(1, settings.steps - warmup)
     floor = settings.learning_rate / 20
     return floor + (settings.learning_rate - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -249,6 +258,7 @@ def train(
     stop_after: int | None = None,
     init_from: str | Path | None = None,
     time_limit_s: float | None = None,
+    anneal_by_time: bool = False,
     workers: int = 0,
     on_progress: Callable[[str, int, int, dict[str, float]], None] | None = None,
 ) -> TrainingSummary:
@@ -275,6 +285,9 @@ def train(
     time_limit_s
         Likewise, stop with a checkpoint once training has run this long
         (simulating the volumes not counted).
+    anneal_by_time
+        Decay the learning rate over ``time_limit_s`` rather than over
+        ``settings.steps``: for a run that the clock ends (calibration).
     workers
         Processes that simulate the volumes and draw the batches while the
         network trains (0: all in this process).  The weights do not depend
@@ -296,6 +309,8 @@ def train(
         )
     if time_limit_s is not None and not time_limit_s > 0:
         raise RmzError(f"the time limit must be positive, not {time_limit_s} s")
+    if anneal_by_time and time_limit_s is None:
+        raise RmzError("annealing by time needs a time limit")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = distributed.start(ranks, resolve_device(device))
@@ -312,6 +327,7 @@ def train(
             stop_after=stop_after,
             init_from=init_from,
             time_limit_s=time_limit_s,
+            anneal_by_time=anneal_by_time,
             workers=workers,
             on_progress=on_progress,
         )
@@ -332,6 +348,7 @@ def _train(
     stop_after: int | None,
     init_from: str | Path | None,
     time_limit_s: float | None,
+    anneal_by_time: bool,
     workers: int,
     on_progress: Callable[[str, int, int, dict[str, float]], None] | None,
 ) -> TrainingSummary:
@@ -439,7 +456,10 @@ def _train(
         rank=ranks.rank if ranks.distributed else None,
     )
     for step, batch in zip(range(start_step, settings.steps), batches, strict=True):
-        lr = _learning_rate(settings, step)
+        elapsed = None
+        if anneal_by_time and time_limit_s is not None:
+            elapsed = (time.perf_counter() - started) / time_limit_s
+        lr = _learning_rate(settings, step, elapsed)
         for group in optimizer.param_groups:
             group["lr"] = lr
         frames = batch.frames.to(device).contiguous(memory_format=torch.channels_last)
@@ -450,7 +470,10 @@ def _train(
             prediction = net(frames, batch.dpm_um.to(device))
         prediction = prediction.float()  # the loss (MS-SSIM) in float32 either way
         loss = reconstruction_loss(
-            prediction, targets, foreground_weight=settings.foreground_weight
+            prediction,
+            targets,
+            beta=settings.ssim_weight,
+            foreground_weight=settings.foreground_weight,
         )
         metrics = {}
         if adversary is not None:

@@ -240,6 +240,30 @@ def test_train_stops_at_its_time_limit_and_resumes(tmp_path: Path) -> None:
         train(tmp_path / "b", conditions, settings, name="t", time_limit_s=0)
 
 
+def test_a_run_the_clock_ends_decays_over_the_clock() -> None:
+    from rmz_acq.training.trainer import _learning_rate
+
+    _, settings = _tiny_training()
+    long = settings.model_copy(update={"steps": 1_000_000, "learning_rate": 1e-3})
+    # by steps, a run stopped after 5000 of a million steps is still at its peak rate
+    assert _learning_rate(long, 5000) == pytest.approx(1e-3, rel=1e-3)
+    # by the clock, it ends at a twentieth, half-way at the cosine's middle
+    assert _learning_rate(long, 5000, elapsed=1.0) == pytest.approx(5e-5)
+    assert _learning_rate(long, 5000, elapsed=0.5) == pytest.approx((1e-3 + 5e-5) / 2)
+    assert _learning_rate(long, 5000, elapsed=3.0) == pytest.approx(5e-5)  # never below
+    assert _learning_rate(long, 10, elapsed=0.9) == pytest.approx(1e-3 * 11 / 100)  # warm-up
+
+
+def test_annealing_by_time_needs_a_time_limit(tmp_path: Path) -> None:
+    conditions, settings = _tiny_training()
+    with pytest.raises(RmzError, match="annealing by time needs a time limit"):
+        train(tmp_path / "a", conditions, settings, name="t", anneal_by_time=True)
+    stopped = train(
+        tmp_path / "b", conditions, settings, name="t", time_limit_s=1e-9, anneal_by_time=True
+    )
+    assert stopped.steps == 1
+
+
 def test_train_command_runs_and_stops_with_a_checkpoint(tmp_path: Path) -> None:
     args = ("--preset", "beads", "--volumes", "1", "--crop", "32", "--fov", "64")
     args += ("--batch", "2", "--targets", "1")

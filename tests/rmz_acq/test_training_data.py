@@ -38,6 +38,9 @@ def test_focus_fraction_draws_targets_where_the_crop_is_sharp() -> None:
     volume = _stack_with_one_sharp_plane()
     focused = TrainingSampler([volume], 1.5, crop_px=32, items=2, focus_fraction=1.0)
     uniform = TrainingSampler([volume], 1.5, crop_px=32, items=2, focus_fraction=0.0)
+    away = [0.0, 1.5, 6.0, 9.0]  # inputs away from the sharp plane (z = 3.5)
+    for sampler in (focused, uniform):
+        sampler.input_planes = lambda rng, m, z_range: away[:m]  # type: ignore[method-assign]
     rng = np.random.default_rng(3)
     sharp = np.concatenate([_peak_scores(focused.sample(rng).targets) for _ in range(10)])
     flat = np.concatenate([_peak_scores(uniform.sample(rng).targets) for _ in range(10)])
@@ -245,6 +248,29 @@ def test_input_plane_targets_sit_on_an_input() -> None:
     batch = sampler.sample(np.random.default_rng(5))
     # every target's DPM is zero for one of its inputs
     assert bool((batch.dpm_um.abs().min(dim=1).values < 1e-6).all())
+
+
+def test_stack_targets_avoid_the_inputs_planes_unless_asked() -> None:
+    """On a recorded stack a target at an input's z is that frame, noise and all."""
+    volume = StackVolume(np.zeros((4, 64, 64), np.float32) + 100, np.arange(4) * 1.0)
+    sampler = TrainingSampler([volume], 1.0, crop_px=32, items=8, max_inputs=3)
+    sampler.input_plane_fraction = 0.0
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        batch = sampler.sample(rng)
+        m = batch.dpm_um.shape[1]
+        if m < 4:  # some plane is free: the target is never one the inputs took
+            assert bool((batch.dpm_um.abs().min(dim=1).values > 0.5).all())
+    # the sharpest plane is an input: the in-focus target moves beside it
+    sharp = _stack_with_one_sharp_plane()
+    focused = TrainingSampler([sharp], 1.5, crop_px=32, items=4, focus_fraction=1.0)
+    focused.input_planes = lambda rng, m, z_range: [3.5]  # type: ignore[method-assign]
+    batch = focused.sample(np.random.default_rng(1))
+    assert sorted(set(batch.dpm_um[:, 0].abs().tolist())) == [0.5]
+    # every plane taken (four inputs of a four-plane stack): a target still comes
+    sampler.max_inputs = 4
+    sampler.input_planes = lambda rng, m, z_range: [0.0, 1.0, 2.0, 3.0][:m]  # type: ignore[method-assign]
+    assert sampler.sample(np.random.default_rng(0)).targets.shape[0] == 16
 
 
 def test_intensity_jitter_moves_half_the_statistics_within_its_bounds() -> None:

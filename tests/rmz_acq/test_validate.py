@@ -197,6 +197,16 @@ def test_calibrate_improves_the_held_out_region(
     assert training.shape == (96, 72) and strip.shape == (96, 24)
 
 
+def test_calibration_trains_on_noisy_targets_as_noise_to_noise(trainable: Path) -> None:
+    from rmz_acq.calibration import _settings_for
+
+    settings = _settings_for(load_model(trainable), 64, 2e-4)
+    # BerHu alone (MS-SSIM would reward the targets' noise), never a target at
+    # an input's z (the input frame itself), and no adversary
+    assert settings.ssim_weight == 0 and settings.input_plane_fraction == 0
+    assert settings.adversarial_weight == 0 and settings.learning_rate == 2e-4
+
+
 def test_calibrate_refuses_worse_weights_unless_forced(
     capsys: pytest.CaptureFixture[str],
     specimen: Path,

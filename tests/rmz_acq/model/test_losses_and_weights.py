@@ -50,6 +50,31 @@ def test_foreground_weight_makes_missing_sparse_points_cost_more() -> None:
     assert prediction.grad is not None and torch.isfinite(prediction.grad).all()
 
 
+def test_on_noisy_targets_only_berhu_prefers_the_clean_contrast() -> None:
+    """MS-SSIM against a noisy target rewards inflated contrast; BerHu alone does not.
+
+    Calibration trains on a recorded stack, whose targets are noisy; that is
+    why it sets ``ssim_weight`` to 0.
+    """
+    torch.manual_seed(0)
+    y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    clean = (0.5 + 0.5 * torch.sin(x / 5) * torch.cos(y / 7))[None, None]
+    noisy = clean + 0.3 * torch.randn_like(clean)
+    gains = [0.8 + 0.05 * i for i in range(13)]  # 0.8 .. 1.4
+
+    def best(beta: float) -> float:
+        mean = clean.mean()
+        predictions = [mean + g * (clean - mean) for g in gains]
+        costs = [float(reconstruction_loss(p, noisy, beta=beta)) for p in predictions]
+        return gains[costs.index(min(costs))]
+
+    assert best(0.0) == pytest.approx(1.0)
+    assert best(1.0) > 1.0
+    assert float(reconstruction_loss(clean, noisy, beta=0.0)) == pytest.approx(
+        3 * float(berhu(clean, noisy))
+    )
+
+
 def _tiny() -> RecurrentMZ:
     torch.manual_seed(3)
     return RecurrentMZ(base_channels=4, depth=2, dpm_scale_um=3.0)

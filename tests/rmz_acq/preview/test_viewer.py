@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,12 @@ def test_viewer_draws_every_update_on_the_gui_thread(
     assert viewer.image is not None
     np.testing.assert_array_equal(viewer.image[: layout.height, : layout.width], expected)
     assert "stopped: max_frames after 4 frames" in viewer.status.text()
+
+    viewer._on_decision(replace(viewer.report.frames[1], decided_on="full grid"))
+    assert "frame 2 at z = " in viewer.status.text()
+    assert "judged on the full grid in" in viewer.status.text()
+    viewer._on_decision(replace(viewer.report.frames[1], decided_on="decision planes"))
+    assert "full grid" not in viewer.status.text()
 
     reopened = open_run(tmp_path / "run")
     qtbot.addWidget(reopened)  # type: ignore[attr-defined]
