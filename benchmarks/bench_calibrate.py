@@ -14,7 +14,9 @@ Cases (the `nuclei` preset, trained without filaments and membranes):
 
 For each: `validate_stack` on the held-out strip (the right quarter, which
 calibration never trains on) with the preset, `calibrate` for ``--minutes``,
-and `validate_stack` on the same strip with the calibrated weights.
+and `validate_stack` on the same strip with the calibrated weights.  Every
+score is against a noisy stack, so the table also gives the strip's noise
+ceiling and the scores with that noise taken out.
 """
 
 from __future__ import annotations
@@ -99,15 +101,28 @@ def main() -> None:
     )
     print(
         f"{'case':<11}{'RMZ before':>11}{'frames':>7}{'lin.':>7}{'RMZ after':>10}{'frames':>7}"
-        f"{'lin.':>7}{'steps':>7}"
+        f"{'lin.':>7}{'steps':>7}{'ceiling':>9}{'noise-free RMZ before':>23}{'after':>7}"
+        f"{'lin.':>7}"
     )
     for case, before, after, result, _ in rows:
         b, a = before.psnr_db(), after.psnr_db()
+        ceiling = before.noise_ceiling_db()
+        clean_b, clean_a = before.noise_free_psnr_db(), after.noise_free_psnr_db()
+        noise = (
+            f"{ceiling:>9.2f}{clean_b['recurrent_mz']:>23.2f}{clean_a['recurrent_mz']:>7.2f}"
+            f"{clean_b['linear_interpolation']:>7.2f}"
+            if ceiling is not None
+            else f"{'-':>9}"
+        )
         print(
             f"{case:<11}{b['recurrent_mz']:>11.2f}{before.frames_used:>7}"
             f"{b['linear_interpolation']:>7.2f}{a['recurrent_mz']:>10.2f}{after.frames_used:>7}"
-            f"{a['linear_interpolation']:>7.2f}{result.steps:>7}"
+            f"{a['linear_interpolation']:>7.2f}{result.steps:>7}{noise}"
         )
+    print(
+        "ceiling: what the noise-free specimen itself scores against the noisy strip; "
+        "noise-free: the scores with the strip's noise taken out (rmz_acq.evaluation.noise)"
+    )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,12 @@ from .acquisition.policies import ScanState, choosable_planes, make_policy
 from .acquisition.settings import ScanSettings
 from .acquisition.stop_rules import StopReason
 from .errors import RmzError
+from .evaluation.noise import (
+    depth_of_field_um,
+    noise_ceiling_db,
+    noise_free_means,
+    noise_is_estimable,
+)
 from .evaluation.report import Evaluation, evaluate_arrays
 from .io import ZStack, write_zstack
 from .io.jsonfile import write_json_file
@@ -31,7 +37,14 @@ from .io.run_folder import REPORT, VOLUME
 from .model.weights import LoadedModel
 from .session import ReconstructionSession, compute_dtype
 
-__all__ = ["MIN_PLANES", "Validation", "check_stack", "validate_stack", "write_validation"]
+__all__ = [
+    "MIN_PLANES",
+    "Validation",
+    "check_stack",
+    "stack_noise_ceiling",
+    "validate_stack",
+    "write_validation",
+]
 
 MIN_PLANES = 5  # fewer cannot hold two inputs and planes between them to score
 MIN_SIDE_PX = 16
@@ -56,10 +69,31 @@ class Validation:
     notes: list[str] = field(default_factory=list)
     planes_taken_um: list[float] = field(default_factory=list)  # every plane pushed, in order
     next_plane: str = "bisection"  # the policy that chose them
+    # per plane of the evaluation, the noise-free specimen's PSNR against the
+    # stack (`rmz_acq.evaluation.noise`); None where the z step is too coarse
+    noise_ceiling_per_plane_db: list[float] | None = None
 
     def psnr_db(self) -> dict[str, float]:
         """Means over the non-input planes, per method (the report's contract)."""
         return {name: scores["psnr"] for name, scores in self.evaluation.means().items()}
+
+    def _non_input(self) -> list[bool]:
+        return [not i for i in self.evaluation.input_planes]
+
+    def noise_ceiling_db(self) -> float | None:
+        """What a perfect volume would score against this stack (mean, non-input planes)."""
+        if self.noise_ceiling_per_plane_db is None:
+            return None
+        keep = self._non_input()
+        values = [c for c, k in zip(self.noise_ceiling_per_plane_db, keep, strict=True) if k]
+        return float(np.mean(values)) if values else None
+
+    def noise_free_psnr_db(self) -> dict[str, float]:
+        """`psnr_db` against the noise-free specimen, estimated ({} without a ceiling)."""
+        if self.noise_ceiling_per_plane_db is None:
+            return {}
+        per_plane = {name: scores["psnr"] for name, scores in self.evaluation.scores.items()}
+        return noise_free_means(per_plane, self.noise_ceiling_per_plane_db, self._non_input())
 
     def verdict(self) -> str:
         """One line a microscopist can act on."""
@@ -74,6 +108,14 @@ class Validation:
             "single_input": "single-input propagation",
         }
         parts += [f"{label} {scores[key]:.1f} dB" for key, label in names.items() if key in scores]
+        ceiling = self.noise_ceiling_db()
+        if ceiling is not None:
+            clean = self.noise_free_psnr_db()
+            parts.append(
+                f"the stack's own noise caps any score at {ceiling:.1f} dB (against the "
+                f"noise-free specimen, estimated: Recurrent-MZ {clean['recurrent_mz']:.1f} dB, "
+                f"linear interpolation {clean['linear_interpolation']:.1f} dB)"
+            )
         return "; ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
@@ -86,6 +128,9 @@ class Validation:
             "planes_taken_um": self.planes_taken_um,
             "stop_reason": self.stop_reason.value,
             "psnr_db": self.psnr_db(),
+            "noise_ceiling_db": self.noise_ceiling_db(),
+            "psnr_db_noise_free": self.noise_free_psnr_db(),
+            "noise_ceiling_per_plane_db": self.noise_ceiling_per_plane_db,
             "verdict": self.verdict(),
             "relative_changes": self.relative_changes,
             "recurrent_mz_psnr_db_at_m": self.recurrent_mz_psnr_at_m,
@@ -225,6 +270,9 @@ def validate_stack(
         device=device,
         precision=settings.precision,
     )
+    ceiling, why_not = stack_noise_ceiling(truth, planes, evaluation, model)
+    if why_not:
+        notes.append(why_not)
     return Validation(
         model_name=model.name,
         model_sha256=model.sha256,
@@ -241,7 +289,35 @@ def validate_stack(
         notes=notes,
         planes_taken_um=taken,
         next_plane=policy.name,
+        noise_ceiling_per_plane_db=ceiling,
     )
+
+
+def stack_noise_ceiling(
+    truth: NDArray[np.float32],
+    planes: NDArray[np.float64],
+    evaluation: Evaluation,
+    model: LoadedModel,
+) -> tuple[list[float] | None, str]:
+    """Per evaluated plane, the stack's noise ceiling (`rmz_acq.evaluation.noise`).
+
+    ``(None, why)`` where the planes are too far apart to estimate the noise
+    from them.
+    """
+    conditions = model.conditions
+    dof = depth_of_field_um(
+        float(conditions.get("emission_wavelength_nm", 520.0)),
+        float(conditions.get("numerical_aperture", 1.4)),
+        float(conditions.get("immersion_index", 1.515)),
+    )
+    if not noise_is_estimable(planes, dof):
+        return None, (
+            f"the stack's planes are up to {float(np.max(np.diff(planes))):.2f} um apart, "
+            f"coarser than the {dof:.2f} um depth of field: its noise cannot be estimated "
+            "from it, so scores are against the noisy stack only"
+        )
+    per_plane = noise_ceiling_db(truth)
+    return [float(per_plane[int(np.argmin(np.abs(planes - z)))]) for z in evaluation.planes_um], ""
 
 
 def _mean_psnr(

@@ -152,6 +152,25 @@ def test_validate_a_stack_taken_earlier_with_a_preset(
     )
     assert code == 0, err
     assert "model beads reaches" in stdout
+    # the stack's own noise bounds every score against it; taken out, each rises
+    assert "the stack's own noise caps any score at" in stdout
+    report = json.loads((tmp_path / "v" / "report.json").read_text())
+    ceiling, clean = report["noise_ceiling_db"], report["psnr_db_noise_free"]
+    assert set(clean) == set(report["psnr_db"])
+    for method, score in report["psnr_db"].items():
+        assert score < ceiling and clean[method] > score
+    assert len(report["noise_ceiling_per_plane_db"]) == 41
+
+
+def test_a_stack_too_coarse_in_z_gets_no_noise_ceiling(weights: Path) -> None:
+    planes = np.arange(0.0, 4.01, 1.0)  # 1 um apart: more than the beads' depth of field
+    rng = np.random.default_rng(3)
+    data = (100 + 50 * rng.random((len(planes), 40, 40))).astype(np.float32)
+    result = validate_stack(ZStack(data=data, z_um=planes, pixel_size_um=0.1), load_model(weights))
+    assert result.noise_ceiling_db() is None and result.noise_free_psnr_db() == {}
+    assert any("its noise cannot be estimated" in note for note in result.notes)
+    assert "caps any score" not in result.verdict()
+    assert result.to_json()["noise_ceiling_db"] is None
 
 
 @pytest.fixture
@@ -192,6 +211,13 @@ def test_calibrate_improves_the_held_out_region(
     tuned = load_model(out)  # usable with --model everywhere
     assert tuned.name == "start-calibrated" and tuned.conditions == start.conditions
     assert "before" in result.card.read_text() and "held out" in result.card.read_text()
+    # scores against a noisy stack stay under its noise ceiling; the table says so
+    ceiling = result.before.noise_ceiling
+    assert ceiling is not None and result.after.recurrent_mz < ceiling
+    assert result.after.recurrent_mz_noise_free is not None
+    assert result.after.recurrent_mz_noise_free > result.after.recurrent_mz
+    assert f"caps any score at {ceiling:.2f} dB" in result.table()
+    assert f"caps any score at {ceiling:.2f} dB" in result.card.read_text()
     # the strip is really held out: the split is by columns, right quarter
     training, strip = split_stack(read_zstack(specimen), "specimen")
     assert training.shape == (96, 72) and strip.shape == (96, 24)
