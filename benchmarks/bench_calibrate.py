@@ -102,7 +102,7 @@ def main() -> None:
     print(
         f"{'case':<11}{'RMZ before':>11}{'frames':>7}{'lin.':>7}{'RMZ after':>10}{'frames':>7}"
         f"{'lin.':>7}{'steps':>7}{'ceiling':>9}{'noise-free RMZ before':>23}{'after':>7}"
-        f"{'lin.':>7}"
+        f"{'lin.':>7}{'RMZ after at M before':>23}"
     )
     for case, before, after, result, _ in rows:
         b, a = before.psnr_db(), after.psnr_db()
@@ -118,10 +118,13 @@ def main() -> None:
             f"{case:<11}{b['recurrent_mz']:>11.2f}{before.frames_used:>7}"
             f"{b['linear_interpolation']:>7.2f}{a['recurrent_mz']:>10.2f}{after.frames_used:>7}"
             f"{a['linear_interpolation']:>7.2f}{result.steps:>7}{noise}"
+            f"{after.recurrent_mz_psnr_at_m[before.frames_used - 1]:>23.2f}"
         )
     print(
         "ceiling: what the noise-free specimen itself scores against the noisy strip; "
-        "noise-free: the scores with the strip's noise taken out (rmz_acq.evaluation.noise)"
+        "noise-free: the scores with the strip's noise taken out (rmz_acq.evaluation.noise); "
+        "RMZ after at M before: the calibrated replay's volume after as many frames as the "
+        "first replay used (its policy may have chosen other planes)"
     )
 
 
