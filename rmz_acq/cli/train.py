@@ -67,6 +67,14 @@ def train(
     foreground_weight: Annotated[
         float, typer.Option("--foreground-weight", help="Extra BerHu weight of bright pixels.")
     ] = _DEFAULT.foreground_weight,
+    ssim_weight: Annotated[
+        float,
+        typer.Option(
+            "--ssim-weight",
+            help="Weight of (1 - MS-SSIM) beside 3 BerHu; 0 for noisy targets such as your "
+            "own stacks (MS-SSIM rewards their noise's contrast).",
+        ),
+    ] = _DEFAULT.ssim_weight,
     focus_fraction: Annotated[
         float,
         typer.Option(
@@ -246,6 +254,7 @@ def train(
             depth=depth,
             learning_rate=learning_rate,
             foreground_weight=foreground_weight,
+            ssim_weight=ssim_weight,
             focus_fraction=focus_fraction,
             max_inputs=max_inputs,
             scan_order_fraction=scan_order_fraction,

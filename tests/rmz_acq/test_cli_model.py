@@ -269,6 +269,7 @@ def test_train_command_runs_and_stops_with_a_checkpoint(tmp_path: Path) -> None:
     args += ("--batch", "2", "--targets", "1")
     args += ("--base-channels", "2", "--depth", "2", "--steps", "3", "--stop-after", "1")
     args += ("--psf-models", "scalar, vectorial", "--sample-variety", "wide")
+    args += ("--ssim-weight", "0")
     result = rmz_acq("train", *args, "-o", tmp_path / "run")
     assert result.returncode == 0, result.stderr
     assert "run again to resume" in result.stdout
@@ -277,6 +278,7 @@ def test_train_command_runs_and_stops_with_a_checkpoint(tmp_path: Path) -> None:
     assert (stored["batch_items"], stored["targets_per_item"]) == (2, 1)
     assert stored["psf_models"] == ["scalar", "vectorial"]
     assert stored["sample_varieties"] == ["wide"]
+    assert stored["ssim_weight"] == 0
     bad = rmz_acq("train", "--preset", "cells", "-o", tmp_path / "x")
     assert bad.returncode == 2 and "unknown --preset" in bad.stderr
     bad = rmz_acq("train", "--psf-models", "scalar,gaussian", "-o", tmp_path / "x")
