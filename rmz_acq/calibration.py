@@ -184,8 +184,8 @@ def _settings_for(model: LoadedModel, crop_px: int, learning_rate: float) -> Any
             "adversarial_weight": 0.0,
             # A recorded stack is noisy, and its planes are both inputs and
             # targets.  BerHu alone on noisy targets learns their mean (noise
-            # to noise); MS-SSIM would reward imitating the noise, and a
-            # target at an input's z is that very frame, noise and all.
+            # to noise); MS-SSIM against them rewards inflated contrast; and
+            # a target at an input's z is that very frame, noise and all.
             "ssim_weight": 0.0,
             "input_plane_fraction": 0.0,
         }
