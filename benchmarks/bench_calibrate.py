@@ -39,26 +39,33 @@ from rmz_acq.validation import validate_stack
 SEED = 9_100  # not a training or evaluation seed of the presets
 
 
-def _stack(case: str) -> ZStack:
+def simulated_specimen(case: str) -> tuple[ZStack, np.ndarray]:
+    """One specimen of ``case`` (a structure family, or ``worm``) over the
+    `nuclei` preset's range at its output step: the recorded stack, with
+    camera noise, and the noise-free one."""
     conditions = PRESET_CONDITIONS["nuclei"]
-    depth, step = conditions.depth_um, conditions.output_step_um
-    if case == "neuron":
-        data = flowdec_stack("neuron")
-        z = np.linspace(0.0, depth, data.shape[0])
-        return ZStack(data=data, z_um=z, pixel_size_um=0.1)
     volume = make_simulated_volume(
         conditions,
         SEED,
         256,
         ("vectorial",),
-        ("structures",),
-        structure_families=(case,),  # type: ignore[arg-type]
+        ("standard",) if case == "worm" else ("structures",),
+        structure_families=("nuclei",) if case == "worm" else (case,),  # type: ignore[arg-type]
         optics_varieties=("realistic",),
     )
     rng = np.random.default_rng(SEED)
-    z = np.round(np.arange(0.0, depth + 1e-6, step), 6)
+    z = np.round(np.arange(0.0, conditions.depth_um + 1e-6, conditions.output_step_um), 6)
     frames = np.stack([volume.frame(float(zi), rng) for zi in z]).astype(np.float32)
-    return ZStack(data=frames, z_um=z, pixel_size_um=conditions.pixel_size_um)
+    clean = np.stack([volume.target(float(zi)) for zi in z]).astype(np.float32)
+    return ZStack(data=frames, z_um=z, pixel_size_um=conditions.pixel_size_um), clean
+
+
+def _stack(case: str) -> ZStack:
+    if case == "neuron":
+        data = flowdec_stack("neuron")
+        z = np.linspace(0.0, PRESET_CONDITIONS["nuclei"].depth_um, data.shape[0])
+        return ZStack(data=data, z_um=z, pixel_size_um=0.1)
+    return simulated_specimen(case)[0]
 
 
 def _strip(stack: ZStack) -> ZStack:

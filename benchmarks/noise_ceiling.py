@@ -24,34 +24,11 @@ import argparse
 import time
 
 import numpy as np
+from bench_calibrate import simulated_specimen  # benchmarks/ is on the path
 
 from rmz_acq.evaluation.baselines import linear_interpolation
-from rmz_acq.io import ZStack
 from rmz_acq.model.weights import load_model
-from rmz_acq.training.conditions import PRESET_CONDITIONS
-from rmz_acq.training.data import make_simulated_volume
 from rmz_acq.validation import validate_stack
-
-SEED = 9_100
-
-
-def _specimen(case: str) -> tuple[ZStack, np.ndarray]:
-    conditions = PRESET_CONDITIONS["nuclei"]
-    varieties = ("standard",) if case == "worm" else ("structures",)
-    volume = make_simulated_volume(
-        conditions,
-        SEED,
-        256,
-        ("vectorial",),
-        varieties,  # type: ignore[arg-type]
-        structure_families=(case,) if case != "worm" else ("nuclei",),  # type: ignore[arg-type]
-        optics_varieties=("realistic",),
-    )
-    rng = np.random.default_rng(SEED)
-    z = np.round(np.arange(0.0, conditions.depth_um + 1e-6, conditions.output_step_um), 6)
-    noisy = np.stack([volume.frame(float(zi), rng) for zi in z]).astype(np.float32)
-    clean = np.stack([volume.target(float(zi)) for zi in z]).astype(np.float32)
-    return ZStack(data=noisy, z_um=z, pixel_size_um=conditions.pixel_size_um), clean
 
 
 def _true_psnr(estimate: np.ndarray, clean: np.ndarray, noisy: np.ndarray) -> list[float]:
@@ -73,7 +50,7 @@ def main() -> None:
     )
     started = time.perf_counter()
     for case in args.cases.split(","):
-        stack, clean = _specimen(case)
+        stack, clean = simulated_specimen(case)
         result = validate_stack(stack, preset, source=case)
         keep = np.asarray([not i for i in result.evaluation.input_planes])
         noisy = result.truth
