@@ -102,7 +102,7 @@ def main() -> None:
     order_rows: list[tuple[int, float, float]] = []  # (M, scan order, sorted by z)
     config, preset, planes, candidates = SAMPLES[args.sample]
     model = load_model(args.model or preset)
-    default_epsilon = default_relative_epsilon(model.name)
+    default_epsilon = default_relative_epsilon(model)
     beads = args.sample == "beads"
     pixel_um = float(model.conditions.get("pixel_size_um", 0.1))
     rows = []

@@ -6,6 +6,12 @@ strips before and after fine-tuning, with a fixed sparse scan (the
 candidates at the model's input spacing, bisection order) against the full
 stack, beside linear interpolation of the same planes.  Weights that score
 worse than the model they started from are not written (unless forced).
+
+Fine-tuning changes how much the volume moves per frame, so the stop rule's
+threshold is chosen again for the weights written (`choose_stop_threshold`,
+on the training parts) and stored in them: scans and ``validate`` with the
+calibrated weights use it, and the preset's plane spacing and next-plane
+policy, by default.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .acquisition.plan import ScanPlan
+from .acquisition.plan import SCAN_DEFAULTS_KEY, ScanDefaults, ScanPlan, scan_defaults
+from .acquisition.settings import ScanSettings
 from .errors import RmzError
 from .evaluation.noise import noise_free_means
 from .evaluation.report import evaluate_arrays
@@ -30,20 +37,28 @@ from .model.weights import LoadedModel, load_model, save_weights
 from .session import ReconstructionSession
 from .training.conditions import ImagingConditions
 from .training.data import StackVolume
-from .validation import check_stack, stack_noise_ceiling
+from .validation import check_stack, stack_noise_ceiling, validate_stack
 
 __all__ = [
     "FINE_TUNE_LEARNING_RATE",
     "HELD_OUT_FRACTION",
+    "STOP_TOLERANCE_DB",
     "Calibration",
     "HeldOutScore",
+    "StopChoice",
     "calibrate",
+    "choose_stop_threshold",
     "score_held_out",
     "split_stack",
 ]
 
 HELD_OUT_FRACTION = 0.25  # the right strip of every stack, never trained on
 FINE_TUNE_LEARNING_RATE = 2e-4  # a fifth of training from scratch: adapt, do not forget
+# A scan's stop is good enough when its volume scores within this of the volume
+# from every candidate (the criterion the presets' thresholds were chosen by).
+STOP_TOLERANCE_DB = 0.5
+# thresholds tried, as shares of the starting model's (never above it)
+_THRESHOLD_LADDER = (1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.125)
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,104 @@ class HeldOutScore:
         return self.recurrent_mz - self.linear_interpolation
 
 
+@dataclass(frozen=True)
+class StopChoice:
+    """The relative epsilon chosen for calibrated weights, and why.
+
+    Per training part, at the chosen threshold: the frames the replayed scan
+    took (of ``candidates``), and how far its volume scored below the volume
+    from every candidate (dB; negative: above it).
+    """
+
+    relative_epsilon: float
+    inherited: float  # the starting model's threshold
+    frames: list[int]
+    candidates: list[int]
+    shortfall_db: list[float]
+    met: bool  # every part within STOP_TOLERANCE_DB at the chosen threshold
+
+    def describe(self) -> str:
+        taken = ", ".join(f"{f} of {c}" for f, c in zip(self.frames, self.candidates, strict=True))
+        short = max(self.shortfall_db)
+        how = (
+            f"kept the model's {self.inherited:g}"
+            if self.relative_epsilon == self.inherited
+            else f"lowered from {self.inherited:g}"
+        )
+        verdict = (
+            f"within {STOP_TOLERANCE_DB:g} dB of taking every candidate (at most {short:.2f} dB "
+            "below it)"
+            if self.met
+            else f"still {short:.2f} dB below taking every candidate at the lowest threshold tried"
+        )
+        return (
+            f"stop rule: relative change <= {self.relative_epsilon:g} ({how}); on the training "
+            f"parts the replayed scan stops after {taken} planes, {verdict}"
+        )
+
+
+def choose_stop_threshold(
+    model: LoadedModel,
+    parts: list[StackVolume],
+    *,
+    pixel_size_um: float | None = None,
+    device: str | None = None,
+) -> StopChoice:
+    """The largest relative epsilon, at most ``model``'s own, whose stop is good enough.
+
+    The default scan is replayed on each part (`validate_stack`, every
+    candidate pushed, the change measured on the full grid); for each
+    threshold on a ladder below the model's own, the scan stops at the first
+    frame (from the second) whose relative change is at most the threshold.
+    Chosen: the first threshold at which, on every part, the volume at the
+    stop scores within `STOP_TOLERANCE_DB` of the volume from every
+    candidate; failing that, the lowest tried.  Never raised above the
+    model's own: calibration is for fidelity, not for fewer frames.
+    """
+    inherited = scan_defaults(model).relative_epsilon
+    settings = ScanSettings.for_model(model).model_copy(update={"decision_planes": None})
+    replays = [
+        validate_stack(
+            ZStack(data=part.data, z_um=part.z_um, pixel_size_um=pixel_size_um),
+            model,
+            source="a training part",
+            settings=settings,
+            device=device,
+        )
+        for part in parts
+    ]
+    ladder = [round(inherited * share, 6) for share in _THRESHOLD_LADDER]
+
+    def stops(threshold: float) -> tuple[list[int], list[float]]:
+        frames, short = [], []
+        for replay in replays:
+            scores = replay.recurrent_mz_psnr_at_m
+            stop = next(
+                (
+                    m + 1
+                    for m, change in enumerate(replay.relative_changes)
+                    if m + 1 >= settings.min_frames and change is not None and change <= threshold
+                ),
+                len(scores),
+            )
+            frames.append(stop)
+            short.append(float(scores[-1] - scores[stop - 1]))
+        return frames, short
+
+    for threshold in ladder:
+        frames, short = stops(threshold)
+        if max(short) <= STOP_TOLERANCE_DB:
+            break
+    return StopChoice(
+        relative_epsilon=threshold,
+        inherited=inherited,
+        frames=frames,
+        candidates=[len(r.relative_changes) for r in replays],
+        shortfall_db=short,
+        met=max(short) <= STOP_TOLERANCE_DB,
+    )
+
+
 @dataclass
 class Calibration:
     """What fine-tuning did: the scores before and after, and where the weights went."""
@@ -76,6 +189,7 @@ class Calibration:
     seconds: float
     written: Path | None
     card: Path | None
+    stop: StopChoice | None = None  # chosen only for weights that are written
 
     @property
     def improved(self) -> bool:
@@ -96,6 +210,8 @@ class Calibration:
                 f"the noise-free specimen (estimated) Recurrent-MZ went "
                 f"{before.recurrent_mz_noise_free:.2f} -> {after.recurrent_mz_noise_free:.2f} dB"
             )
+        if self.stop is not None:
+            rows.append(self.stop.describe())
         return "\n".join(rows)
 
 
@@ -269,12 +385,25 @@ def calibrate(
             conditions=model.conditions,
             extra=extra,
         )
-        after = score_held_out(load_model(candidate, device or "cpu"), strips, device=device)
+        loaded = load_model(candidate, device or "cpu")
+        after = score_held_out(loaded, strips, device=device)
         result = Calibration(before, after, summary.steps, seconds, None, None)
-        if result.improved or force:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            result.written = Path(candidate.replace(output))
-            result.card = _write_card(result, model, stacks, minutes, output)
+        if not (result.improved or force):
+            return result
+        # the preset's spacing and policy, and a threshold chosen for these weights
+        pixel = next((s.pixel_size_um for _, s in stacks if s.pixel_size_um), None)
+        result.stop = choose_stop_threshold(loaded, training, pixel_size_um=pixel, device=device)
+        inherited = scan_defaults(model)
+        chosen = ScanDefaults(
+            candidate_step_fraction=inherited.candidate_step_fraction,
+            relative_epsilon=result.stop.relative_epsilon,
+            next_plane=inherited.next_plane,
+        )
+        extra[SCAN_DEFAULTS_KEY] = json.dumps(chosen._asdict())
+    result.written = save_weights(
+        tuned, output, name=f"{model.name}-calibrated", conditions=model.conditions, extra=extra
+    )
+    result.card = _write_card(result, model, stacks, minutes, output)
     return result
 
 
@@ -326,6 +455,7 @@ def _write_card(
             and result.after.recurrent_mz_noise_free is not None
             else []
         ),
+        *([result.stop.describe().capitalize() + ".", ""] if result.stop is not None else []),
         "Valid for the specimen and microscope these stacks came from; check others with "
         "`rmz-acq validate`.",
         "",

@@ -8,6 +8,7 @@ every frame adds the most new information while M is small.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DECISION_MARGIN",
     "DECISION_PLANES",
+    "SCAN_DEFAULTS_KEY",
     "PlaneOrder",
     "ScanDefaults",
     "ScanPlan",
@@ -59,11 +61,41 @@ PRESET_SCAN_DEFAULTS = {
     "beads": ScanDefaults(candidate_step_fraction=1 / 3, relative_epsilon=0.02),
 }
 OTHER_SCAN_DEFAULTS = ScanDefaults(candidate_step_fraction=0.25, relative_epsilon=0.1)
+# weights metadata: the defaults `rmz-acq calibrate` chose for the weights it wrote
+SCAN_DEFAULTS_KEY = "scan_defaults"
 
 
-def scan_defaults(model_name: str) -> ScanDefaults:
-    """The shipped presets' own defaults; any other model gets `OTHER_SCAN_DEFAULTS`."""
-    return PRESET_SCAN_DEFAULTS.get(model_name, OTHER_SCAN_DEFAULTS)
+def scan_defaults(model: LoadedModel | str) -> ScanDefaults:
+    """What a scan with ``model`` (or a model name) does unless told otherwise.
+
+    In order: the defaults stored in the weights (`rmz-acq calibrate` writes
+    them), those of the preset the weights were calibrated from, the shipped
+    presets' own (`PRESET_SCAN_DEFAULTS`); any other model gets
+    `OTHER_SCAN_DEFAULTS`.
+
+    Raises
+    ------
+    RmzError
+        Weights whose stored defaults cannot be read.
+    """
+    if isinstance(model, str):
+        return PRESET_SCAN_DEFAULTS.get(model, OTHER_SCAN_DEFAULTS)
+    stored = model.metadata.get(SCAN_DEFAULTS_KEY)
+    if stored:
+        try:
+            return ScanDefaults(**json.loads(stored))
+        except (TypeError, ValueError):
+            raise RmzError(
+                f"{model.path} stores unreadable scan defaults ({stored!r}); calibrate again "
+                "or give --relative-epsilon and --next-plane"
+            ) from None
+    try:
+        parent = json.loads(model.metadata.get("calibrated_from") or "{}").get("name")
+    except (AttributeError, ValueError):
+        parent = None
+    if parent in PRESET_SCAN_DEFAULTS and model.name not in PRESET_SCAN_DEFAULTS:
+        return PRESET_SCAN_DEFAULTS[parent]
+    return scan_defaults(model.name)
 
 
 def decision_plane_indices(n_planes: int, count: int = DECISION_PLANES) -> NDArray[np.intp]:
@@ -224,7 +256,7 @@ class ScanPlan(BaseModel):
         if spacing <= 0:  # a model without conditions: judge by the grid
             spacing = max(float(np.ptp(planes)) / 3, 1.0)
         if candidates_um is None:
-            step = candidate_step_um or spacing * scan_defaults(model.name).candidate_step_fraction
+            step = candidate_step_um or spacing * scan_defaults(model).candidate_step_fraction
             lo, hi = float(planes.min()) + spacing / 2, float(planes.max()) - spacing / 2
             if hi >= lo:
                 n = int(np.floor((hi - lo) / step + 1e-6)) + 1

@@ -30,13 +30,14 @@ PRESET_RELATIVE_EPSILON = {
 }
 
 
-def default_relative_epsilon(model_name: str) -> float:
-    """The relative epsilon a scan with this model stops at by default.
+def default_relative_epsilon(model: LoadedModel | str) -> float:
+    """The relative epsilon a scan with this model (or model name) stops at by default.
 
-    The shipped presets have their own (measured: `PRESET_SCAN_DEFAULTS`);
-    any other model gets `DEFAULT_RELATIVE_EPSILON`.
+    The shipped presets have their own (measured: `PRESET_SCAN_DEFAULTS`),
+    calibrated weights the one `rmz-acq calibrate` chose for them; any other
+    model gets `DEFAULT_RELATIVE_EPSILON` (`scan_defaults`).
     """
-    return scan_defaults(model_name).relative_epsilon
+    return scan_defaults(model).relative_epsilon
 
 
 class ScanSettings(BaseModel):
@@ -97,13 +98,13 @@ class ScanSettings(BaseModel):
         flag): to decide on the full grid, set ``decision_planes=None`` on
         the result (``settings.model_copy(update=...)``).
         """
-        name = model if isinstance(model, str) else model.name
+        defaults = scan_defaults(model)
         given = {k: v for k, v in overrides.items() if v is not None}
-        given.setdefault("next_plane", scan_defaults(name).next_plane)
+        given.setdefault("next_plane", defaults.next_plane)
         if "epsilon" in given:
             given.setdefault("relative_epsilon", None)
         else:
-            given.setdefault("relative_epsilon", default_relative_epsilon(name))
+            given.setdefault("relative_epsilon", defaults.relative_epsilon)
         return cls(**given)
 
     def rules(self) -> list[StopRule]:

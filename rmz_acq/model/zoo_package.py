@@ -134,4 +134,6 @@ def read_zoo_package(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
     metadata = {key: str(value) for key, value in kwargs.items()}
     metadata["name"] = str(ours.get("name", path.stem))
     metadata["conditions"] = json.dumps(ours.get("conditions") or {})
+    if ours.get("scan_defaults"):
+        metadata["scan_defaults"] = json.dumps(ours["scan_defaults"])
     return tensors, metadata, raw

@@ -22,6 +22,7 @@ import tifffile
 import torch
 from numpy.typing import NDArray
 
+from ..acquisition.plan import scan_defaults
 from ..errors import RmzError
 from ..model.weights import PRESETS, LoadedModel, load_model
 from .module import RecurrentMZVolume
@@ -342,6 +343,8 @@ def export_bioimageio(
                             "conditions": loaded.conditions,
                             "test_inputs_um": inputs_um,
                             "test_seed": EXPORT_SEED,
+                            # how a scan with it stops and moves (calibrated weights chose theirs)
+                            "scan_defaults": scan_defaults(loaded)._asdict(),
                         }
                     ),
                 )

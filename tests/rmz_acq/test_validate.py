@@ -19,7 +19,7 @@ from rmz_acq.io import ZStack, read_zstack, write_zstack
 from rmz_acq.model.network import RecurrentMZ
 from rmz_acq.model.weights import load_model, save_weights
 from rmz_acq.training.conditions import PRESET_CONDITIONS
-from rmz_acq.validation import validate_stack
+from rmz_acq.validation import Validation, validate_stack
 from rmz_acq.zstack import acquire_zstack
 from simulators.devices import SimulatedCamera
 from tests.conftest import SMALL_BEADS
@@ -218,9 +218,88 @@ def test_calibrate_improves_the_held_out_region(
     assert result.after.recurrent_mz_noise_free > result.after.recurrent_mz
     assert f"caps any score at {ceiling:.2f} dB" in result.table()
     assert f"caps any score at {ceiling:.2f} dB" in result.card.read_text()
+    # the weights carry the stop threshold chosen for them, never above the start's
+    assert result.stop is not None
+    assert result.stop.relative_epsilon <= ScanSettings.for_model(start).relative_epsilon
+    assert ScanSettings.for_model(tuned).relative_epsilon == result.stop.relative_epsilon
+    assert "stop rule: relative change" in result.table()
+    assert "Stop rule: relative change" in result.card.read_text()
     # the strip is really held out: the split is by columns, right quarter
     training, strip = split_stack(read_zstack(specimen), "specimen")
     assert training.shape == (96, 72) and strip.shape == (96, 24)
+
+
+def _replay(changes: list[float | None], scores: list[float]) -> Validation:
+    replay = object.__new__(Validation)  # only what the threshold choice reads
+    replay.relative_changes, replay.recurrent_mz_psnr_at_m = changes, scores
+    return replay
+
+
+def test_calibrate_lowers_the_stop_threshold_until_the_stop_is_good_enough(
+    trainable: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rmz_acq.calibration import choose_stop_threshold
+    from rmz_acq.training.data import StackVolume
+
+    start = load_model(trainable)  # not a preset: its own threshold is 0.1
+    assert ScanSettings.for_model(start).relative_epsilon == pytest.approx(0.1)
+    part = StackVolume(np.zeros((5, 8, 8), np.float32), np.arange(5.0))
+    # at 0.1 the scan stops after 2 frames, 2.4 dB short of taking all 5; at
+    # 0.07 after 3, 0.4 dB short: good enough
+    replays = iter([_replay([None, 0.09, 0.04, 0.02, 0.01], [20.0, 21.0, 23.0, 23.3, 23.4])])
+    monkeypatch.setattr("rmz_acq.calibration.validate_stack", lambda *a, **k: next(replays))
+    choice = choose_stop_threshold(start, [part])
+    assert choice.relative_epsilon == pytest.approx(0.07) and choice.met
+    assert choice.frames == [3] and choice.candidates == [5]
+    assert choice.shortfall_db == [pytest.approx(0.4)]
+    assert "lowered from 0.1" in choice.describe()
+    # a scan that stops too early at every threshold tried gets the lowest
+    replays = iter([_replay([None, 0.05, 0.012, 0.02, 0.03], [20.0, 21.0, 21.0, 21.0, 24.0])])
+    choice = choose_stop_threshold(start, [part])
+    assert choice.relative_epsilon == pytest.approx(0.0125) and not choice.met
+    assert choice.frames == [3] and "still 3.00 dB below" in choice.describe()
+    # where the model's own already stops well, it is kept (never raised)
+    replays = iter([_replay([None, 0.5, 0.05, 0.02, 0.01], [20.0, 21.0, 23.3, 23.3, 23.4])])
+    choice = choose_stop_threshold(start, [part])
+    assert choice.relative_epsilon == pytest.approx(0.1) and choice.frames == [3]
+    assert "kept the model's 0.1" in choice.describe()
+
+
+def test_calibrated_weights_scan_as_their_preset_unless_they_store_their_own(
+    tmp_path: Path,
+) -> None:
+    from rmz_acq.acquisition.plan import SCAN_DEFAULTS_KEY, scan_defaults
+    from rmz_acq.errors import RmzError
+
+    preset = load_model("nuclei")
+    network = RecurrentMZ(base_channels=2, depth=2)
+    origin = {"calibrated_from": json.dumps({"name": "nuclei", "sha256": preset.sha256})}
+
+    def weights(name: str, **extra: str) -> Path:
+        return save_weights(
+            network,
+            tmp_path / f"{name}.safetensors",
+            name=name,
+            conditions=preset.conditions,
+            extra=origin | extra,
+        )
+
+    # calibrated before the threshold was stored: the preset's spacing, rule and policy
+    older = load_model(weights("nuclei-calibrated"))
+    assert scan_defaults(older) == scan_defaults(preset)
+    settings = ScanSettings.for_model(older)
+    assert settings.relative_epsilon == ScanSettings.for_model(preset).relative_epsilon
+    assert settings.next_plane == ScanSettings.for_model(preset).next_plane == "structure"
+    assert ScanPlan.for_model(older).candidates_um == ScanPlan.for_model(preset).candidates_um
+    # stored defaults win; the command line still overrides them
+    stored = {"candidate_step_fraction": 0.25, "relative_epsilon": 0.02, "next_plane": "even"}
+    mine = load_model(weights("mine", **{SCAN_DEFAULTS_KEY: json.dumps(stored)}))
+    assert ScanSettings.for_model(mine).relative_epsilon == 0.02
+    assert ScanSettings.for_model(mine).next_plane == "even"
+    assert ScanSettings.for_model(mine, relative_epsilon=0.2).relative_epsilon == 0.2
+    broken = load_model(weights("broken", **{SCAN_DEFAULTS_KEY: "{not json"}))
+    with pytest.raises(RmzError, match="unreadable scan defaults"):
+        ScanSettings.for_model(broken)
 
 
 def test_calibration_trains_on_noisy_targets_as_noise_to_noise(trainable: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sys
 import zipfile
 from pathlib import Path
@@ -12,8 +13,9 @@ import pytest
 import torch
 import yaml
 
+from rmz_acq.acquisition.plan import SCAN_DEFAULTS_KEY, ScanDefaults, scan_defaults
 from rmz_acq.errors import RmzError
-from rmz_acq.model.weights import LoadedModel, load_model
+from rmz_acq.model.weights import LoadedModel, load_model, save_weights
 from rmz_acq.reconstruct import FrameSet, reconstruct_frames
 from rmz_acq.zoo import RecurrentMZVolume
 from rmz_acq.zoo.export import export_bioimageio, sample_planes
@@ -79,7 +81,16 @@ def test_package_describes_frames_z_and_volume_and_reproduces_itself(
 def test_a_package_is_a_model_zip_or_folder_with_one_checksum(
     tiny_model: LoadedModel, tmp_path: Path
 ) -> None:
-    archive = export_bioimageio(tiny_model.path, tmp_path / "tiny.zip")
+    # weights that carry their own scan defaults (as `rmz-acq calibrate` writes them)
+    chosen = ScanDefaults(candidate_step_fraction=0.5, relative_epsilon=0.03, next_plane="even")
+    weights = save_weights(
+        tiny_model.model,
+        tmp_path / "tiny.safetensors",
+        name="tiny",
+        conditions=tiny_model.conditions,
+        extra={SCAN_DEFAULTS_KEY: json.dumps(chosen._asdict())},
+    )
+    archive = export_bioimageio(weights, tmp_path / "tiny.zip")
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(tmp_path / "unpacked")
     from_zip = load_model(archive)
@@ -92,6 +103,8 @@ def test_a_package_is_a_model_zip_or_folder_with_one_checksum(
     ):
         assert torch.equal(a, b)
     assert from_zip.model.config == tiny_model.model.config
+    # ... and a scan with the package stops and moves as one with the weights
+    assert scan_defaults(from_zip) == scan_defaults(load_model(weights)) == chosen
 
 
 def test_reconstruct_takes_a_package_as_model(
