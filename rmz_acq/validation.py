@@ -72,6 +72,9 @@ class Validation:
     # per plane of the evaluation, the noise-free specimen's PSNR against the
     # stack (`rmz_acq.evaluation.noise`); None where the z step is too coarse
     noise_ceiling_per_plane_db: list[float] | None = None
+    # the rule the replay stopped by: the relative threshold, or the paper's absolute one
+    relative_epsilon: float | None = None
+    epsilon: float | None = None
 
     def psnr_db(self) -> dict[str, float]:
         """Means over the non-input planes, per method (the report's contract)."""
@@ -127,6 +130,8 @@ class Validation:
             "next_plane": self.next_plane,
             "planes_taken_um": self.planes_taken_um,
             "stop_reason": self.stop_reason.value,
+            "relative_epsilon": self.relative_epsilon,
+            "epsilon": self.epsilon,
             "psnr_db": self.psnr_db(),
             "noise_ceiling_db": self.noise_ceiling_db(),
             "psnr_db_noise_free": self.noise_free_psnr_db(),
@@ -290,6 +295,8 @@ def validate_stack(
         planes_taken_um=taken,
         next_plane=policy.name,
         noise_ceiling_per_plane_db=ceiling,
+        relative_epsilon=settings.relative_epsilon if settings.epsilon is None else None,
+        epsilon=settings.epsilon,
     )
 
 

@@ -86,6 +86,23 @@ CandidateStep = Annotated[
     ),
 ]
 
+NextPlane = Annotated[
+    str | None,
+    typer.Option(
+        "--next-plane",
+        help="Where each frame is taken: bisection, sweeps, even, structure or settle "
+        "(default: the model's).",
+    ),
+]
+RelativeEpsilon = Annotated[
+    float | None,
+    typer.Option(
+        "--relative-epsilon",
+        help="Stop when the change / ||V_M||_F <= this (default: the model's; nuclei 0.05, "
+        "beads 0.02, calibrated weights the one calibrate chose, others 0.1).",
+    ),
+]
+
 # The model rule, the same in every command: inferred only where a simulated
 # config states its optics (acquire, validate --config), otherwise required.
 _MODEL_KINDS = (

@@ -15,7 +15,9 @@ from ._app import (
     Device,
     ExposureMs,
     InferredModel,
+    NextPlane,
     Precision,
+    RelativeEpsilon,
     ZLimits,
     app,
     fail,
@@ -47,26 +49,12 @@ def acquire(
             help="Candidate order for --next-plane bisection: bisection, centre-out or as-given.",
         ),
     ] = "bisection",
-    next_plane: Annotated[
-        str | None,
-        typer.Option(
-            "--next-plane",
-            help="Where each frame is taken: bisection, sweeps, even, structure or settle "
-            "(default: the model's).",
-        ),
-    ] = None,
+    next_plane: NextPlane = None,
     epsilon: Annotated[
         float | None,
         typer.Option("--epsilon", help="Stop when ||V_M - V_(M-1)||_F <= this (input units)."),
     ] = None,
-    relative_epsilon: Annotated[
-        float | None,
-        typer.Option(
-            "--relative-epsilon",
-            help="Stop when the change / ||V_M||_F <= this (default: the model's; nuclei 0.05, "
-            "beads 0.02, others 0.1).",
-        ),
-    ] = None,
+    relative_epsilon: RelativeEpsilon = None,
     min_frames: Annotated[int, typer.Option("--min-frames")] = 2,
     decision_margin: Annotated[
         float | None,

@@ -15,7 +15,9 @@ from ._app import (
     ExposureMs,
     InferredModel,
     Model,
+    NextPlane,
     Precision,
+    RelativeEpsilon,
     ZLimits,
     app,
     fail,
@@ -50,6 +52,8 @@ def validate(
     ] = None,
     z_limits: ZLimits = None,
     candidate_step: CandidateStep = None,
+    relative_epsilon: RelativeEpsilon = None,
+    next_plane: NextPlane = None,
     exposure_ms: ExposureMs = None,
     overwrite: Annotated[
         bool,
@@ -59,6 +63,7 @@ def validate(
     precision: Precision = "float32",
 ) -> None:
     """Replay a sparse scan on one full z-stack of your specimen and score it."""
+    from ..acquisition import ScanSettings
     from ..io import read_zstack
     from ..io.outputs import VALIDATION_FILES, RunFolder
     from ..model.weights import load_model
@@ -78,6 +83,8 @@ def validate(
             )
         if exposure_ms is not None and not exposure_ms > 0:
             raise RmzError(f"--exposure-ms must be positive, got {exposure_ms:g}")
+        if relative_epsilon is not None and relative_epsilon < 0:
+            raise RmzError(f"--relative-epsilon must be >= 0, got {relative_epsilon:g}")
         folder = RunFolder(output, files=VALIDATION_FILES)
         folder.check(overwrite=overwrite)
         with folder.locked():
@@ -100,6 +107,12 @@ def validate(
                 source = str(path)
                 taken = read_zstack(path)
             check_stack(taken, source)
+            settings = ScanSettings.for_model(
+                loaded,
+                precision=precision,
+                relative_epsilon=relative_epsilon,
+                next_plane=next_plane,
+            )
             typer.echo(
                 f"replaying the scan of model {loaded.name} on {taken.data.shape[0]} planes",
                 err=True,
@@ -108,6 +121,7 @@ def validate(
                 taken,
                 loaded,
                 source=source,
+                settings=settings,
                 candidate_step_um=candidate_step,
                 device=device,
                 precision=precision,

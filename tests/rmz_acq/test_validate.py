@@ -70,6 +70,8 @@ def test_validate_takes_the_stack_simulate_would_and_scores_the_replay(
     }
     assert all(np.isfinite(v) for v in report["psnr_db"].values())
     assert len(report["recurrent_mz_psnr_db_at_m"]) == report["candidates"]
+    # the rule it stopped by: the model's default (tiny is no preset)
+    assert report["relative_epsilon"] == 0.1 and report["epsilon"] is None
     volume = read_zstack(out / "volume.ome.tif")
     assert volume.data.shape == (41, 64, 64) and volume.pixel_size_um == pytest.approx(0.1)
     assert (out / "validation.png").read_bytes()[:4] == b"\x89PNG"
@@ -160,6 +162,17 @@ def test_validate_a_stack_taken_earlier_with_a_preset(
     for method, score in report["psnr_db"].items():
         assert score < ceiling and clean[method] > score
     assert len(report["noise_ceiling_per_plane_db"]) == 41
+    assert report["relative_epsilon"] == ScanSettings.for_model("beads").relative_epsilon
+    # replayed as you will scan: your threshold and next-plane policy
+    args = ("validate", "--stack", stack, "-m", "beads", "--relative-epsilon", "0")
+    code, stdout, err = cli(capsys, *args, "--next-plane", "even", "-o", tmp_path / "v0")
+    assert code == 0, err
+    report = json.loads((tmp_path / "v0" / "report.json").read_text())
+    assert report["relative_epsilon"] == 0 and report["next_plane"] == "even"
+    assert report["stop_reason"] == "max_frames"  # a change is never exactly 0
+    assert report["frames_used"] == report["candidates"]
+    code, _, err = cli(capsys, *args, "--next-plane", "wherever", "-o", tmp_path / "v1")
+    one_line_error(code, err, "next-plane policy 'wherever' is not known")
 
 
 def test_a_stack_too_coarse_in_z_gets_no_noise_ceiling(weights: Path) -> None:
