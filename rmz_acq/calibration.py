@@ -111,10 +111,16 @@ class StopChoice:
             if self.met
             else f"still {short:.2f} dB below taking every candidate at the lowest threshold tried"
         )
-        return (
+        text = (
             f"stop rule: relative change <= {self.relative_epsilon:g} ({how}); on the training "
             f"parts the replayed scan stops after {taken} planes, {verdict}"
         )
+        if sum(self.frames) >= 0.8 * sum(self.candidates):
+            text += (
+                "; on this specimen a scan that good needs nearly every candidate, so sparse "
+                "scans save few frames (a larger --relative-epsilon trades fidelity for frames)"
+            )
+        return text
 
 
 def choose_stop_threshold(

@@ -271,11 +271,17 @@ def test_calibrate_lowers_the_stop_threshold_until_the_stop_is_good_enough(
     choice = choose_stop_threshold(start, [part])
     assert choice.relative_epsilon == pytest.approx(0.0125) and not choice.met
     assert choice.frames == [3] and "still 3.00 dB below" in choice.describe()
+    assert "sparse scans save few frames" not in choice.describe()
     # where the model's own already stops well, it is kept (never raised)
     replays = iter([_replay([None, 0.5, 0.05, 0.02, 0.01], [20.0, 21.0, 23.3, 23.3, 23.4])])
     choice = choose_stop_threshold(start, [part])
     assert choice.relative_epsilon == pytest.approx(0.1) and choice.frames == [3]
     assert "kept the model's 0.1" in choice.describe()
+    # a specimen where only (nearly) every candidate is good enough says so
+    replays = iter([_replay([None, 0.05, 0.03, 0.02, 0.011], [20.0, 21.0, 21.0, 21.0, 24.0])])
+    choice = choose_stop_threshold(start, [part])
+    assert choice.frames == [5] and choice.met
+    assert "sparse scans save few frames" in choice.describe()
 
 
 def test_calibrated_weights_scan_as_their_preset_unless_they_store_their_own(
