@@ -95,7 +95,8 @@ class StopChoice:
     frames: list[int]
     candidates: list[int]
     shortfall_db: list[float]
-    met: bool  # every part within STOP_TOLERANCE_DB at the chosen threshold
+    met: bool  # every part within tolerance_db at the chosen threshold
+    tolerance_db: float = STOP_TOLERANCE_DB
 
     def describe(self) -> str:
         taken = ", ".join(f"{f} of {c}" for f, c in zip(self.frames, self.candidates, strict=True))
@@ -106,7 +107,7 @@ class StopChoice:
             else f"lowered from {self.inherited:g}"
         )
         verdict = (
-            f"within {STOP_TOLERANCE_DB:g} dB of taking every candidate (at most {short:.2f} dB "
+            f"within {self.tolerance_db:g} dB of taking every candidate (at most {short:.2f} dB "
             "below it)"
             if self.met
             else f"still {short:.2f} dB below taking every candidate at the lowest threshold tried"
@@ -128,6 +129,7 @@ def choose_stop_threshold(
     parts: list[StackVolume],
     *,
     pixel_size_um: float | None = None,
+    tolerance_db: float = STOP_TOLERANCE_DB,
     device: str | None = None,
 ) -> StopChoice:
     """The largest relative epsilon, at most ``model``'s own, whose stop is good enough.
@@ -137,10 +139,13 @@ def choose_stop_threshold(
     threshold on a ladder below the model's own, the scan stops at the first
     frame (from the second) whose relative change is at most the threshold.
     Chosen: the first threshold at which, on every part, the volume at the
-    stop scores within `STOP_TOLERANCE_DB` of the volume from every
-    candidate; failing that, the lowest tried.  Never raised above the
-    model's own: calibration is for fidelity, not for fewer frames.
+    stop scores within ``tolerance_db`` (default `STOP_TOLERANCE_DB`) of the
+    volume from every candidate; failing that, the lowest tried.  A larger
+    tolerance keeps scans sparser; 0 asks for every candidate's score.
+    Never raised above the model's own: calibration is for fidelity, not
+    for fewer frames.
     """
+    check_tolerance(tolerance_db)
     inherited = scan_defaults(model).relative_epsilon
     settings = ScanSettings.for_model(model).model_copy(update={"decision_planes": None})
     replays = [
@@ -173,7 +178,7 @@ def choose_stop_threshold(
 
     for threshold in ladder:
         frames, short = stops(threshold)
-        if max(short) <= STOP_TOLERANCE_DB:
+        if max(short) <= tolerance_db:
             break
     return StopChoice(
         relative_epsilon=threshold,
@@ -181,8 +186,18 @@ def choose_stop_threshold(
         frames=frames,
         candidates=[len(r.relative_changes) for r in replays],
         shortfall_db=short,
-        met=max(short) <= STOP_TOLERANCE_DB,
+        met=max(short) <= tolerance_db,
+        tolerance_db=tolerance_db,
     )
+
+
+def check_tolerance(tolerance_db: float) -> None:
+    """Refuse a stop tolerance that is negative or not a number."""
+    if not tolerance_db >= 0:
+        raise RmzError(
+            f"--stop-tolerance must be 0 dB or more, got {tolerance_db:g}; it is how far below "
+            f"taking every candidate a scan's stop may score (default {STOP_TOLERANCE_DB:g})"
+        )
 
 
 @dataclass
@@ -322,6 +337,7 @@ def calibrate(
     minutes: float,
     force: bool = False,
     learning_rate: float = FINE_TUNE_LEARNING_RATE,
+    stop_tolerance_db: float = STOP_TOLERANCE_DB,
     device: str | None = None,
     on_progress: Any = None,
 ) -> Calibration:
@@ -331,10 +347,12 @@ def calibrate(
     ------
     RmzError
         A stack unfit for calibration (no z, too few planes, too narrow), a
-        model that states no imaging conditions, or a non-positive budget.
+        model that states no imaging conditions, a non-positive budget or a
+        negative stop tolerance.
     """
     if not minutes > 0:
         raise RmzError(f"--minutes must be positive, got {minutes:g}")
+    check_tolerance(stop_tolerance_db)
     if not stacks:
         raise RmzError("give at least one --stack")
     try:
@@ -398,7 +416,9 @@ def calibrate(
             return result
         # the preset's spacing and policy, and a threshold chosen for these weights
         pixel = next((s.pixel_size_um for _, s in stacks if s.pixel_size_um), None)
-        result.stop = choose_stop_threshold(loaded, training, pixel_size_um=pixel, device=device)
+        result.stop = choose_stop_threshold(
+            loaded, training, pixel_size_um=pixel, tolerance_db=stop_tolerance_db, device=device
+        )
         inherited = scan_defaults(model)
         chosen = ScanDefaults(
             candidate_step_fraction=inherited.candidate_step_fraction,

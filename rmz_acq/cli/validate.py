@@ -205,14 +205,23 @@ def calibrate(
     learning_rate: Annotated[
         float, typer.Option("--learning-rate", help="Fine-tuning step size.")
     ] = 2e-4,
+    stop_tolerance: Annotated[
+        float | None,
+        typer.Option(
+            "--stop-tolerance",
+            help="How far (dB) below taking every candidate the calibrated weights' scan may "
+            "score at its stop; the stop threshold is chosen for it. Larger: fewer frames. "
+            "[default: 0.5]",
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing output file.")
     ] = False,
     device: Device = None,
 ) -> None:
     """Fine-tune a model on your own z-stacks; written only if a held-out region improves."""
+    from ..calibration import STOP_TOLERANCE_DB, check_tolerance, split_stack
     from ..calibration import calibrate as run_calibration
-    from ..calibration import split_stack
     from ..io import read_zstack
     from ..io.outputs import check_output_file
     from ..model.weights import load_model
@@ -222,6 +231,8 @@ def calibrate(
             raise RmzError(f"-o {output} must end in .safetensors")
         if not minutes > 0:
             raise RmzError(f"--minutes must be positive, got {minutes:g}")
+        tolerance = STOP_TOLERANCE_DB if stop_tolerance is None else stop_tolerance
+        check_tolerance(tolerance)
         check_output_file(output, inputs=stacks, overwrite=overwrite)
         loaded = load_model(model, device or "cpu")
         taken = [(str(path), read_zstack(path)) for path in stacks]
@@ -241,6 +252,7 @@ def calibrate(
             minutes=minutes,
             force=force,
             learning_rate=learning_rate,
+            stop_tolerance_db=tolerance,
             device=device,
         )
     except (RmzError, ValueError) as exc:

@@ -13,7 +13,7 @@ import torch
 from pymmcore_plus import CMMCorePlus
 
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings
-from rmz_acq.calibration import HeldOutScore, calibrate, split_stack
+from rmz_acq.calibration import HeldOutScore, StopChoice, calibrate, split_stack
 from rmz_acq.hardware import load_core
 from rmz_acq.io import ZStack, read_zstack, write_zstack
 from rmz_acq.model.network import RecurrentMZ
@@ -282,6 +282,11 @@ def test_calibrate_lowers_the_stop_threshold_until_the_stop_is_good_enough(
     choice = choose_stop_threshold(start, [part])
     assert choice.frames == [5] and choice.met
     assert "sparse scans save few frames" in choice.describe()
+    # a user who accepts 3 dB keeps the model's threshold and its 3 frames there
+    replays = iter([_replay([None, 0.05, 0.03, 0.02, 0.011], [20.0, 21.0, 21.0, 21.0, 24.0])])
+    choice = choose_stop_threshold(start, [part], tolerance_db=3.0)
+    assert choice.relative_epsilon == pytest.approx(0.1) and choice.frames == [2]
+    assert choice.met and "within 3 dB of taking every candidate" in choice.describe()
 
 
 def test_calibrated_weights_scan_as_their_preset_unless_they_store_their_own(
@@ -345,12 +350,24 @@ def test_calibrate_refuses_worse_weights_unless_forced(
     code, stdout, err = cli(capsys, *args)
     assert code == 1 and "not written: the held-out score dropped (30.00 -> 29.00 dB)" in err
     assert "before" in stdout and not out.exists()
-    code, _, err = cli(capsys, *args, "--force")
+    import rmz_acq.calibration
+
+    chosen = rmz_acq.calibration.choose_stop_threshold
+    asked: list[float] = []
+
+    def choose(*a: object, tolerance_db: float, **k: object) -> StopChoice:
+        asked.append(tolerance_db)
+        return chosen(*a, tolerance_db=tolerance_db, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("rmz_acq.calibration.choose_stop_threshold", choose)
+    code, _, err = cli(capsys, *args, "--force", "--stop-tolerance", "1.5")
     assert code == 0 and out.is_file(), err
+    assert asked == [1.5]  # the threshold is chosen for the user's tolerance
 
 
 BAD_CALIBRATE = [
     (("--minutes", "0"), "--minutes must be positive"),
+    (("--stop-tolerance", "-1"), "--stop-tolerance must be 0 dB or more, got -1"),
     (("-o", "weights.pt"), "must end in .safetensors"),
     (("--narrow",), "calibration needs at least 48 px"),
 ]
