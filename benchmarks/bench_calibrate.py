@@ -2,6 +2,7 @@
 
     python benchmarks/bench_calibrate.py [--minutes 10]
         [--cases neuron,filaments,membranes,mixture] [--learning-rate 2e-4]
+    python benchmarks/bench_calibrate.py --structure-only
 
 Cases (the `nuclei` preset, trained without filaments and membranes):
 
@@ -19,7 +20,9 @@ calibration never trains on) with the preset, `calibrate` for ``--minutes``,
 and `validate_stack` on the same strip with the calibrated weights (their
 own stop threshold, chosen by `calibrate` on the training part).  Every
 score is against a noisy stack, so the table also gives the strip's noise
-ceiling and the scores with that noise taken out.
+ceiling and the scores with that noise taken out.  ``--structure-only``
+prints how much specimen the training part and the held-out strip hold
+(a nearly empty strip is scored mostly on background), and stops.
 """
 
 from __future__ import annotations
@@ -80,12 +83,37 @@ def _strip(stack: ZStack) -> ZStack:
     return ZStack(data=stack.data[:, :, cut:], z_um=stack.z_um, pixel_size_um=stack.pixel_size_um)
 
 
+def structure(planes: np.ndarray) -> str:
+    """How much there is to see in some planes: mean, 99th percentile over
+    the median (near 1: background only) and the share of pixels brighter
+    than twice the median."""
+    data = np.asarray(planes, np.float64)
+    median = float(np.median(data))
+    return (
+        f"mean {data.mean():.1f}, 99th percentile {np.percentile(data, 99):.1f} "
+        f"({np.percentile(data, 99) / median:.2f} x the median), "
+        f"{np.mean(data > 2 * median):.1%} of pixels above twice the median"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--cases", default="neuron,filaments,membranes,mixture")
     parser.add_argument("--learning-rate", type=float, default=FINE_TUNE_LEARNING_RATE)
+    parser.add_argument(
+        "--structure-only",
+        action="store_true",
+        help="print what the training part and the held-out strip hold, and stop",
+    )
     args = parser.parse_args()
+    if args.structure_only:
+        for case in args.cases.split(","):
+            stack = _stack(case)
+            strip = _strip(stack).data
+            print(f"{case}: training part: {structure(stack.data[:, :, : -strip.shape[2]])}")
+            print(f"{case}: held-out strip: {structure(strip)}")
+        return
     preset = load_model("nuclei")
     rows = []
     for case in args.cases.split(","):

@@ -119,7 +119,8 @@ class StopChoice:
         if sum(self.frames) >= 0.8 * sum(self.candidates):
             text += (
                 "; on this specimen a scan that good needs nearly every candidate, so sparse "
-                "scans save few frames (a larger --relative-epsilon trades fidelity for frames)"
+                "scans save few frames (a larger --stop-tolerance here, or --relative-epsilon "
+                "when you scan, trades fidelity for frames)"
             )
         return text
 

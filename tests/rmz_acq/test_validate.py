@@ -282,6 +282,7 @@ def test_calibrate_lowers_the_stop_threshold_until_the_stop_is_good_enough(
     choice = choose_stop_threshold(start, [part])
     assert choice.frames == [5] and choice.met
     assert "sparse scans save few frames" in choice.describe()
+    assert "a larger --stop-tolerance here" in choice.describe()
     # a user who accepts 3 dB keeps the model's threshold and its 3 frames there
     replays = iter([_replay([None, 0.05, 0.03, 0.02, 0.011], [20.0, 21.0, 21.0, 21.0, 24.0])])
     choice = choose_stop_threshold(start, [part], tolerance_db=3.0)
