@@ -1,6 +1,6 @@
 """Where to look next: next-plane policies against fixed, evenly spaced scans.
 
-    python benchmarks/bench_next_plane.py --sample worm|beads [--seeds 200:220] [--size 128]
+    python benchmarks/bench_next_plane.py --sample worm|beads|FAMILY [--seeds 200:220] [--size 128]
         [--policies bisection,even,structure,settle] [--model PRESET_OR_FILE] [--json OUT]
 
 For each sample seed the simulated microscope takes the mechanical stack of
@@ -130,7 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     first, stop = (int(v) for v in args.seeds.split(":"))
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
-    config, preset = SAMPLES[args.sample]
+    config, preset, sample = SAMPLES[args.sample]
     model = load_model(args.model or preset)
     settings = ScanSettings.for_model(preset)
     epsilon = settings.relative_epsilon
@@ -147,6 +147,8 @@ def main() -> None:
     snapshot.write_text(config.read_text())
     for seed in range(first, stop):
         core = load_core(snapshot)
+        for key, value in sample.items():
+            core.setProperty("Microscope", key, value)
         core.setProperty("Microscope", "SampleSeed", str(seed))
         core.setProperty("Camera", "Width", str(args.size))
         core.setProperty("Camera", "Height", str(args.size))
