@@ -2,6 +2,7 @@
 
     python benchmarks/bench_next_plane.py --sample worm|beads|FAMILY [--seeds 200:220] [--size 128]
         [--policies bisection,even,structure,settle] [--model PRESET_OR_FILE] [--json OUT]
+        [--candidate-step UM] [--relative-epsilon E]
 
 For each sample seed the simulated microscope takes the mechanical stack of
 every output plane (the truth), then one frame at every plane a policy may
@@ -127,15 +128,24 @@ def main() -> None:
     parser.add_argument("--policies", default="bisection,even,structure,settle")
     parser.add_argument("--model", default=None, help="weights (default: the sample's preset)")
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
+    parser.add_argument(
+        "--candidate-step",
+        type=float,
+        default=None,
+        help="candidate spacing, um (default: the preset's)",
+    )
+    parser.add_argument(
+        "--relative-epsilon", type=float, default=None, help="stop rule (default: the preset's)"
+    )
     args = parser.parse_args()
     first, stop = (int(v) for v in args.seeds.split(":"))
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
     config, preset, sample = SAMPLES[args.sample]
     model = load_model(args.model or preset)
     settings = ScanSettings.for_model(preset)
-    epsilon = settings.relative_epsilon
+    epsilon = args.relative_epsilon or settings.relative_epsilon
     assert epsilon is not None
-    plan = ScanPlan.for_model(model)
+    plan = ScanPlan.for_model(model, candidate_step_um=args.candidate_step)
     count = len(plan.candidates_um)
     lo, hi = min(plan.candidates_um), max(plan.candidates_um)
     fixed_planes = {m: np.linspace(lo, hi, m).round(6).tolist() for m in range(2, count + 1)}
