@@ -143,7 +143,7 @@ def main() -> None:
     config, preset, sample = SAMPLES[args.sample]
     model = load_model(args.model or preset)
     settings = ScanSettings.for_model(preset)
-    epsilon = args.relative_epsilon or settings.relative_epsilon
+    epsilon = settings.relative_epsilon if args.relative_epsilon is None else args.relative_epsilon
     assert epsilon is not None
     plan = ScanPlan.for_model(model, candidate_step_um=args.candidate_step)
     count = len(plan.candidates_um)
