@@ -2,7 +2,7 @@
 
     python benchmarks/bench_next_plane.py --sample worm|beads|FAMILY [--seeds 200:220] [--size 128]
         [--policies bisection,even,structure,settle] [--model PRESET_OR_FILE] [--json OUT]
-        [--candidate-step UM] [--relative-epsilon E]
+        [--candidate-step UM] [--relative-epsilon E] [--epsilons 0.03,0.02]
 
 For each sample seed the simulated microscope takes the mechanical stack of
 every output plane (the truth), then one frame at every plane a policy may
@@ -22,7 +22,10 @@ stop, the fixed scan with the same M (per seed), the every-candidate volume
 as the fixed scan, and the decision cost per frame (policy + decision push)
 against a full push.  Column `z-sorted`: the frames each policy took up to
 its stop, pushed once more sorted by z, to tell what the order costs from
-what the spacing costs.
+what the spacing costs.  ``--epsilons``: the same scans stopped at other
+thresholds (frames, seeds that stopped on the rule before the last
+candidate, PSNR against the fixed scan with the same M and against every
+candidate), to choose candidates and threshold together.
 
 Seeds 100-103 served to design the policies; 200-219 are held out (README).
 """
@@ -82,6 +85,30 @@ def _score_sorted(model, plan, frames, planes_um, truth) -> float:
     return _score(result.volume, truth)
 
 
+def _thresholds(results, names, epsilons, min_frames, count) -> None:
+    """Print where each policy stops at each threshold, from the scans already made."""
+    print(
+        f"\n{'policy':<12}{'epsilon':>8}{'frames':>7}{'range':>7}{'on rule':>8}"
+        f"{'stop dB':>9}{'vs fixed':>9}{'vs every':>9}{'share':>7}"
+    )
+    for name in names:
+        for epsilon in epsilons:
+            runs = [r["policies"][name] for r in results]
+            stops = [_stop(p["relative_change"], epsilon, min_frames) for p in runs]
+            at_stop = [p["psnr"][m - 1] for p, m in zip(runs, stops, strict=True)]
+            fixed = [
+                r["fixed"][m] if m >= 2 else np.nan for r, m in zip(results, stops, strict=True)
+            ]
+            every = [p["psnr"][-1] for p in runs]
+            ruled = sum(m < len(p["relative_change"]) for p, m in zip(runs, stops, strict=True))
+            print(
+                f"{name:<12}{epsilon:>8g}{np.mean(stops):>7.2f}{f'{min(stops)}-{max(stops)}':>7}"
+                f"{f'{ruled}/{len(runs)}':>8}{np.mean(at_stop):>9.2f}"
+                f"{np.mean(np.subtract(at_stop, fixed)):>+9.2f}"
+                f"{np.mean(np.subtract(at_stop, every)):>+9.2f}{np.mean(stops) / count:>7.0%}"
+            )
+
+
 def run_policy(model, plan, settings, name, frames, truth) -> dict:
     """One scan through every candidate, offline; PSNR and decision change per M."""
     policy = make_policy(name)
@@ -136,6 +163,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--relative-epsilon", type=float, default=None, help="stop rule (default: the preset's)"
+    )
+    parser.add_argument(
+        "--epsilons", default="", help="other thresholds to stop at, comma-separated"
     )
     args = parser.parse_args()
     first, stop = (int(v) for v in args.seeds.split(":"))
@@ -240,6 +270,9 @@ def main() -> None:
             f"{np.mean(gain):>+9.2f}{f'{int(np.sum(gain >= 0))}/{n}':>9}{np.mean(loss):>+9.2f}"
             f"{resorted:>9.2f}{decide:>9.3f}{push:>8.3f}"
         )
+    epsilons = [float(e) for e in args.epsilons.split(",") if e.strip()]
+    if epsilons:
+        _thresholds(results, names, epsilons, settings.min_frames, count)
     if args.json:
         args.json.write_text(
             json.dumps(
