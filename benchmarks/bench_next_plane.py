@@ -85,7 +85,16 @@ def _score_sorted(model, plan, frames, planes_um, truth) -> float:
     return _score(result.volume, truth)
 
 
-def _thresholds(results, names, epsilons, min_frames, count) -> None:
+def _at_stops(results, name, epsilon, min_frames):
+    """Per seed: the policy's runs, the frames it stops at, PSNR there and of the fixed scan."""
+    runs = [r["policies"][name] for r in results]
+    stops = [_stop(p["relative_change"], epsilon, min_frames) for p in runs]
+    at_stop = [p["psnr"][m - 1] for p, m in zip(runs, stops, strict=True)]
+    fixed = [r["fixed"][m] if m >= 2 else np.nan for r, m in zip(results, stops, strict=True)]
+    return runs, stops, np.asarray(at_stop), np.asarray(fixed)
+
+
+def _thresholds(results, names, epsilons, min_frames, every) -> None:
     """Print where each policy stops at each threshold, from the scans already made."""
     print(
         f"\n{'policy':<12}{'epsilon':>8}{'frames':>7}{'range':>7}{'on rule':>8}"
@@ -93,19 +102,14 @@ def _thresholds(results, names, epsilons, min_frames, count) -> None:
     )
     for name in names:
         for epsilon in epsilons:
-            runs = [r["policies"][name] for r in results]
-            stops = [_stop(p["relative_change"], epsilon, min_frames) for p in runs]
-            at_stop = [p["psnr"][m - 1] for p, m in zip(runs, stops, strict=True)]
-            fixed = [
-                r["fixed"][m] if m >= 2 else np.nan for r, m in zip(results, stops, strict=True)
-            ]
-            every = [p["psnr"][-1] for p in runs]
+            runs, stops, at_stop, fixed = _at_stops(results, name, epsilon, min_frames)
+            count = len(runs[0]["relative_change"])
             ruled = sum(m < len(p["relative_change"]) for p, m in zip(runs, stops, strict=True))
             print(
                 f"{name:<12}{epsilon:>8g}{np.mean(stops):>7.2f}{f'{min(stops)}-{max(stops)}':>7}"
                 f"{f'{ruled}/{len(runs)}':>8}{np.mean(at_stop):>9.2f}"
-                f"{np.mean(np.subtract(at_stop, fixed)):>+9.2f}"
-                f"{np.mean(np.subtract(at_stop, every)):>+9.2f}{np.mean(stops) / count:>7.0%}"
+                f"{np.mean(at_stop - fixed):>+9.2f}"
+                f"{np.mean(at_stop - every):>+9.2f}{np.mean(stops) / count:>7.0%}"
             )
 
 
@@ -245,12 +249,9 @@ def main() -> None:
     )
     summary = {}
     for name in names:
-        runs = [r["policies"][name] for r in results]
-        stops = [_stop(p["relative_change"], epsilon, settings.min_frames) for p in runs]
-        at_stop = [p["psnr"][m - 1] for p, m in zip(runs, stops, strict=True)]
-        fixed = [r["fixed"][m] if m >= 2 else np.nan for r, m in zip(results, stops, strict=True)]
-        gain = np.subtract(at_stop, fixed)
-        loss = np.subtract(at_stop, every)
+        runs, stops, at_stop, fixed = _at_stops(results, name, epsilon, settings.min_frames)
+        gain = at_stop - fixed
+        loss = at_stop - np.asarray(every)
         resorted = np.mean([p["sorted_at_stop"] for p in runs])
         decide = np.mean([np.mean(p["decision_s"]) for p in runs])
         push = np.mean([np.mean(p["push_s"]) for p in runs])
@@ -272,7 +273,7 @@ def main() -> None:
         )
     epsilons = [float(e) for e in args.epsilons.split(",") if e.strip()]
     if epsilons:
-        _thresholds(results, names, epsilons, settings.min_frames, count)
+        _thresholds(results, names, epsilons, settings.min_frames, np.asarray(every))
     if args.json:
         args.json.write_text(
             json.dumps(
