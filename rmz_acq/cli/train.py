@@ -89,6 +89,14 @@ def train(
             help="Longest input sequence drawn, M = 1..this (cover the frames your scans take).",
         ),
     ] = _DEFAULT.max_inputs,
+    long_share: Annotated[
+        float | None,
+        typer.Option(
+            "--long-share",
+            help="Share of sequences longer than 9 frames, the shorter ones weighed as at "
+            "--max-inputs 9 (default: every M above 4 as likely as M = 4).",
+        ),
+    ] = _DEFAULT.long_share,
     scan_order_fraction: Annotated[
         float,
         typer.Option(
@@ -257,6 +265,7 @@ def train(
             ssim_weight=ssim_weight,
             focus_fraction=focus_fraction,
             max_inputs=max_inputs,
+            long_share=long_share,
             scan_order_fraction=scan_order_fraction,
             scan_policies=_choices("--scan-policies", scan_policies, STATIC_POLICIES),
             adversarial_weight=adversarial_weight,

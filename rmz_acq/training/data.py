@@ -47,6 +47,7 @@ from .conditions import ImagingConditions
 from .settings import OpticsVariety, SampleVariety
 
 __all__ = [
+    "LONG_FROM",
     "Batch",
     "OpticsVariety",
     "SampleVariety",
@@ -61,6 +62,11 @@ __all__ = [
     "load_stack_volumes",
     "make_simulated_volume",
 ]
+
+# Sequences longer than this are "long" for `TrainingSampler.long_share`:
+# the presets were trained on M <= 9 until scans on denser candidates asked
+# for more (docs/benchmarks.md, "Trained on up to seventeen frames").
+LONG_FROM = 9
 
 
 class Volume(Protocol):
@@ -424,7 +430,9 @@ class TrainingSampler:
     sequence sets the statistics, as in the session); ``input_plane_fraction``
     is the share of targets drawn at the z of one of the inputs;
     ``intensity_jitter`` (1 = none) moves those statistics at random for half
-    the sequences, as a different first frame would (`jitter_normalization`).
+    the sequences, as a different first frame would (`jitter_normalization`);
+    ``long_share`` is the share of sequences longer than `LONG_FROM` frames
+    (None: every M above 4 as likely as M = 4; see `m_weights`).
     """
 
     volumes: list[SimulatedVolume] | list[StackVolume]
@@ -433,6 +441,7 @@ class TrainingSampler:
     items: int = 4
     targets_per_item: int = 2
     max_inputs: int = 4
+    long_share: float | None = None
     shuffle_probability: float = 0.5
     focus_fraction: float = 0.0
     scan_order_fraction: float = 0.0
@@ -444,6 +453,8 @@ class TrainingSampler:
     def __post_init__(self) -> None:
         if self.max_inputs < 1:
             raise RmzError(f"max_inputs must be 1 or more, not {self.max_inputs}")
+        if self.long_share is not None and not 0 <= self.long_share < 1:
+            raise RmzError(f"long_share must be at least 0 and below 1, not {self.long_share}")
         if not self.intensity_jitter >= 1:
             raise RmzError(
                 f"intensity_jitter must be 1 (none) or more, not {self.intensity_jitter}"
@@ -454,11 +465,20 @@ class TrainingSampler:
         """Probability of each M = 1 .. max_inputs.
 
         M = 1-4 weigh 0.1, 0.25, 0.4, 0.25 (what the presets were first
-        trained on); each M above 4 weighs as much as M = 4.
+        trained on); each M above 4 weighs as much as M = 4.  With
+        ``long_share``, the M above `LONG_FROM` share that much of the
+        draws equally, and M = 1 .. `LONG_FROM` keep their weights of
+        ``max_inputs = LONG_FROM`` in the rest: long scans are taught
+        without thinning the short sequences that most volumes are made from.
         """
         weights = np.asarray([0.1, 0.25, 0.4, 0.25] + [0.25] * max(0, self.max_inputs - 4))
         weights = weights[: self.max_inputs]
-        return weights / weights.sum()
+        if self.long_share is None or self.max_inputs <= LONG_FROM:
+            return weights / weights.sum()
+        short, long = weights[:LONG_FROM], weights[LONG_FROM:]
+        return np.concatenate(
+            [(1 - self.long_share) * short / short.sum(), self.long_share * long / long.sum()]
+        )
 
     def in_focus_z(
         self,

@@ -50,6 +50,13 @@ class TrainingSettings(BaseModel):
     foreground_weight: float = Field(0.0, ge=0)
     focus_fraction: float = Field(0.0, ge=0, le=1)
     max_inputs: int = Field(4, ge=1, le=32, description="largest M drawn for a sequence")
+    long_share: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="share of sequences longer than 9 frames (None: each M above 4 as likely "
+        "as M = 4)",
+    )
     scan_order_fraction: float = Field(
         0.0, ge=0, le=1, description="share of sequences in an adaptive scan's plane order"
     )

@@ -436,6 +436,7 @@ def _train(
         targets_per_item=settings.targets_per_item,
         focus_fraction=settings.focus_fraction,
         max_inputs=settings.max_inputs,
+        long_share=settings.long_share,
         scan_order_fraction=settings.scan_order_fraction,
         scan_policies=settings.scan_policies,
         intensity=settings.intensity,

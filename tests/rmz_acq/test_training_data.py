@@ -61,6 +61,24 @@ def test_m_weights_extend_the_first_four() -> None:
     )
 
 
+def test_long_share_keeps_the_short_sequences_weights() -> None:
+    volume = _stack_with_one_sharp_plane()
+    nine = TrainingSampler([volume], 1.5, max_inputs=9).m_weights
+    long = TrainingSampler([volume], 1.5, max_inputs=17, long_share=0.3).m_weights
+    assert long.shape == (17,) and np.isclose(long.sum(), 1.0)
+    np.testing.assert_allclose(long[:9], 0.7 * nine)  # M <= 9 as at --max-inputs 9
+    np.testing.assert_allclose(long[9:], 0.3 / 8)  # M = 10-17 share 0.3 equally
+    # without it, M = 3 (the order-spread protocol) is half as frequent at 17
+    plain = TrainingSampler([volume], 1.5, max_inputs=17).m_weights
+    assert plain[2] < 0.6 * nine[2] < long[2]
+    # up to nine frames there is nothing long to weigh
+    np.testing.assert_allclose(
+        TrainingSampler([volume], 1.5, max_inputs=9, long_share=0.3).m_weights, nine
+    )
+    with pytest.raises(RmzError, match=r"long_share must be at least 0 and below 1, not 1\.0"):
+        TrainingSampler([volume], 1.5, max_inputs=17, long_share=1.0)
+
+
 def test_sequences_reach_max_inputs_and_stay_in_range() -> None:
     volume = _stack_with_one_sharp_plane()  # 0-9.5 um
     sampler = TrainingSampler([volume], 3.0, crop_px=32, items=1, targets_per_item=1, max_inputs=9)
