@@ -12,7 +12,7 @@ from typing import Annotated, Literal, cast, get_args
 import typer
 
 from ..errors import RmzError
-from ..training.settings import TrainingSettings
+from ..training.settings import LONG_FROM, TrainingSettings
 from ._app import Device, Precision, app, fail
 
 _DEFAULT = TrainingSettings()
@@ -93,8 +93,8 @@ def train(
         float | None,
         typer.Option(
             "--long-share",
-            help="Share of sequences longer than 9 frames, the shorter ones weighed as at "
-            "--max-inputs 9 (default: every M above 4 as likely as M = 4).",
+            help=f"Share of sequences longer than {LONG_FROM} frames, the shorter ones weighed "
+            f"as at --max-inputs {LONG_FROM} (default: every M above 4 as likely as M = 4).",
         ),
     ] = _DEFAULT.long_share,
     scan_order_fraction: Annotated[

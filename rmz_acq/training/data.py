@@ -44,7 +44,7 @@ from ..errors import RmzError
 from ..io import read_zstack
 from ..model.normalization import IntensityMethod, IntensityNormalization
 from .conditions import ImagingConditions
-from .settings import OpticsVariety, SampleVariety
+from .settings import LONG_FROM, OpticsVariety, SampleVariety
 
 __all__ = [
     "LONG_FROM",
@@ -62,11 +62,6 @@ __all__ = [
     "load_stack_volumes",
     "make_simulated_volume",
 ]
-
-# Sequences longer than this are "long" for `TrainingSampler.long_share`:
-# the presets were trained on M <= 9 until scans on denser candidates asked
-# for more (docs/benchmarks.md, "Trained on up to seventeen frames").
-LONG_FROM = 9
 
 
 class Volume(Protocol):

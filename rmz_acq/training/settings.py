@@ -11,7 +11,7 @@ from simulators.samples import STRUCTURE_FAMILIES, StructureFamily
 
 from ..model.normalization import IntensityMethod
 
-__all__ = ["OpticsVariety", "SampleVariety", "TrainingSettings"]
+__all__ = ["LONG_FROM", "OpticsVariety", "SampleVariety", "TrainingSettings"]
 
 SampleVariety = Literal["standard", "wide", "structures"]
 """How far simulated samples vary: ``standard`` is the preset's stated sample
@@ -30,6 +30,11 @@ do: primary spherical aberration up to 0.3 waves RMS either sign (imaging
 into a sample of another refractive index), a focal shift of 0.8-1.0 µm of
 focus per µm of stage, a smooth haze of out-of-field light up to the
 sample's own mean brightness, and flux x0.1-10."""
+
+# Sequences longer than this are "long" for ``long_share``: the presets were
+# trained on M <= 9 until scans on denser candidates asked for more
+# (docs/benchmarks.md, "Trained on up to seventeen frames").
+LONG_FROM = 9
 
 
 class TrainingSettings(BaseModel):
@@ -54,8 +59,8 @@ class TrainingSettings(BaseModel):
         None,
         ge=0,
         lt=1,
-        description="share of sequences longer than 9 frames (None: each M above 4 as likely "
-        "as M = 4)",
+        description=f"share of sequences longer than {LONG_FROM} frames (None: each M above 4 "
+        "as likely as M = 4)",
     )
     scan_order_fraction: float = Field(
         0.0, ge=0, le=1, description="share of sequences in an adaptive scan's plane order"
