@@ -3,6 +3,8 @@
     python benchmarks/bench_next_plane.py --sample worm|beads|FAMILY [--seeds 200:220] [--size 128]
         [--policies bisection,even,structure,settle] [--model PRESET_OR_FILE] [--json OUT]
         [--candidate-step UM] [--relative-epsilon E] [--epsilons 0.03,0.02]
+        [--stop-at any|even] [--volume-order as-taken|z]
+    python benchmarks/bench_next_plane.py --read OUT.json [--stop-at ...] [--epsilons ...]
 
 For each sample seed the simulated microscope takes the mechanical stack of
 every output plane (the truth), then one frame at every plane a policy may
@@ -27,6 +29,14 @@ thresholds (frames, seeds that stopped on the rule before the last
 candidate, PSNR against the fixed scan with the same M and against every
 candidate), to choose candidates and threshold together.
 
+``--stop-at even`` lets the rule stop only where the planes taken are
+evenly spaced (`rmz_acq.acquisition.stop_rules.evenly_spaced`); with
+``--volume-order z`` the score at a stop is that of the frames taken,
+pushed sorted by z (as a scan with that setting builds its final volume;
+the fixed scan's own score when the planes are the fixed scan's).
+``--read OUT.json`` prints the tables again from a run's ``--json``
+output, with these settings and thresholds, without scanning.
+
 Seeds 100-103 served to design the policies; 200-219 are held out (README).
 """
 
@@ -40,6 +50,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -48,6 +59,7 @@ from bench_stopping import SAMPLES, _score
 from rmz_acq.acquisition import ScanPlan, ScanSettings
 from rmz_acq.acquisition.judge import ScanJudge
 from rmz_acq.acquisition.policies import ScanState, choosable_planes, make_policy
+from rmz_acq.acquisition.stop_rules import STOP_AT, evenly_spaced, replayed_stop
 from rmz_acq.hardware import load_core
 from rmz_acq.io import read_zstack
 from rmz_acq.model.weights import load_model
@@ -55,13 +67,17 @@ from rmz_acq.session import ReconstructionSession
 from rmz_acq.zstack import acquire_zstack
 
 
-def _stop(changes: list[float | None], epsilon: float, min_frames: int) -> int:
-    """Frames the rule takes (all of them when it never fires)."""
-    for m in range(max(min_frames, 2), len(changes) + 1):
-        change = changes[m - 1]
-        if change is not None and change <= epsilon:
-            return m
-    return len(changes)
+def _stop(run: dict, epsilon: float, min_frames: int, stop_at: str) -> int:
+    """Frames the rule takes on a policy's run (all of them when it never fires)."""
+    planes = run["planes_um"]
+    return replayed_stop(
+        run["relative_change"],
+        planes,
+        (min(planes), max(planes)),
+        epsilon,
+        min_frames=min_frames,
+        stop_at=stop_at,  # type: ignore[arg-type]
+    )
 
 
 def _acquire(core, planes: list[float], path: Path) -> dict[float, tuple[np.ndarray, float]]:
@@ -85,32 +101,68 @@ def _score_sorted(model, plan, frames, planes_um, truth) -> float:
     return _score(result.volume, truth)
 
 
-def _at_stops(results, name, epsilon, min_frames):
-    """Per seed: the policy's runs, the frames it stops at, PSNR there and of the fixed scan."""
+def _sorted_at(row: dict, run: dict, m: int) -> float:
+    """PSNR of the first ``m`` frames of ``run`` pushed sorted by z (NaN: not measured).
+
+    The fixed scan's own score when they are its planes; else the one the
+    run measured at that stop (`_measure_sorted`).
+    """
+    planes = run["planes_um"]
+    fixed = np.linspace(min(planes), max(planes), m).round(6)  # as `main` places them
+    if m >= 2 and np.allclose(sorted(planes[:m]), fixed, atol=1e-6):
+        return float(row["fixed"][str(m)])
+    return float(run.get("sorted_at", {}).get(str(m), np.nan))
+
+
+def _at_stops(results, name, epsilon, settings):
+    """Per seed: the frames the policy stops at, PSNR there and of the fixed scan."""
     runs = [r["policies"][name] for r in results]
-    stops = [_stop(p["relative_change"], epsilon, min_frames) for p in runs]
-    at_stop = [p["psnr"][m - 1] for p, m in zip(runs, stops, strict=True)]
-    fixed = [r["fixed"][m] if m >= 2 else np.nan for r, m in zip(results, stops, strict=True)]
+    stops = [_stop(p, epsilon, settings.min_frames, settings.stop_at) for p in runs]
+    if settings.volume_order == "z":
+        at_stop = [_sorted_at(r, p, m) for r, p, m in zip(results, runs, stops, strict=True)]
+    else:
+        at_stop = [p["psnr"][m - 1] for p, m in zip(runs, stops, strict=True)]
+    fixed = [r["fixed"][str(m)] if m >= 2 else np.nan for r, m in zip(results, stops, strict=True)]
     return runs, stops, np.asarray(at_stop), np.asarray(fixed)
 
 
-def _thresholds(results, names, epsilons, min_frames, every) -> None:
+def _thresholds(results, names, epsilons, settings, every) -> None:
     """Print where each policy stops at each threshold, from the scans already made."""
     print(
         f"\n{'policy':<12}{'epsilon':>8}{'frames':>7}{'range':>7}{'on rule':>8}"
-        f"{'stop dB':>9}{'vs fixed':>9}{'vs every':>9}{'share':>7}"
+        f"{'stop dB':>9}{'vs fixed':>9}{'>= fixed':>9}{'vs every':>9}{'<= 0.5':>7}{'share':>7}"
     )
     for name in names:
         for epsilon in epsilons:
-            runs, stops, at_stop, fixed = _at_stops(results, name, epsilon, min_frames)
+            runs, stops, at_stop, fixed = _at_stops(results, name, epsilon, settings)
             count = len(runs[0]["relative_change"])
             ruled = sum(m < len(p["relative_change"]) for p, m in zip(runs, stops, strict=True))
+            close = int(np.sum(at_stop - every >= -0.5))
             print(
                 f"{name:<12}{epsilon:>8g}{np.mean(stops):>7.2f}{f'{min(stops)}-{max(stops)}':>7}"
                 f"{f'{ruled}/{len(runs)}':>8}{np.mean(at_stop):>9.2f}"
                 f"{np.mean(at_stop - fixed):>+9.2f}"
-                f"{np.mean(at_stop - every):>+9.2f}{np.mean(stops) / count:>7.0%}"
+                f"{f'{int(np.sum(at_stop - fixed >= -1e-9))}/{len(runs)}':>9}"
+                f"{np.mean(at_stop - every):>+9.2f}{f'{close}/{len(runs)}':>7}"
+                f"{np.mean(stops) / count:>7.0%}"
             )
+
+
+def _every(results, names) -> tuple[NDArray, NDArray]:
+    """Per seed: every candidate in the first policy's order, and sorted by z (the fixed scan)."""
+    taken = np.asarray([r["policies"][names[0]]["psnr"][-1] for r in results])
+    count = len(results[0]["policies"][names[0]]["psnr"])
+    ordered = np.asarray([r["fixed"].get(str(count), np.nan) for r in results])
+    return taken, ordered
+
+
+def _measure_sorted(model, plan, frames, truth, row, run, stops) -> None:
+    """Score the frames at each stop in ``stops``, pushed sorted by z (for `_sorted_at`)."""
+    run["sorted_at"] = {}
+    for m in sorted(set(stops)):
+        if np.isnan(_sorted_at(row, run, m)):
+            planes = run["planes_um"][:m]
+            run["sorted_at"][str(m)] = _score_sorted(model, plan, frames, planes, truth)
 
 
 def run_policy(model, plan, settings, name, frames, truth) -> dict:
@@ -151,6 +203,87 @@ def run_policy(model, plan, settings, name, frames, truth) -> dict:
     }
 
 
+def _report(results, names, settings, epsilon, epsilons, *, title: str) -> dict:
+    """Print the tables; the summary at ``epsilon`` (for ``--json``)."""
+    count = len(results[0]["policies"][names[0]]["psnr"])
+    print(f"\n{title}")
+    print("\nPSNR (dB) after M frames, mean over seeds")
+    print(f"{'M':<12}" + "".join(f"{m:>7}" for m in range(1, count + 1)))
+    print(
+        f"{'fixed':<12}{'':>7}"
+        + "".join(
+            f"{np.mean([r['fixed'][str(m)] for r in results]):>7.2f}" for m in range(2, count + 1)
+        )
+    )
+    for name in names:
+        curve = np.mean([r["policies"][name]["psnr"] for r in results], axis=0)
+        print(f"{name:<12}" + "".join(f"{v:>7.2f}" for v in curve))
+    taken, ordered = _every(results, names)
+    every = np.maximum(taken, ordered)  # the better of the two, seed by seed
+    n = len(results)
+    print(
+        f"\nat the stop (relative epsilon {epsilon:g}, stop at {settings.stop_at}, volume "
+        f"{settings.volume_order}); every candidate ({count} frames): {np.mean(taken):.2f} dB "
+        f"in {names[0]} order, {np.mean(ordered):.2f} dB sorted by z; 'vs every' against "
+        f"the better of the two on each seed ({np.mean(every):.2f} dB)"
+    )
+    print(
+        f"{'policy':<12}{'frames':>7}{'stop dB':>9}{'fixed dB':>9}{'vs fixed':>9}"
+        f"{'>= fixed':>9}{'vs every':>9}{'z-sorted':>9}{'decide s':>9}{'push s':>8}"
+    )
+    summary = {}
+    for name in names:
+        runs, stops, at_stop, fixed = _at_stops(results, name, epsilon, settings)
+        gain = at_stop - fixed
+        loss = at_stop - every
+        resorted = np.mean(
+            [_sorted_at(r, p, m) for r, p, m in zip(results, runs, stops, strict=True)]
+        )
+        decide = np.mean([np.mean(p["decision_s"]) for p in runs])
+        push = np.mean([np.mean(p["push_s"]) for p in runs])
+        summary[name] = {
+            "frames": float(np.mean(stops)),
+            "psnr_at_stop": float(np.mean(at_stop)),
+            "fixed_same_m": float(np.mean(fixed)),
+            "vs_fixed": float(np.mean(gain)),
+            "at_least_fixed": int(np.sum(gain >= -1e-9)),
+            "vs_every": float(np.mean(loss)),
+            "z_sorted_at_stop": float(resorted),
+            "decision_s": float(decide),
+            "push_s": float(push),
+        }
+        print(
+            f"{name:<12}{np.mean(stops):>7.2f}{np.mean(at_stop):>9.2f}{np.mean(fixed):>9.2f}"
+            f"{np.mean(gain):>+9.2f}{f'{int(np.sum(gain >= -1e-9))}/{n}':>9}"
+            f"{np.mean(loss):>+9.2f}{resorted:>9.2f}{decide:>9.3f}{push:>8.3f}"
+        )
+    if settings.stop_at == "even":
+        _changes_where_even(results, names)
+    if epsilons:
+        _thresholds(results, names, epsilons, settings, every)
+    return summary
+
+
+def _changes_where_even(results, names) -> None:
+    """The rule's relative change at each frame count where the planes are evenly spaced."""
+    print("\nrelative change where the planes are evenly spaced: min / median / max over seeds")
+    for name in names:
+        runs = [r["policies"][name] for r in results]
+        count = len(runs[0]["relative_change"])
+        cells = []
+        for m in range(2, count + 1):
+            values = [
+                p["relative_change"][m - 1]
+                for p in runs
+                if evenly_spaced(p["planes_um"][:m], min(p["planes_um"]), max(p["planes_um"]))
+            ]
+            if len(values) == len(runs):
+                cells.append(
+                    f"M = {m}: {min(values):.3f} / {np.median(values):.3f} / {max(values):.3f}"
+                )
+        print(f"{name:<12}" + "; ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", choices=sorted(SAMPLES), default="worm")
@@ -159,6 +292,9 @@ def main() -> None:
     parser.add_argument("--policies", default="bisection,even,structure,settle")
     parser.add_argument("--model", default=None, help="weights (default: the sample's preset)")
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
+    parser.add_argument(
+        "--read", type=Path, default=None, help="a run's --json output: print its tables again"
+    )
     parser.add_argument(
         "--candidate-step",
         type=float,
@@ -171,14 +307,40 @@ def main() -> None:
     parser.add_argument(
         "--epsilons", default="", help="other thresholds to stop at, comma-separated"
     )
+    parser.add_argument("--stop-at", choices=STOP_AT, default=None, help="default: the preset's")
+    parser.add_argument(
+        "--volume-order", choices=("as-taken", "z"), default=None, help="default: the preset's"
+    )
     args = parser.parse_args()
+    epsilons = [float(e) for e in args.epsilons.split(",") if e.strip()]
+    if args.read is not None:
+        saved = json.loads(args.read.read_text())
+        args.sample = saved["sample"]
+    config, preset, sample = SAMPLES[args.sample]
+    settings = ScanSettings.for_model(
+        preset,
+        relative_epsilon=args.relative_epsilon,
+        stop_at=args.stop_at,
+        volume_order=args.volume_order,
+    )
+    epsilon = settings.relative_epsilon
+    assert epsilon is not None
+    if args.read is not None:
+        results = saved["seeds"]
+        names = list(results[0]["policies"])
+        _report(
+            results,
+            names,
+            settings,
+            epsilon,
+            epsilons,
+            title=f"{args.read}: {saved['sample']}, model {saved.get('model', '?')[:8]}, "
+            f"seeds {results[0]['seed']}-{results[-1]['seed']}",
+        )
+        return
     first, stop = (int(v) for v in args.seeds.split(":"))
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
-    config, preset, sample = SAMPLES[args.sample]
     model = load_model(args.model or preset)
-    settings = ScanSettings.for_model(preset)
-    epsilon = settings.relative_epsilon if args.relative_epsilon is None else args.relative_epsilon
-    assert epsilon is not None
     plan = ScanPlan.for_model(model, candidate_step_um=args.candidate_step)
     count = len(plan.candidates_um)
     lo, hi = min(plan.candidates_um), max(plan.candidates_um)
@@ -205,16 +367,18 @@ def main() -> None:
                 frames.update(_acquire(core, extra, Path(tmp) / "fixed.ome.tif"))
         row: dict = {"seed": seed, "policies": {}, "fixed": {}}
         for m, zs in fixed_planes.items():
-            row["fixed"][m] = _score_sorted(model, plan, frames, zs, truth)
+            row["fixed"][str(m)] = _score_sorted(model, plan, frames, zs, truth)
         for name in names:
             run = run_policy(model, plan, settings, name, frames, truth)
-            m = _stop(run["relative_change"], epsilon, settings.min_frames)
-            run["sorted_at_stop"] = _score_sorted(model, plan, frames, run["planes_um"][:m], truth)
+            stops = [
+                _stop(run, e, settings.min_frames, settings.stop_at) for e in [epsilon, *epsilons]
+            ]
+            _measure_sorted(model, plan, frames, truth, row, run, stops)
             row["policies"][name] = run
         results.append(row)
         print(
             f"seed {seed}: fixed "
-            + " ".join(f"{row['fixed'][m]:.2f}" for m in fixed_planes)
+            + " ".join(f"{row['fixed'][str(m)]:.2f}" for m in fixed_planes)
             + " | "
             + " | ".join(
                 f"{n} " + " ".join(f"{s:.2f}" for s in row["policies"][n]["psnr"]) for n in names
@@ -222,58 +386,19 @@ def main() -> None:
             flush=True,
         )
         if args.json:  # after every seed: a long run that stops keeps what it measured
-            args.json.write_text(json.dumps({"sample": args.sample, "seeds": results}))
-    n = len(results)
-    print(
-        f"\n{args.sample}, {model.name} {model.sha256[:8]}, seeds {first}-{stop - 1}, "
-        f"{args.size} px, {count} candidates {lo:g}-{hi:g} um, relative epsilon {epsilon:g} "
-        f"({time.perf_counter() - started:.0f} s)"
+            args.json.write_text(
+                json.dumps({"sample": args.sample, "model": model.sha256, "seeds": results})
+            )
+    summary = _report(
+        results,
+        names,
+        settings,
+        epsilon,
+        epsilons,
+        title=f"{args.sample}, {model.name} {model.sha256[:8]}, seeds {first}-{stop - 1}, "
+        f"{args.size} px, {count} candidates {lo:g}-{hi:g} um "
+        f"({time.perf_counter() - started:.0f} s)",
     )
-    print("\nPSNR (dB) after M frames, mean over seeds")
-    print(f"{'M':<12}" + "".join(f"{m:>7}" for m in range(1, count + 1)))
-    print(
-        f"{'fixed':<12}{'':>7}"
-        + "".join(f"{np.mean([r['fixed'][m] for r in results]):>7.2f}" for m in fixed_planes)
-    )
-    for name in names:
-        curve = np.mean([r["policies"][name]["psnr"] for r in results], axis=0)
-        print(f"{name:<12}" + "".join(f"{v:>7.2f}" for v in curve))
-    every = [r["policies"][names[0]]["psnr"][-1] for r in results]
-    print(
-        f"\nat the stop (relative epsilon {epsilon:g}); every candidate ({names[0]}, "
-        f"{count} frames): {np.mean(every):.2f} dB"
-    )
-    print(
-        f"{'policy':<12}{'frames':>7}{'stop dB':>9}{'fixed dB':>9}{'vs fixed':>9}"
-        f"{'>= fixed':>9}{'vs every':>9}{'z-sorted':>9}{'decide s':>9}{'push s':>8}"
-    )
-    summary = {}
-    for name in names:
-        runs, stops, at_stop, fixed = _at_stops(results, name, epsilon, settings.min_frames)
-        gain = at_stop - fixed
-        loss = at_stop - np.asarray(every)
-        resorted = np.mean([p["sorted_at_stop"] for p in runs])
-        decide = np.mean([np.mean(p["decision_s"]) for p in runs])
-        push = np.mean([np.mean(p["push_s"]) for p in runs])
-        summary[name] = {
-            "frames": float(np.mean(stops)),
-            "psnr_at_stop": float(np.mean(at_stop)),
-            "fixed_same_m": float(np.mean(fixed)),
-            "vs_fixed": float(np.mean(gain)),
-            "at_least_fixed": int(np.sum(gain >= 0)),
-            "vs_every": float(np.mean(loss)),
-            "z_sorted_at_stop": float(resorted),
-            "decision_s": float(decide),
-            "push_s": float(push),
-        }
-        print(
-            f"{name:<12}{np.mean(stops):>7.2f}{np.mean(at_stop):>9.2f}{np.mean(fixed):>9.2f}"
-            f"{np.mean(gain):>+9.2f}{f'{int(np.sum(gain >= 0))}/{n}':>9}{np.mean(loss):>+9.2f}"
-            f"{resorted:>9.2f}{decide:>9.3f}{push:>8.3f}"
-        )
-    epsilons = [float(e) for e in args.epsilons.split(",") if e.strip()]
-    if epsilons:
-        _thresholds(results, names, epsilons, settings.min_frames, np.asarray(every))
     if args.json:
         args.json.write_text(
             json.dumps(

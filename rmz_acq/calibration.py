@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .acquisition.plan import SCAN_DEFAULTS_KEY, ScanDefaults, ScanPlan, scan_defaults
+from .acquisition.plan import SCAN_DEFAULTS_KEY, ScanPlan, scan_defaults
 from .acquisition.settings import ScanSettings
+from .acquisition.stop_rules import replayed_stop
 from .errors import RmzError
 from .evaluation.noise import noise_free_means
 from .evaluation.report import evaluate_arrays
@@ -165,13 +166,13 @@ def choose_stop_threshold(
         frames, short = [], []
         for replay in replays:
             scores = replay.recurrent_mz_psnr_at_m
-            stop = next(
-                (
-                    m + 1
-                    for m, change in enumerate(replay.relative_changes)
-                    if m + 1 >= settings.min_frames and change is not None and change <= threshold
-                ),
-                len(scores),
+            stop = replayed_stop(
+                replay.relative_changes,
+                replay.planes_taken_um,
+                (min(replay.candidates_um), max(replay.candidates_um)),
+                threshold,
+                min_frames=settings.min_frames,
+                stop_at=settings.stop_at,
             )
             frames.append(stop)
             short.append(float(scores[-1] - scores[stop - 1]))
@@ -421,11 +422,7 @@ def calibrate(
             loaded, training, pixel_size_um=pixel, tolerance_db=stop_tolerance_db, device=device
         )
         inherited = scan_defaults(model)
-        chosen = ScanDefaults(
-            candidate_step_fraction=inherited.candidate_step_fraction,
-            relative_epsilon=result.stop.relative_epsilon,
-            next_plane=inherited.next_plane,
-        )
+        chosen = inherited._replace(relative_epsilon=result.stop.relative_epsilon)
         extra[SCAN_DEFAULTS_KEY] = json.dumps(chosen._asdict())
     result.written = save_weights(
         tuned, output, name=f"{model.name}-calibrated", conditions=model.conditions, extra=extra

@@ -248,7 +248,7 @@ def validate_stack(
         z = float(planes[index])
         frame = truth[index]
         result = session.push(frame, z)
-        verdict = judge.judge(m, frame, z, full=result)
+        verdict = judge.judge(m, frame, z, full=result, planned_um=z)
         state = state.after(z, judge.judged_planes_um, verdict.plane_changes, verdict.plane_signal)
         taken.append(z)
         changes.append(verdict.relative_change)
@@ -263,6 +263,11 @@ def validate_stack(
         volume_at_stop = session.volume.copy()  # type: ignore[union-attr]
     used_z = np.asarray(taken[:stop_at])
     used_frames = truth[[index_of(float(z)) for z in used_z]]
+    if settings.volume_order == "z" and stop_at > 1:  # as the scan builds its final volume
+        ordered = np.argsort(used_z, kind="stable")
+        session.reset()
+        rebuilt = session.run(list(used_frames[ordered]), used_z[ordered].tolist())
+        volume_at_stop = rebuilt.volume.copy()
     evaluation = evaluate_arrays(
         volume_at_stop,
         planes,

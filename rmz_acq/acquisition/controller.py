@@ -431,7 +431,8 @@ class AdaptiveScan:
             if self.decision is not None and self.plane_batch is None
             else None
         )
-        self._kept: list[tuple[NDArray[Any], float]] = []  # for a volume built plane-major
+        # the frames, when the volume is built after the scan: plane-major, or in z order
+        self._kept: list[tuple[NDArray[Any], float]] = []
         self._volume = None
         stop: list[StopReason] = []
         failure: BaseException | None = None
@@ -455,8 +456,10 @@ class AdaptiveScan:
                 if self._completion is not None:
                     self._completion.finish()
                     self._volume = self._completion.volume()
-                elif self._kept:
-                    self._build_by_plane_batches()
+                if self.plane_batch is not None and self._kept:
+                    self._build_by_plane_batches()  # the records' changes, as taken
+                if self.settings.volume_order == "z" and self._kept:
+                    self._rebuild_in_z_order()
             except Exception as exc:
                 failure = failure or exc
             interrupted = isinstance(failure, KeyboardInterrupt)
@@ -599,7 +602,8 @@ class AdaptiveScan:
             full = self.session.push(image, measured)
         elif completion is not None:  # the full grid follows on the completion's thread
             completion.submit(index, image, measured)
-        else:  # the full grid is built a batch of planes at a time once the scan stops
+        if self.plane_batch is not None or self.settings.volume_order == "z":
+            # the full grid is built (again) once the scan stops
             self._kept.append((image, measured))
         verdict = self.judge.judge(
             index,
@@ -611,6 +615,7 @@ class AdaptiveScan:
             full_changes=None
             if completion is None
             else functools.partial(completion.changes, index, self._cancel.is_set),
+            planned_um=z,
         )
         on_full_grid = verdict.full_grid or self.judge.session is None
         with self._report_lock:  # the completion may have filled in its figures meanwhile
@@ -671,6 +676,34 @@ class AdaptiveScan:
         self.events.volumeUpdated.emit(
             VolumeUpdate(last, built.volume, self.session.output_planes_um)
         )
+
+    def _rebuild_in_z_order(self) -> None:
+        """The final volume from the frames sorted by z, lowest first (``volume_order="z"``).
+
+        As ``rmz-acq reconstruct RUN/frames.ome.tif --order z`` builds it (the
+        measured z, a stable sort); the frames' records keep the changes of
+        the scan as it ran.  Nothing to do when they came in z order already.
+        """
+        from ..plane_batches import reconstruct_by_plane_batches
+
+        assert self.report is not None
+        measured = np.asarray([z for _, z in self._kept])
+        order = np.argsort(measured, kind="stable")
+        if len(order) < 2 or np.array_equal(order, np.arange(len(order))):
+            return
+        self.session.reset()  # the as-taken grid's state is not needed any more
+        planes = self.session.output_planes_um
+        built = reconstruct_by_plane_batches(
+            self.model,
+            [self._kept[i][0] for i in order],
+            measured[order].tolist(),
+            planes,
+            batch_planes=self.plane_batch or len(planes),
+            device=self.session.device,
+            compute_dtype=self.session.compute_dtype,
+        )
+        self._volume = built.volume
+        self.events.volumeUpdated.emit(VolumeUpdate(self.report.frames[-1], built.volume, planes))
 
     def _on_completed(self, index: int, result: PushResult) -> None:
         """The full grid has taken frame ``index``: fill in its record, tell the listeners."""

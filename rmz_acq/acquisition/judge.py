@@ -19,7 +19,7 @@ from ..model.weights import LoadedModel
 from ..session import PushResult, ReconstructionSession, compute_dtype
 from .plan import ScanPlan, decision_plane_indices
 from .settings import ScanSettings
-from .stop_rules import ScanProgress, StopReason, first_stop
+from .stop_rules import ScanProgress, StopReason, evenly_spaced, first_stop
 
 __all__ = ["FullChanges", "ScanJudge", "Verdict", "within_margin"]
 
@@ -66,6 +66,9 @@ class ScanJudge:
     wrong side of epsilon in a quarter of the scans.  There the full grid's
     own change for the frame decides, when the caller can give it (``full``,
     or ``full_changes``, which may wait for the completion to reach the frame).
+    With ``settings.stop_at == "even"`` the rule may fire only when the
+    planes judged so far are evenly spaced over the candidates' span; on
+    other frames the full grid is never waited for.
     """
 
     def __init__(
@@ -78,6 +81,8 @@ class ScanJudge:
     ) -> None:
         self.settings = settings
         self.n_candidates = len(plan.candidates_um)
+        self.span_um = (min(plan.candidates_um), max(plan.candidates_um))
+        self.taken_um: list[float] = []  # the planes judged, as planned (commanded)
         planes = np.asarray(plan.output_planes_um, np.float64)
         chosen = (
             decision_plane_indices(len(planes), settings.decision_planes)
@@ -115,13 +120,16 @@ class ScanJudge:
         elapsed_s: float = 0.0,
         full: PushResult | None = None,
         full_changes: FullChanges | None = None,
+        planned_um: float | None = None,
     ) -> Verdict:
         """Push frame ``index`` into the decision planes (or take ``full``) and judge it.
 
         ``full`` is the full grid's push of this frame, when the caller has
         made it; ``full_changes`` gives the full grid's changes when asked
-        (only near the threshold).
+        (only near the threshold); ``planned_um`` is the plane the frame was
+        meant for (default ``z_um``, the measured one), for ``stop_at``.
         """
+        self.taken_um.append(float(z_um if planned_um is None else planned_um))
         if self.session is not None:
             result = self.session.push(frame, z_um)
         elif full is not None:
@@ -137,6 +145,7 @@ class ScanJudge:
             relative_change=result.relative_change,
             elapsed_s=elapsed_s,
             candidates_left=self.n_candidates - index - 1,
+            evenly_spaced=evenly_spaced(self.taken_um, *self.span_um),
         )
         full_grid = False
         if self.session is not None and self._near_threshold(progress):
@@ -148,7 +157,12 @@ class ScanJudge:
             if exact is not None:
                 progress = replace(progress, frobenius_change=exact[0], relative_change=exact[1])
                 full_grid = True
-        stop = first_stop(self.settings.rules(), progress, min_frames=self.settings.min_frames)
+        stop = first_stop(
+            self.settings.rules(),
+            progress,
+            min_frames=self.settings.min_frames,
+            stop_at=self.settings.stop_at,
+        )
         signal = result.volume.reshape(len(result.volume), -1).std(axis=1, dtype=np.float64)
         return Verdict(
             progress.frobenius_change,
@@ -162,8 +176,10 @@ class ScanJudge:
     def _near_threshold(self, progress: ScanProgress) -> bool:
         """Whether the change the rule reads is too near its threshold to trust an estimate."""
         settings = self.settings
-        if progress.frames < settings.min_frames:
-            return False  # the rule cannot fire yet
+        if progress.frames < settings.min_frames or (
+            settings.stop_at == "even" and not progress.evenly_spaced
+        ):
+            return False  # the rule cannot fire on this frame
         if settings.epsilon is not None:
             value, threshold = progress.frobenius_change, settings.epsilon
         elif settings.relative_epsilon is not None:

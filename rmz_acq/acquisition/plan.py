@@ -49,6 +49,8 @@ class ScanDefaults(NamedTuple):
     candidate_step_fraction: float  # candidate spacing, as a share of the input spacing
     relative_epsilon: float
     next_plane: str = "bisection"  # the next-plane policy (`rmz_acq.acquisition.policies`)
+    stop_at: str = "any"  # where convergence may end the scan (`stop_rules.STOP_AT`)
+    volume_order: str = "as-taken"  # the order the final volume is built in (`FRAME_ORDERS`)
 
 
 # benchmarks/bench_stopping.py (see the README, "Benchmarks"): the candidate

@@ -15,7 +15,14 @@ from .plan import (
     scan_defaults,
 )
 from .policies import DEFAULT_POLICY, POLICIES
-from .stop_rules import FrobeniusChange, MaxFrames, RelativeChange, StopRule, TimeBudget
+from .stop_rules import (
+    FrobeniusChange,
+    MaxFrames,
+    RelativeChange,
+    StopAt,
+    StopRule,
+    TimeBudget,
+)
 
 __all__ = [
     "DEFAULT_RELATIVE_EPSILON",
@@ -70,6 +77,18 @@ class ScanSettings(BaseModel):
     next_plane: str = Field(
         DEFAULT_POLICY, description="where each frame is taken: a name in `POLICIES`"
     )
+    stop_at: StopAt = Field(
+        "any",
+        description="where the rule may end the scan: after any frame, or only when the "
+        "planes taken are evenly spaced over the candidates' span ('even': after each "
+        "complete sweep of a coarse-to-fine policy)",
+    )
+    volume_order: Literal["as-taken", "z"] = Field(
+        "as-taken",
+        description="the final volume from the frames as taken (the live volume), or "
+        "rebuilt once the scan stops from the frames sorted by z, as a z-stack is pushed "
+        "(one more reconstruction after the last frame)",
+    )
 
     @field_validator("next_plane")
     @classmethod
@@ -90,10 +109,12 @@ class ScanSettings(BaseModel):
     def for_model(cls, model: LoadedModel | str, **overrides: Any) -> ScanSettings:
         """The settings a scan with ``model`` (or a model name) uses by default.
 
-        The stop rule is the model's relative epsilon and its next-plane
-        policy (`scan_defaults`) unless ``overrides`` give ``epsilon`` (the
-        paper's absolute rule), ``relative_epsilon`` or ``next_plane``;
-        anything else in ``overrides`` is a field.  An
+        The stop rule is the model's relative epsilon, next-plane policy,
+        where the rule may stop and the order of the final volume
+        (`scan_defaults`) unless ``overrides`` give ``epsilon`` (the
+        paper's absolute rule), ``relative_epsilon``, ``next_plane``,
+        ``stop_at`` or ``volume_order``; anything else in ``overrides`` is a
+        field.  An
         override of ``None`` means "not given" (as an unset command-line
         flag): to decide on the full grid, set ``decision_planes=None`` on
         the result (``settings.model_copy(update=...)``).
@@ -101,6 +122,8 @@ class ScanSettings(BaseModel):
         defaults = scan_defaults(model)
         given = {k: v for k, v in overrides.items() if v is not None}
         given.setdefault("next_plane", defaults.next_plane)
+        given.setdefault("stop_at", defaults.stop_at)
+        given.setdefault("volume_order", defaults.volume_order)
         if "epsilon" in given:
             given.setdefault("relative_epsilon", None)
         else:

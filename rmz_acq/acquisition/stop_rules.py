@@ -5,6 +5,12 @@ when the scan should end.  The paper's rule (section 3) is
 ``||V_M - V_(M-1)||_F <= epsilon`` (`FrobeniusChange`); `RelativeChange`
 divides that by ``||V_M||_F``, which does not depend on the brightness or
 size of the volume and so carries over between samples.
+
+Where a rule may end the scan is a setting of its own (``stop_at``):
+``"any"`` frame, or only ``"even"``, when the planes taken are evenly
+spaced over the candidates' span (`evenly_spaced`): after each complete
+sweep of a coarse-to-fine scan (3, 5, 9, 17 of 17 candidates), so that the
+volume the scan ends with is always that of an evenly spaced stack.
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Literal, Protocol
+
+import numpy as np
 
 __all__ = [
+    "STOP_AT",
     "FrobeniusChange",
     "MaxFrames",
     "RelativeChange",
@@ -22,8 +31,15 @@ __all__ = [
     "StopReason",
     "StopRule",
     "TimeBudget",
+    "evenly_spaced",
     "first_stop",
+    "replayed_stop",
 ]
+
+# Where a converged rule may end the scan: after any frame, or only when the
+# planes taken are evenly spaced over the candidates' span.
+STOP_AT = ("any", "even")
+StopAt = Literal["any", "even"]
 
 
 class StopReason(str, Enum):
@@ -41,7 +57,9 @@ class ScanProgress:
     """The scan after a frame was pushed.
 
     ``frobenius_change`` / ``relative_change`` are those of the last push
-    (``None`` after the first frame); ``elapsed_s`` counts from the start.
+    (``None`` after the first frame); ``elapsed_s`` counts from the start;
+    ``evenly_spaced``: the planes taken so far are evenly spaced over the
+    candidates' span (`evenly_spaced`).
     """
 
     frames: int
@@ -49,6 +67,22 @@ class ScanProgress:
     relative_change: float | None
     elapsed_s: float
     candidates_left: int
+    evenly_spaced: bool = False
+
+
+def evenly_spaced(planes_um: Sequence[float], lo_um: float, hi_um: float) -> bool:
+    """Whether ``planes_um`` are (about) as many evenly spaced planes from ``lo_um`` to ``hi_um``.
+
+    Both ends included; each plane, sorted, within a quarter of the spacing
+    of its evenly spaced position (so planes moved to the nearest plane of a
+    finer grid, as a replay on a z-stack moves them, still count).  At least
+    two planes.
+    """
+    planes = np.sort(np.asarray(planes_um, np.float64))
+    if planes.size < 2 or not hi_um > lo_um:
+        return False
+    ideal = np.linspace(lo_um, hi_um, planes.size)
+    return bool(np.max(np.abs(planes - ideal)) <= 0.25 * (hi_um - lo_um) / (planes.size - 1))
 
 
 class StopRule(Protocol):
@@ -121,18 +155,52 @@ class TimeBudget:
 
 
 def first_stop(
-    rules: Sequence[StopRule], progress: ScanProgress, *, min_frames: int = 1
+    rules: Sequence[StopRule],
+    progress: ScanProgress,
+    *,
+    min_frames: int = 1,
+    stop_at: StopAt = "any",
 ) -> StopReason | None:
-    """The first rule that fires, honouring ``min_frames`` for convergence.
+    """The first rule that fires, honouring ``min_frames`` and ``stop_at`` for convergence.
 
-    Running out of candidates ends the scan as ``max_frames``.
+    With ``stop_at="even"`` convergence counts only on evenly spaced planes
+    (``progress.evenly_spaced``); the frame limit and the time budget end
+    the scan wherever it is.  Running out of candidates ends it as
+    ``max_frames``.
     """
     for rule in rules:
         reason = rule.check(progress)
-        if reason is StopReason.CONVERGED and progress.frames < min_frames:
+        if reason is StopReason.CONVERGED and (
+            progress.frames < min_frames or (stop_at == "even" and not progress.evenly_spaced)
+        ):
             continue
         if reason is not None:
             return reason
     if progress.candidates_left == 0:
         return StopReason.MAX_FRAMES
     return None
+
+
+def replayed_stop(
+    relative_changes: Sequence[float | None],
+    planes_um: Sequence[float],
+    span_um: tuple[float, float],
+    relative_epsilon: float,
+    *,
+    min_frames: int = 2,
+    stop_at: StopAt = "any",
+) -> int:
+    """The frames a relative-change rule takes on a scan replayed through every candidate.
+
+    ``relative_changes`` and ``planes_um`` per frame, in the order taken;
+    ``span_um`` the candidates' lowest and highest plane.  All of them when
+    the rule never fires (the scan ran out of candidates).
+    """
+    for m in range(max(min_frames, 2), len(relative_changes) + 1):
+        change = relative_changes[m - 1]
+        if change is None or change > relative_epsilon:
+            continue
+        if stop_at == "even" and not evenly_spaced(planes_um[:m], *span_um):
+            continue
+        return m
+    return len(relative_changes)

@@ -94,6 +94,22 @@ NextPlane = Annotated[
         "(default: the model's).",
     ),
 ]
+StopAt = Annotated[
+    str | None,
+    typer.Option(
+        "--stop-at",
+        help="Where the rule may end the scan: any (after any frame) or even (only when the "
+        "planes taken are evenly spaced: after each complete sweep). Default: the model's.",
+    ),
+]
+VolumeOrder = Annotated[
+    str | None,
+    typer.Option(
+        "--volume-order",
+        help="The final volume from the frames as-taken (the live volume) or rebuilt sorted by "
+        "z once the scan stops (one more reconstruction). Default: the model's.",
+    ),
+]
 RelativeEpsilon = Annotated[
     float | None,
     typer.Option(

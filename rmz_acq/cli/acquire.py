@@ -18,6 +18,8 @@ from ._app import (
     NextPlane,
     Precision,
     RelativeEpsilon,
+    StopAt,
+    VolumeOrder,
     ZLimits,
     app,
     fail,
@@ -50,6 +52,8 @@ def acquire(
         ),
     ] = "bisection",
     next_plane: NextPlane = None,
+    stop_at: StopAt = None,
+    volume_order: VolumeOrder = None,
     epsilon: Annotated[
         float | None,
         typer.Option("--epsilon", help="Stop when ||V_M - V_(M-1)||_F <= this (input units)."),
@@ -187,6 +191,8 @@ def acquire(
             strict=strict,
             precision=precision,
             next_plane=next_plane,
+            stop_at=stop_at,
+            volume_order=volume_order,
         )
         cluster = _cluster(scheduler) if scheduler is not None and not dry_run else None
         if cluster is not None:
@@ -255,7 +261,14 @@ def acquire(
                     judged += (
                         f", on all of them within {settings.decision_margin:.0%} of the threshold"
                     )
-            typer.echo(f"stop: {rule}, min {settings.min_frames} frames; {judged}")
+            where = (
+                ", only on evenly spaced planes (a complete sweep)"
+                if settings.stop_at == "even"
+                else ""
+            )
+            typer.echo(f"stop: {rule}, min {settings.min_frames} frames{where}; {judged}")
+            if settings.volume_order == "z":
+                typer.echo("volume: rebuilt from the frames sorted by z once the scan stops")
             return
         target = settings.epsilon if settings.epsilon is not None else settings.relative_epsilon
         most = min(len(plan.candidates_um), settings.max_frames or len(plan.candidates_um))

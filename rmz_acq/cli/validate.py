@@ -18,6 +18,8 @@ from ._app import (
     NextPlane,
     Precision,
     RelativeEpsilon,
+    StopAt,
+    VolumeOrder,
     ZLimits,
     app,
     fail,
@@ -54,6 +56,8 @@ def validate(
     candidate_step: CandidateStep = None,
     relative_epsilon: RelativeEpsilon = None,
     next_plane: NextPlane = None,
+    stop_at: StopAt = None,
+    volume_order: VolumeOrder = None,
     exposure_ms: ExposureMs = None,
     overwrite: Annotated[
         bool,
@@ -112,6 +116,8 @@ def validate(
                 precision=precision,
                 relative_epsilon=relative_epsilon,
                 next_plane=next_plane,
+                stop_at=stop_at,
+                volume_order=volume_order,
             )
             typer.echo(
                 f"replaying the scan of model {loaded.name} on {taken.data.shape[0]} planes",

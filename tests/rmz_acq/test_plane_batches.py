@@ -72,11 +72,13 @@ def test_reconstruct_builds_by_plane_batches_when_the_state_does_not_fit(
         reconstruct_frames(tiny, frame_set, PLANES)
 
 
+@pytest.mark.parametrize("order", ["as-taken", "z"])
 def test_a_scan_whose_state_does_not_fit_builds_its_volume_after_stopping(
     small_core: CMMCorePlus,
     tiny: LoadedModel,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    order: str,
 ) -> None:
     session = ReconstructionSession(tiny, PLANES)
     state = session.state_nbytes_for(64, 64)
@@ -85,15 +87,17 @@ def test_a_scan_whose_state_does_not_fit_builds_its_volume_after_stopping(
     monkeypatch.setattr("rmz_acq.safety.available_memory_bytes", lambda device="cpu": free)
     plan = ScanPlan.build(PLANES, candidates_um=[0.5, 1.5, 2.5, 3.5])
     run = tmp_path / "run"
-    scan = AdaptiveScan(small_core, tiny, plan, ScanSettings(epsilon=0.0), run)
+    settings = ScanSettings(epsilon=0.0, volume_order=order)  # type: ignore[arg-type]
+    scan = AdaptiveScan(small_core, tiny, plan, settings, run)
     assert scan.plane_batch is not None and scan.plane_batch < len(PLANES)
     assert any("planes at a time" in w for w in scan.warnings)
     updates: list[int] = []
     scan.events.volumeUpdated.connect(lambda u: updates.append(u.record.index))
     report = scan.run()
-    assert updates == [3]  # one volume, once the scan has stopped
+    # one volume once the scan has stopped (and the one sorted by z after it)
+    assert updates == ([3] if order == "as-taken" else [3, 3])
     assert all(f.decision_s is not None for f in report.frames)
     assert all(f.relative_change is not None for f in report.frames[1:])
     volume = read_zstack(run / "volume.ome.tif").data
-    again = reconstruct_frames(tiny, read_frames(run / "frames.ome.tif"), PLANES)
+    again = reconstruct_frames(tiny, read_frames(run / "frames.ome.tif").in_order(order), PLANES)
     np.testing.assert_allclose(volume, again, rtol=1e-5, atol=1e-3)

@@ -13,6 +13,7 @@ import torch
 from pymmcore_plus import CMMCorePlus
 
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings
+from rmz_acq.acquisition.stop_rules import evenly_spaced
 from rmz_acq.calibration import HeldOutScore, StopChoice, calibrate, split_stack
 from rmz_acq.hardware import load_core
 from rmz_acq.io import ZStack, read_zstack, write_zstack
@@ -80,11 +81,17 @@ def test_validate_takes_the_stack_simulate_would_and_scores_the_replay(
     one_line_error(code, err, "is not empty")
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"next_plane": "sweeps", "stop_at": "even", "volume_order": "z"}],
+    ids=["defaults", "sweeps-even-z"],
+)
 def test_the_replay_decides_as_a_live_scan_fed_the_same_frames(
     small_core: CMMCorePlus,
     weights: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    options: dict[str, str],
 ) -> None:
     model = load_model(weights)
     grid = ScanPlan.for_model(model).output_planes_um
@@ -95,8 +102,12 @@ def test_the_replay_decides_as_a_live_scan_fed_the_same_frames(
         blobs[max(0, z - 6) : z + 6, y - 3 : y + 3, x - 3 : x + 3] += 2000
     stack_data = (100 + blobs + rng.poisson(20, blobs.shape)).astype(np.uint16)
     path = write_zstack(tmp_path / "stack.ome.tif", stack_data, grid, 0.1)
-    settings = ScanSettings.for_model(model, decision_planes=5)
+    settings = ScanSettings.for_model(model, decision_planes=5, **options)
     replay = validate_stack(read_zstack(path), model, settings=settings)
+    if settings.stop_at == "even":  # it stops on evenly spaced planes, or at the end
+        used = replay.planes_taken_um[: replay.frames_used]
+        span = (min(replay.candidates_um), max(replay.candidates_um))
+        assert evenly_spaced(used, *span) or replay.frames_used == len(replay.candidates_um)
 
     def the_stack_plane(self: SimulatedCamera, buffer: np.ndarray) -> object:
         z = small_core.getPosition()
@@ -107,7 +118,7 @@ def test_the_replay_decides_as_a_live_scan_fed_the_same_frames(
     plan = ScanPlan.build(grid, candidates_um=replay.candidates_um, reach_um=1.0)
     live = AdaptiveScan(small_core, model, plan, settings, tmp_path / "run").run()
     assert len(live.frames) == replay.frames_used and live.stop_reason is replay.stop_reason
-    assert [f.commanded_z_um for f in live.frames] == replay.candidates_um[: replay.frames_used]
+    assert [f.commanded_z_um for f in live.frames] == replay.planes_taken_um[: replay.frames_used]
     np.testing.assert_allclose(
         [f.decision_relative_change or 0.0 for f in live.frames],
         [c or 0.0 for c in replay.relative_changes[: replay.frames_used]],
@@ -245,6 +256,7 @@ def test_calibrate_improves_the_held_out_region(
 def _replay(changes: list[float | None], scores: list[float]) -> Validation:
     replay = object.__new__(Validation)  # only what the threshold choice reads
     replay.relative_changes, replay.recurrent_mz_psnr_at_m = changes, scores
+    replay.planes_taken_um = replay.candidates_um = [float(z) for z in range(len(changes))]
     return replay
 
 

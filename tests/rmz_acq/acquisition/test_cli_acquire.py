@@ -164,3 +164,22 @@ def test_next_plane_policy_from_the_command_line(
     assert wrong.returncode == 2
     assert "'spiral' is not known; choose one of bisection, sweeps" in wrong.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_where_to_stop_and_the_volume_order_from_the_command_line(
+    make_config: Callable[..., Path], tiny_weights: Path, tmp_path: Path
+) -> None:
+    config = make_config(**SMALL_BEADS)
+    base = ("--config", config, "-m", tiny_weights, "--candidates", "0.5,1.25,2,2.75,3.5")
+    planned = rmz_acq(
+        "acquire", *base, "-o", tmp_path / "p", "--dry-run", "--stop-at", "even",
+        "--volume-order", "z",
+    )  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    assert "only on evenly spaced planes (a complete sweep)" in planned.stdout
+    assert "volume: rebuilt from the frames sorted by z" in planned.stdout
+    wrong = rmz_acq("acquire", *base, "-o", tmp_path / "w", "--stop-at", "anywhere")
+    assert wrong.returncode == 2
+    assert "--stop-at: input should be 'any' or 'even' (got 'anywhere')" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+    assert not (tmp_path / "w").exists()

@@ -18,6 +18,8 @@ from rmz_acq.acquisition import (
 )
 from rmz_acq.acquisition.judge import within_margin
 from rmz_acq.acquisition.plan import decision_plane_indices
+from rmz_acq.acquisition.policies import static_order
+from rmz_acq.acquisition.stop_rules import evenly_spaced, replayed_stop
 from rmz_acq.errors import RmzError, StageSafetyError
 from rmz_acq.model.weights import load_model
 
@@ -92,6 +94,49 @@ def test_first_stop_honours_min_frames_and_running_out() -> None:
     assert first_stop(rules, _progress(3, 1.0, 0.1), min_frames=3) is StopReason.CONVERGED
     done = ScanProgress(4, 1.0, 0.9, 0.0, candidates_left=0)
     assert first_stop(rules, done) is StopReason.MAX_FRAMES
+
+
+SEVENTEEN = [3.0 + 0.75 * i for i in range(17)]  # candidates every 0.75 um, 3 to 15
+
+
+def test_evenly_spaced_planes_are_those_of_complete_sweeps() -> None:
+    sweeps = static_order("sweeps", SEVENTEEN, 17)
+    even = [m for m in range(1, 18) if evenly_spaced(sweeps[:m], 3.0, 15.0)]
+    assert even == [3, 5, 9, 17]
+    assert not evenly_spaced([3.0, 15.0, 9.0][:1], 3.0, 15.0)  # one plane is no spacing
+    assert not evenly_spaced([3.0, 9.0], 3.0, 15.0)  # an end missing
+    # moved to the nearest plane of a 0.2 um stack (a replay on a z-stack) still counts
+    assert evenly_spaced([3.0, 6.0, 9.0, 12.2, 15.0], 3.0, 15.0)
+    assert not evenly_spaced([3.0, 6.0, 9.0, 13.0, 15.0], 3.0, 15.0)
+
+
+def test_stop_at_even_lets_convergence_stop_only_on_evenly_spaced_planes() -> None:
+    rules = [RelativeChange(0.5), MaxFrames(6)]
+    uneven = ScanProgress(4, 1.0, 0.1, 0.0, candidates_left=5, evenly_spaced=False)
+    even = ScanProgress(5, 1.0, 0.1, 0.0, candidates_left=4, evenly_spaced=True)
+    assert first_stop(rules, uneven) is StopReason.CONVERGED  # "any", the default
+    assert first_stop(rules, uneven, stop_at="even") is None
+    assert first_stop(rules, even, stop_at="even") is StopReason.CONVERGED
+    # the frame limit and running out end the scan wherever it is
+    limit = ScanProgress(6, 1.0, 0.1, 0.0, candidates_left=3, evenly_spaced=False)
+    assert first_stop(rules, limit, stop_at="even") is StopReason.MAX_FRAMES
+    # replayed through every candidate: the first evenly spaced frame under epsilon
+    sweeps = static_order("sweeps", SEVENTEEN, 17)
+    changes = [None, 0.2, 0.1, 0.04, 0.06, 0.05, 0.04, 0.03, 0.045] + [0.01] * 8
+    assert replayed_stop(changes, sweeps, (3.0, 15.0), 0.05) == 4
+    assert replayed_stop(changes, sweeps, (3.0, 15.0), 0.05, stop_at="even") == 9
+    assert replayed_stop(changes, sweeps, (3.0, 15.0), 0.001, stop_at="even") == 17
+
+
+def test_where_to_stop_and_the_volume_order_are_settings_with_model_defaults() -> None:
+    plain = ScanSettings()
+    assert plain.stop_at == "any" and plain.volume_order == "as-taken"
+    given = ScanSettings.for_model("beads", stop_at="even", volume_order="z")
+    assert given.stop_at == "even" and given.volume_order == "z"
+    with pytest.raises(ValueError, match="stop_at"):
+        ScanSettings(stop_at="anywhere")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="volume_order"):
+        ScanSettings(volume_order="random")  # type: ignore[arg-type]
 
 
 def test_negative_thresholds_are_refused() -> None:

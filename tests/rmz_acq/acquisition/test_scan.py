@@ -97,6 +97,55 @@ def test_epsilon_zero_takes_every_candidate_and_writes_the_run(
     np.testing.assert_allclose(volume.data, again, rtol=1e-5, atol=1e-3)
 
 
+@pytest.mark.parametrize(("stop_at", "frames"), [("any", 2), ("even", 3)])
+def test_stop_at_even_ends_the_scan_only_after_a_complete_sweep(
+    small_core: CMMCorePlus, tiny_model: LoadedModel, tmp_path: Path, stop_at: str, frames: int
+) -> None:
+    # every change is below 10: "any" stops at the first frame allowed (the second);
+    # "even" only once the planes are evenly spaced (0.5, 2, 3.5 after three frames)
+    plan = ScanPlan.build(OUTPUT, candidates_um=[0.5, 1.25, 2.0, 2.75, 3.5])
+    settings = ScanSettings(relative_epsilon=10.0, next_plane="sweeps", stop_at=stop_at)
+    report = AdaptiveScan(small_core, tiny_model, plan, settings, tmp_path / "run").run()
+    assert report.stop_reason is StopReason.CONVERGED
+    assert len(report.frames) == frames
+    assert [f.commanded_z_um for f in report.frames] == [0.5, 2.0, 3.5][:frames]
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["settings"]["stop_at"] == (
+        stop_at
+    )
+
+
+@pytest.mark.parametrize("decision_planes", [5, None], ids=["completed-behind", "full-grid"])
+def test_volume_order_z_rebuilds_the_final_volume_sorted_by_z(
+    small_core: CMMCorePlus, tiny_model: LoadedModel, tmp_path: Path, decision_planes: int | None
+) -> None:
+    updates: list[VolumeUpdate] = []
+    scan = _scan(
+        small_core,
+        tiny_model,
+        tmp_path / "run",
+        epsilon=0.0,
+        volume_order="z",
+        decision_planes=decision_planes,
+    )
+    assert (scan.decision is None) == (decision_planes is None)
+    scan.events.volumeUpdated.connect(updates.append)
+    report = scan.run()
+    taken = [f.commanded_z_um for f in report.frames]
+    assert taken != sorted(taken)  # bisection: the centre first
+    frames = read_frames(tmp_path / "run" / "frames.ome.tif")
+    volume = read_zstack(tmp_path / "run" / "volume.ome.tif").data
+    # the written volume is `rmz-acq reconstruct --order z` of frames.ome.tif ...
+    in_z = reconstruct_frames(tiny_model, frames.in_order("z"), OUTPUT)
+    np.testing.assert_allclose(volume, in_z, rtol=1e-5, atol=1e-3)
+    # ... not the volume as the frames came, which the live view showed first
+    as_taken = reconstruct_frames(tiny_model, frames, OUTPUT)
+    assert np.abs(as_taken - in_z).max() > 1e-2
+    np.testing.assert_allclose(updates[-2].volume, as_taken, rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(updates[-1].volume, volume)
+    # the records keep the changes of the scan as it ran
+    assert report.frames[-1].relative_change is not None
+
+
 @pytest.mark.parametrize("margin", [0.0, 1e9], ids=["estimate-decides", "full-grid-near"])
 def test_an_estimate_near_epsilon_waits_for_the_full_grid(
     small_core: CMMCorePlus, tiny_model: LoadedModel, tmp_path: Path, margin: float
