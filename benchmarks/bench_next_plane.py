@@ -3,7 +3,7 @@
     python benchmarks/bench_next_plane.py --sample worm|beads|FAMILY [--seeds 200:220] [--size 128]
         [--policies bisection,even,structure,settle] [--model PRESET_OR_FILE] [--json OUT]
         [--candidate-step UM] [--relative-epsilon E] [--epsilons 0.03,0.02]
-        [--stop-at any|even] [--volume-order as-taken|z]
+        [--stop-at any|even] [--volume-order as-taken|z] [--fixed-m 3,5,9,17]
     python benchmarks/bench_next_plane.py --read OUT.json [--stop-at ...] [--epsilons ...]
 
 For each sample seed the simulated microscope takes the mechanical stack of
@@ -36,6 +36,9 @@ pushed sorted by z (as a scan with that setting builds its final volume;
 the fixed scan's own score when the planes are the fixed scan's).
 ``--read OUT.json`` prints the tables again from a run's ``--json``
 output, with these settings and thresholds, without scanning.
+``--fixed-m 3,5,9,17`` scans only those fixed sizes (a third of the
+time with 17 candidates); stops at other M then have no fixed scan to
+compare with (NaN).
 
 Seeds 100-103 served to design the policies; 200-219 are held out (README).
 """
@@ -109,7 +112,7 @@ def _sorted_at(row: dict, run: dict, m: int) -> float:
     """
     planes = run["planes_um"]
     fixed = np.linspace(min(planes), max(planes), m).round(6)  # as `main` places them
-    if m >= 2 and np.allclose(sorted(planes[:m]), fixed, atol=1e-6):
+    if str(m) in row["fixed"] and np.allclose(sorted(planes[:m]), fixed, atol=1e-6):
         return float(row["fixed"][str(m)])
     return float(run.get("sorted_at", {}).get(str(m), np.nan))
 
@@ -122,7 +125,7 @@ def _at_stops(results, name, epsilon, settings):
         at_stop = [_sorted_at(r, p, m) for r, p, m in zip(results, runs, stops, strict=True)]
     else:
         at_stop = [p["psnr"][m - 1] for p, m in zip(runs, stops, strict=True)]
-    fixed = [r["fixed"][str(m)] if m >= 2 else np.nan for r, m in zip(results, stops, strict=True)]
+    fixed = [r["fixed"].get(str(m), np.nan) for r, m in zip(results, stops, strict=True)]
     return runs, stops, np.asarray(at_stop), np.asarray(fixed)
 
 
@@ -212,7 +215,8 @@ def _report(results, names, settings, epsilon, epsilons, *, title: str) -> dict:
     print(
         f"{'fixed':<12}{'':>7}"
         + "".join(
-            f"{np.mean([r['fixed'][str(m)] for r in results]):>7.2f}" for m in range(2, count + 1)
+            f"{np.mean([r['fixed'].get(str(m), np.nan) for r in results]):>7.2f}"
+            for m in range(2, count + 1)
         )
     )
     for name in names:
@@ -309,6 +313,11 @@ def main() -> None:
     )
     parser.add_argument("--stop-at", choices=STOP_AT, default=None, help="default: the preset's")
     parser.add_argument(
+        "--fixed-m",
+        default="",
+        help="fixed scans of these sizes only, e.g. 3,5,9,17 (default: every M from 2)",
+    )
+    parser.add_argument(
         "--volume-order", choices=("as-taken", "z"), default=None, help="default: the preset's"
     )
     args = parser.parse_args()
@@ -344,7 +353,8 @@ def main() -> None:
     plan = ScanPlan.for_model(model, candidate_step_um=args.candidate_step)
     count = len(plan.candidates_um)
     lo, hi = min(plan.candidates_um), max(plan.candidates_um)
-    fixed_planes = {m: np.linspace(lo, hi, m).round(6).tolist() for m in range(2, count + 1)}
+    sizes = [int(m) for m in args.fixed_m.split(",")] if args.fixed_m else range(2, count + 1)
+    fixed_planes = {m: np.linspace(lo, hi, m).round(6).tolist() for m in sizes if 2 <= m <= count}
     choosable = list(choosable_planes(plan.candidates_um, plan.output_planes_um))
     results: list[dict] = []
     started = time.perf_counter()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings, StopReason
+from rmz_acq.acquisition.stop_rules import evenly_spaced
 from rmz_acq.hardware import load_core
 from rmz_acq.io import read_zstack
 from rmz_acq.model.weights import load_model
@@ -35,10 +36,14 @@ def test_the_default_scan_stops_on_its_rule(tmp_path: Path, config: str, preset:
     report = scan.run()
     assert report.stop_reason is StopReason.CONVERGED
     assert 2 <= len(report.frames) < len(plan.candidates_um)
+    if settings.stop_at == "even":  # it stopped where its planes are a fixed z-stack's
+        taken = [f.commanded_z_um for f in report.frames]
+        assert evenly_spaced(taken, min(plan.candidates_um), max(plan.candidates_um))
     # the volume on disk is what offline reconstruction makes of frames.ome.tif
     volume = read_zstack(tmp_path / "run" / "volume.ome.tif").data
     planes = np.asarray(plan.output_planes_um)
-    again = reconstruct_frames(model, read_frames(tmp_path / "run" / "frames.ome.tif"), planes)
+    frames = read_frames(tmp_path / "run" / "frames.ome.tif").in_order(settings.volume_order)
+    again = reconstruct_frames(model, frames, planes)
     np.testing.assert_allclose(volume, again, rtol=1e-4, atol=1e-2)
     data = json.loads((tmp_path / "run" / "report.json").read_text())
     assert data["stop_reason"] == "converged" and data["epsilon"] == settings.relative_epsilon

@@ -56,9 +56,15 @@ class ScanDefaults(NamedTuple):
 # benchmarks/bench_stopping.py (see the README, "Benchmarks"): the candidate
 # spacing and threshold at which default scans stop on their rule.
 PRESET_SCAN_DEFAULTS = {
-    # next plane: benchmarks/bench_next_plane.py, twenty held-out worms (README)
+    # benchmarks/bench_next_plane.py, twenty held-out worms (README, "Where to look
+    # next"): candidates every 0.75 um in sweeps, the rule heard only when a sweep is
+    # complete (3, 5, 9, 17 frames), the volume then that of the fixed z-stack
     "nuclei": ScanDefaults(
-        candidate_step_fraction=0.25, relative_epsilon=0.05, next_plane="structure"
+        candidate_step_fraction=0.125,
+        relative_epsilon=0.055,
+        next_plane="sweeps",
+        stop_at="even",
+        volume_order="z",
     ),
     "beads": ScanDefaults(candidate_step_fraction=1 / 3, relative_epsilon=0.02),
 }

@@ -81,7 +81,7 @@ CandidateStep = Annotated[
     typer.Option(
         "--candidate-step-um",
         "--candidate-step",
-        help="Spacing of the candidate focus planes, um (default: the model's; nuclei 1.5, "
+        help="Spacing of the candidate focus planes, um (default: the model's; nuclei 0.75, "
         "beads 1).",
     ),
 ]
@@ -114,7 +114,7 @@ RelativeEpsilon = Annotated[
     float | None,
     typer.Option(
         "--relative-epsilon",
-        help="Stop when the change / ||V_M||_F <= this (default: the model's; nuclei 0.05, "
+        help="Stop when the change / ||V_M||_F <= this (default: the model's; nuclei 0.055, "
         "beads 0.02, calibrated weights the one calibrate chose, others 0.1).",
     ),
 ]

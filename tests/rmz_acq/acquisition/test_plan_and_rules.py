@@ -151,7 +151,7 @@ def test_defaults_come_from_the_model_in_python_as_on_the_command_line() -> None
     plan = ScanPlan.for_model(nuclei)
     assert plan.output_planes_um[0] == 0.0 and plan.output_planes_um[-1] == 18.0
     assert len(plan.output_planes_um) == 91
-    assert sorted(plan.candidates_um) == pytest.approx([3.0 + 1.5 * i for i in range(9)])
+    assert sorted(plan.candidates_um) == pytest.approx([3.0 + 0.75 * i for i in range(17)])
     assert plan.candidates_um[0] == 9.0 and plan.order is PlaneOrder.BISECTION
     assert sorted(ScanPlan.for_model(beads).candidates_um) == pytest.approx(
         [1.5 + i for i in range(8)]
@@ -161,7 +161,10 @@ def test_defaults_come_from_the_model_in_python_as_on_the_command_line() -> None
     assert own.candidates_um == (5.0,)  # half an input spacing inside a 2 um range: the middle
     with pytest.raises(RmzError, match="positive"):
         ScanPlan.for_model(nuclei, candidate_step_um=0.0)
-    assert ScanSettings.for_model(nuclei).relative_epsilon == 0.05
+    default = ScanSettings.for_model(nuclei)
+    assert default.relative_epsilon == 0.055 and default.next_plane == "sweeps"
+    assert default.stop_at == "even" and default.volume_order == "z"
+    assert ScanSettings.for_model(beads).stop_at == "any"
     assert ScanSettings.for_model(beads).relative_epsilon == 0.02
     assert ScanSettings.for_model("my-model").relative_epsilon == 0.1
     paper = ScanSettings.for_model(nuclei, epsilon=3.0, max_frames=None)
