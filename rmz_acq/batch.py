@@ -50,6 +50,7 @@ class BatchRun:
     output: Path
     planes_um: tuple[float, ...]
     pixel_size_um: float | None = None
+    order: str = "as-taken"  # the order the frames are pushed in, as the scan built its volume
 
 
 class RunSearch(NamedTuple):
@@ -94,7 +95,9 @@ def find_runs(
 
     The output grid is ``planes_um``, or else each run's own
     ``report.json`` ``output_planes_um``; a run with neither is listed in
-    ``unusable`` (with the reason) and the others go ahead.  The output is
+    ``unusable`` (with the reason) and the others go ahead.  The frames are
+    pushed in the order the run's scan built its volume in
+    (``settings.volume_order``; as taken without one).  The output is
     never one of a run's frame files.
 
     Raises
@@ -102,6 +105,8 @@ def find_runs(
     RmzError
         ``folder`` is missing or holds no ``frames.ome.tif``; a bad ``output_name``.
     """
+    from .reconstruct import scan_volume_order
+
     root = Path(folder)
     if not root.is_dir():
         raise RmzError(f"{root} is not a folder of runs")
@@ -137,7 +142,7 @@ def find_runs(
         except RmzError as exc:
             unusable.append((frames.parent, str(exc)))
             continue
-        runs.append(BatchRun(frames, output, grid, pixel_size_um))
+        runs.append(BatchRun(frames, output, grid, pixel_size_um, scan_volume_order(frames)))
     return RunSearch(runs, skipped, unusable)
 
 
@@ -211,6 +216,7 @@ def reconstruct_one(run: BatchRun, model: str, device: str | None, precision: st
             device=device,
             precision=precision,
             overwrite=True,  # find_runs kept an existing output only when asked to
+            order=run.order,
         )
     except (RmzError, ValueError, OSError) as exc:
         return RunResult(run, time.perf_counter() - started, f"{exc}")

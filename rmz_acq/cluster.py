@@ -179,7 +179,7 @@ def _plane_group_task(
     from .session import ReconstructionSession, compute_dtype
 
     model = load_model(_worker_ready(blob, sha256, suffix, threads), device or "cpu")
-    frames = read_frames(run.frames)
+    frames = read_frames(run.frames).in_order(run.order)
     session = ReconstructionSession(
         model,
         planes_um,

@@ -18,7 +18,14 @@ from .io.run_folder import FRAMES, REPORT, RunFiles, RunReport
 from .model.weights import LoadedModel, load_model
 from .session import PushResult, ReconstructionSession, compute_dtype
 
-__all__ = ["FRAME_ORDERS", "FrameSet", "read_frames", "reconstruct_file", "reconstruct_frames"]
+__all__ = [
+    "FRAME_ORDERS",
+    "FrameSet",
+    "read_frames",
+    "reconstruct_file",
+    "reconstruct_frames",
+    "scan_volume_order",
+]
 
 FRAME_ORDERS = ("as-taken", "z")  # the order frames are pushed in
 
@@ -70,6 +77,22 @@ def read_frames(path: str | Path, z_override: Sequence[float] | None = None) -> 
             "e.g. --z 3,9,15"
         )
     return FrameSet(stack.data.astype(np.float32), z, stack.pixel_size_um)
+
+
+def scan_volume_order(frames_path: str | Path) -> str:
+    """The order a run's scan built its volume in, for its ``frames.ome.tif``.
+
+    ``report.json``'s ``settings.volume_order`` beside a run's frames;
+    ``"as-taken"`` for any other file (or a report that cannot be read).
+    """
+    path = Path(frames_path)
+    files = RunFiles(path.parent)
+    if path.name != FRAMES or not files.report.is_file():
+        return "as-taken"
+    try:
+        return RunReport.read(files.folder).volume_order
+    except RmzError:
+        return "as-taken"
 
 
 def _warn_if_frames_lost(path: Path, n_read: int) -> None:
@@ -151,13 +174,14 @@ def reconstruct_file(
     precision: str = "float32",
     on_push: Callable[[PushResult], None] | None = None,
     overwrite: bool = False,
-    order: str = "as-taken",
+    order: str | None = None,
 ) -> Path:
     """``rmz-acq reconstruct``: read frames, reconstruct, write a float32 OME-TIFF.
 
-    ``order`` is the order the frames are pushed in: as the file holds them
-    (an adaptive scan's ``frames.ome.tif`` holds them as taken, so the volume
-    equals the scan's), or ``"z"``, lowest first.
+    ``order`` is the order the frames are pushed in: ``"as-taken"`` (as the
+    file holds them; an adaptive scan's ``frames.ome.tif`` holds them as
+    taken) or ``"z"``, lowest first.  ``None``: as the run's scan built its
+    volume (`scan_volume_order`), so the volume equals the scan's.
 
     Raises
     ------
@@ -166,6 +190,8 @@ def reconstruct_file(
         is false; the frames lack z or pixel size; bad grid, model or device.
     """
     check_output_file(output_path, inputs=[frames_path], overwrite=overwrite)
+    if order is None:
+        order = scan_volume_order(frames_path)
     frames = read_frames(frames_path, z_override).in_order(order)
     pixel = pixel_size_um or frames.pixel_size_um
     if pixel is None:

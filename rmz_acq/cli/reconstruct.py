@@ -33,13 +33,14 @@ def reconstruct(
         bool, typer.Option("--overwrite", help="Replace the output file if it exists.")
     ] = False,
     order: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--order",
-            help="Push the frames as-taken (the file's order, as the scan pushed them) or "
-            "sorted by z, lowest first.",
+            help="Push the frames as-taken (the file's order) or sorted by z, lowest first. "
+            "Default: as the run's scan built its volume (report.json beside a run's "
+            "frames.ome.tif), else as-taken.",
         ),
-    ] = "as-taken",
+    ] = None,
 ) -> None:
     """Reconstruct a volume from M frames at arbitrary z."""
     from ..reconstruct import reconstruct_file

@@ -147,6 +147,16 @@ class RunReport:
         return float(value) if value is not None else None
 
     @property
+    def volume_order(self) -> str:
+        """The order the scan built its final volume in (``settings.volume_order``).
+
+        ``"as-taken"`` for reports written before scans had the setting.
+        """
+        settings = self.data.get("settings")
+        order = settings.get("volume_order") if isinstance(settings, dict) else None
+        return str(order) if order else "as-taken"
+
+    @property
     def absolute_epsilon(self) -> float | None:
         """``epsilon`` when the rule was absolute (it holds the relative threshold otherwise)."""
         if self.relative_epsilon is not None:

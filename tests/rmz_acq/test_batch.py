@@ -200,3 +200,28 @@ def test_runs_are_reconstructed_with_the_model_their_reports_name(
     )
     with pytest.raises(RmzError, match="which is not here"):
         model_of_runs(found[:1])
+
+
+def test_a_run_is_rebuilt_in_the_order_its_scan_built_its_volume(
+    tmp_path: Path, weights: Path
+) -> None:
+    rng = np.random.default_rng(5)
+    frames = (100 + 300 * rng.random((3, 24, 28))).astype(np.uint16)
+    for name, order in (("taken", "as-taken"), ("sorted", "z")):
+        folder = tmp_path / "runs" / name
+        folder.mkdir(parents=True)
+        write_zstack(folder / "frames.ome.tif", frames, [6.0, 3.0, 9.0], 0.1)  # not in z order
+        report = {"output_planes_um": GRID, "settings": {"volume_order": order}}
+        (folder / "report.json").write_text(json.dumps(report))
+    found = find_runs(tmp_path / "runs").runs
+    assert [(r.frames.parent.name, r.order) for r in found] == [
+        ("sorted", "z"),
+        ("taken", "as-taken"),
+    ]
+    assert all(r.ok for r in reconstruct_runs(found, weights))
+    model = load_model(weights)
+    for run in found:
+        expected = reconstruct_frames(model, read_frames(run.frames).in_order(run.order), GRID)
+        np.testing.assert_allclose(read_zstack(run.output).data, expected, rtol=1e-5, atol=1e-3)
+    taken, in_z = (read_zstack(r.output).data for r in reversed(found))
+    assert np.abs(taken - in_z).max() > 1e-3  # the order matters, so the test can fail

@@ -20,7 +20,7 @@ from rmz_acq.io import read_zstack
 from rmz_acq.model.network import RecurrentMZ
 from rmz_acq.model.weights import LoadedModel, load_model, save_weights
 from rmz_acq.preview.snapshots import PreviewWriter
-from rmz_acq.reconstruct import read_frames, reconstruct_frames
+from rmz_acq.reconstruct import read_frames, reconstruct_file, reconstruct_frames
 from rmz_acq.training.conditions import PRESET_CONDITIONS
 from simulators.devices import SimulatedCamera, SimulatedFocusStage
 from tests.conftest import SMALL_BEADS
@@ -144,6 +144,11 @@ def test_volume_order_z_rebuilds_the_final_volume_sorted_by_z(
     np.testing.assert_array_equal(updates[-1].volume, volume)
     # the records keep the changes of the scan as it ran
     assert report.frames[-1].relative_change is not None
+    # `rmz-acq reconstruct` of a run's frames pushes them as the run's scan did
+    again = reconstruct_file(
+        tmp_path / "run" / "frames.ome.tif", tmp_path / "again.ome.tif", OUTPUT, tiny_model.path
+    )
+    np.testing.assert_allclose(read_zstack(again).data, volume, rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.parametrize("margin", [0.0, 1e9], ids=["estimate-decides", "full-grid-near"])
