@@ -114,10 +114,9 @@ class ScanSettings(BaseModel):
         (`scan_defaults`) unless ``overrides`` give ``epsilon`` (the
         paper's absolute rule), ``relative_epsilon``, ``next_plane``,
         ``stop_at`` or ``volume_order``; anything else in ``overrides`` is a
-        field.  An
-        override of ``None`` means "not given" (as an unset command-line
-        flag): to decide on the full grid, set ``decision_planes=None`` on
-        the result (``settings.model_copy(update=...)``).
+        field.  An override of ``None`` means "not given" (as an unset
+        command-line flag): to decide on the full grid, set
+        ``decision_planes=None`` on the result (``settings.model_copy(update=...)``).
         """
         defaults = scan_defaults(model)
         given = {k: v for k, v in overrides.items() if v is not None}
