@@ -60,9 +60,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stopping import SAMPLES, _score
 
 from rmz_acq.acquisition import ScanPlan, ScanSettings
-from rmz_acq.acquisition.judge import ScanJudge
+from rmz_acq.acquisition.judge import ScanJudge, frame_noise_rms, within_margin
 from rmz_acq.acquisition.policies import ScanState, choosable_planes, make_policy
-from rmz_acq.acquisition.stop_rules import STOP_AT, evenly_spaced, replayed_stop
+from rmz_acq.acquisition.settings import sorts_by_z
+from rmz_acq.acquisition.stop_rules import (
+    RELATIVE_TO,
+    STOP_AT,
+    evenly_spaced,
+    relative_change,
+    replayed_stop,
+)
 from rmz_acq.hardware import load_core
 from rmz_acq.io import read_zstack
 from rmz_acq.model.weights import load_model
@@ -70,16 +77,53 @@ from rmz_acq.session import ReconstructionSession
 from rmz_acq.zstack import acquire_zstack
 
 
-def _stop(run: dict, epsilon: float, min_frames: int, stop_at: str) -> int:
+def _live_changes(run: dict, epsilon: float, settings: ScanSettings) -> list[float | None]:
+    """The change a live scan's rule reads per frame at ``epsilon``.
+
+    The decision planes' estimate, except within the decision margin of
+    ``epsilon``, where a live scan waits for the full grid's own change
+    (`ScanJudge`); runs saved before the full grid's figures were kept give
+    the estimates alone.
+    """
+    full = _full_changes(run, settings)
+    if full is None:
+        return run["relative_change"]
+    if run.get("relative_to", "volume") != settings.relative_to:
+        return full  # the estimates measured another change
+    return [
+        grid if within_margin(estimate, epsilon, settings.decision_margin) else estimate
+        for estimate, grid in zip(run["relative_change"], full, strict=True)
+    ]
+
+
+def _full_changes(run: dict, settings: ScanSettings) -> list[float | None] | None:
+    """The full grid's change per frame, relative as ``settings`` say (None: not kept)."""
+    full = run.get("full")
+    if not full:
+        return None
+    return [
+        relative_change(
+            full["change"][m],
+            norm=full["norm"][m],
+            centred_norm=full["centred_norm"][m],
+            voxels=full["voxels"][m],
+            noise_rms=float(np.mean(full["frame_noise"][: m + 1])),
+            relative_to=settings.relative_to,
+        )
+        for m in range(len(full["change"]))
+    ]
+
+
+def _stop(run: dict, epsilon: float, settings: ScanSettings) -> int:
     """Frames the rule takes on a policy's run (all of them when it never fires)."""
     planes = run["planes_um"]
     return replayed_stop(
-        run["relative_change"],
+        _live_changes(run, epsilon, settings),
         planes,
         (min(planes), max(planes)),
         epsilon,
-        min_frames=min_frames,
-        stop_at=stop_at,  # type: ignore[arg-type]
+        min_frames=settings.min_frames,
+        stop_at=settings.stop_at,
     )
 
 
@@ -117,19 +161,19 @@ def _sorted_at(row: dict, run: dict, m: int) -> float:
     return float(run.get("sorted_at", {}).get(str(m), np.nan))
 
 
-def _at_stops(results, name, epsilon, settings):
+def _at_stops(results, name, epsilon, settings, model):
     """Per seed: the frames the policy stops at, PSNR there and of the fixed scan."""
     runs = [r["policies"][name] for r in results]
-    stops = [_stop(p, epsilon, settings.min_frames, settings.stop_at) for p in runs]
-    if settings.volume_order == "z":
-        at_stop = [_sorted_at(r, p, m) for r, p, m in zip(results, runs, stops, strict=True)]
-    else:
-        at_stop = [p["psnr"][m - 1] for p, m in zip(runs, stops, strict=True)]
+    stops = [_stop(p, epsilon, settings) for p in runs]
+    at_stop = [
+        _sorted_at(r, p, m) if sorts_by_z(settings.volume_order, m, model) else p["psnr"][m - 1]
+        for r, p, m in zip(results, runs, stops, strict=True)
+    ]
     fixed = [r["fixed"].get(str(m), np.nan) for r, m in zip(results, stops, strict=True)]
     return runs, stops, np.asarray(at_stop), np.asarray(fixed)
 
 
-def _thresholds(results, names, epsilons, settings, every) -> None:
+def _thresholds(results, names, epsilons, settings, every, model) -> None:
     """Print where each policy stops at each threshold, from the scans already made."""
     print(
         f"\n{'policy':<12}{'epsilon':>8}{'frames':>7}{'range':>7}{'on rule':>8}"
@@ -137,7 +181,7 @@ def _thresholds(results, names, epsilons, settings, every) -> None:
     )
     for name in names:
         for epsilon in epsilons:
-            runs, stops, at_stop, fixed = _at_stops(results, name, epsilon, settings)
+            runs, stops, at_stop, fixed = _at_stops(results, name, epsilon, settings, model)
             count = len(runs[0]["relative_change"])
             ruled = sum(m < len(p["relative_change"]) for p, m in zip(runs, stops, strict=True))
             close = int(np.sum(at_stop - every >= -0.5))
@@ -178,6 +222,7 @@ def run_policy(model, plan, settings, name, frames, truth) -> dict:
         choosable_um=choosable_planes(plan.candidates_um, plan.output_planes_um),
     )
     scores, changes, planes, deciding, pushing = [], [], [], [], []
+    figures: dict[str, list] = {}
     for index in range(len(plan.candidates_um)):
         started = time.perf_counter()
         choice = policy.choose(state)
@@ -192,6 +237,7 @@ def run_policy(model, plan, settings, name, frames, truth) -> dict:
         result = full.push(frame, measured)
         pushing.append(time.perf_counter() - started)
         scores.append(_score(result.volume, truth))
+        _volume_figures(figures, result, frame)
         changes.append(verdict.relative_change)
         planes.append(choice.z_um)
         state = state.after(
@@ -203,10 +249,28 @@ def run_policy(model, plan, settings, name, frames, truth) -> dict:
         "planes_um": planes,
         "decision_s": deciding,
         "push_s": pushing,
+        "full": figures,
+        "relative_to": settings.relative_to,
     }
 
 
-def _report(results, names, settings, epsilon, epsilons, *, title: str) -> dict:
+def _volume_figures(figures: dict[str, list], result, frame) -> None:
+    """The full grid's change and the norms it can be measured against, per frame."""
+    volume = result.volume.astype(np.float64)
+    planes = volume.reshape(len(volume), -1)
+    for key, value in (
+        ("change", result.frobenius_change),
+        ("norm", float(np.sqrt(np.sum(planes**2)))),
+        ("centred_norm", float(np.sqrt(np.sum((planes - planes.mean()) ** 2)))),
+        ("plane_centred_norm", float(np.sqrt(np.sum(planes.var(axis=1)) * planes.shape[1]))),
+        ("frame_rms", float(np.sqrt(np.mean(np.asarray(frame, np.float64) ** 2)))),
+        ("voxels", result.voxels),
+        ("frame_noise", frame_noise_rms(frame)),
+    ):
+        figures.setdefault(key, []).append(value)
+
+
+def _report(results, names, settings, epsilon, epsilons, model, *, title: str) -> dict:
     """Print the tables; the summary at ``epsilon`` (for ``--json``)."""
     count = len(results[0]["policies"][names[0]]["psnr"])
     print(f"\n{title}")
@@ -237,7 +301,7 @@ def _report(results, names, settings, epsilon, epsilons, *, title: str) -> dict:
     )
     summary = {}
     for name in names:
-        runs, stops, at_stop, fixed = _at_stops(results, name, epsilon, settings)
+        runs, stops, at_stop, fixed = _at_stops(results, name, epsilon, settings, model)
         gain = at_stop - fixed
         loss = at_stop - every
         resorted = np.mean(
@@ -262,23 +326,27 @@ def _report(results, names, settings, epsilon, epsilons, *, title: str) -> dict:
             f"{np.mean(loss):>+9.2f}{resorted:>9.2f}{decide:>9.3f}{push:>8.3f}"
         )
     if settings.stop_at == "even":
-        _changes_where_even(results, names)
+        _changes_where_even(results, names, settings)
     if epsilons:
-        _thresholds(results, names, epsilons, settings, every)
+        _thresholds(results, names, epsilons, settings, every, model)
     return summary
 
 
-def _changes_where_even(results, names) -> None:
-    """The rule's relative change at each frame count where the planes are evenly spaced."""
-    print("\nrelative change where the planes are evenly spaced: min / median / max over seeds")
+def _changes_where_even(results, names, settings) -> None:
+    """The full grid's relative change at each frame count where the planes are evenly spaced."""
+    print(
+        f"\nrelative change (to the {settings.relative_to}, full grid where kept) where the "
+        "planes are evenly spaced: min / median / max over seeds"
+    )
     for name in names:
         runs = [r["policies"][name] for r in results]
         count = len(runs[0]["relative_change"])
+        changes = [_full_changes(p, settings) or p["relative_change"] for p in runs]
         cells = []
         for m in range(2, count + 1):
             values = [
-                p["relative_change"][m - 1]
-                for p in runs
+                c[m - 1]
+                for p, c in zip(runs, changes, strict=True)
                 if evenly_spaced(p["planes_um"][:m], min(p["planes_um"]), max(p["planes_um"]))
             ]
             if len(values) == len(runs):
@@ -320,6 +388,9 @@ def main() -> None:
     parser.add_argument(
         "--volume-order", choices=("as-taken", "z"), default=None, help="default: the preset's"
     )
+    parser.add_argument(
+        "--relative-to", choices=RELATIVE_TO, default=None, help="default: the preset's"
+    )
     args = parser.parse_args()
     epsilons = [float(e) for e in args.epsilons.split(",") if e.strip()]
     if args.read is not None:
@@ -331,6 +402,7 @@ def main() -> None:
         relative_epsilon=args.relative_epsilon,
         stop_at=args.stop_at,
         volume_order=args.volume_order,
+        relative_to=args.relative_to,
     )
     epsilon = settings.relative_epsilon
     assert epsilon is not None
@@ -343,6 +415,7 @@ def main() -> None:
             settings,
             epsilon,
             epsilons,
+            load_model(args.model or preset),
             title=f"{args.read}: {saved['sample']}, model {saved.get('model', '?')[:8]}, "
             f"seeds {results[0]['seed']}-{results[-1]['seed']}",
         )
@@ -380,9 +453,7 @@ def main() -> None:
             row["fixed"][str(m)] = _score_sorted(model, plan, frames, zs, truth)
         for name in names:
             run = run_policy(model, plan, settings, name, frames, truth)
-            stops = [
-                _stop(run, e, settings.min_frames, settings.stop_at) for e in [epsilon, *epsilons]
-            ]
+            stops = [_stop(run, e, settings) for e in [epsilon, *epsilons]]
             _measure_sorted(model, plan, frames, truth, row, run, stops)
             row["policies"][name] = run
         results.append(row)
@@ -405,6 +476,7 @@ def main() -> None:
         settings,
         epsilon,
         epsilons,
+        model,
         title=f"{args.sample}, {model.name} {model.sha256[:8]}, seeds {first}-{stop - 1}, "
         f"{args.size} px, {count} candidates {lo:g}-{hi:g} um "
         f"({time.perf_counter() - started:.0f} s)",

@@ -97,7 +97,7 @@ def find_runs(
     ``report.json`` ``output_planes_um``; a run with neither is listed in
     ``unusable`` (with the reason) and the others go ahead.  The frames are
     pushed in the order the run's scan built its volume in
-    (``settings.volume_order``; as taken without one).  The output is
+    (``report.json``'s ``volume_order``; as taken without one).  The output is
     never one of a run's frame files.
 
     Raises

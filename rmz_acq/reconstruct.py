@@ -82,7 +82,8 @@ def read_frames(path: str | Path, z_override: Sequence[float] | None = None) -> 
 def scan_volume_order(frames_path: str | Path) -> str:
     """The order a run's scan built its volume in, for its ``frames.ome.tif``.
 
-    ``report.json``'s ``settings.volume_order`` beside a run's frames;
+    ``report.json``'s ``volume_order`` (or, in older reports, its
+    ``settings.volume_order``) beside a run's frames;
     ``"as-taken"`` for any other file (or a report that cannot be read).
     """
     path = Path(frames_path)

@@ -44,6 +44,11 @@ def compute_dtype(precision: str) -> torch.dtype:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}") from None
 
 
+def centred_norm(squared_norm: float, total: float, voxels: int) -> float:
+    """``||V - mean(V)||_F`` from ``sum(V**2)``, ``sum(V)`` and the voxel count."""
+    return float(np.sqrt(max(squared_norm - total * total / max(voxels, 1), 0.0)))
+
+
 @dataclass(frozen=True, slots=True)
 class PushResult:
     """What one frame did to the volume.
@@ -59,6 +64,8 @@ class PushResult:
     relative_change: float | None
     reconstruction_s: float
     plane_changes: NDArray[np.float64] | None = None  # ||V_M - V_(M-1)||_F per output plane
+    centred_norm: float | None = None  # ||V_M - mean(V_M)||_F: the structure, offset-free
+    voxels: int = 0  # of the volume the norms are over
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +376,7 @@ class ReconstructionSession:
             self._remember_measured(values, float(measured_z_um))
         first = self.n_frames == 0
         squared_changes = np.zeros(len(self.output_planes_um), np.float64)
-        squared_norm = 0.0
+        squared_norm = value_sum = 0.0
         planes = torch.from_numpy(self.output_planes_um).to(self.device, torch.float32)
         with torch.inference_mode():
             for p0 in range(0, len(planes), self._batch):
@@ -389,6 +396,7 @@ class ReconstructionSession:
                         (new.astype(np.float64) - old) ** 2, axis=(1, 2)
                     )
                 squared_norm += float(np.sum(new.astype(np.float64) ** 2))
+                value_sum += float(np.sum(new, dtype=np.float64))
                 old[...] = new
         self.frames_z_um.append(float(measured_z_um))
         if not np.isfinite(squared_norm):  # any NaN or inf in the volume
@@ -406,6 +414,8 @@ class ReconstructionSession:
             relative_change=relative,
             reconstruction_s=time.perf_counter() - started,
             plane_changes=None if first else np.sqrt(squared_changes),
+            centred_norm=centred_norm(squared_norm, value_sum, self._volume.size),
+            voxels=self._volume.size,
         )
 
     def _remember_measured(self, frame: NDArray[np.float64], z_um: float) -> None:

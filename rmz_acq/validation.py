@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from .acquisition.judge import ScanJudge
 from .acquisition.plan import ScanPlan
 from .acquisition.policies import ScanState, choosable_planes, make_policy
-from .acquisition.settings import ScanSettings
+from .acquisition.settings import ScanSettings, sorts_by_z
 from .acquisition.stop_rules import StopReason
 from .errors import RmzError
 from .evaluation.noise import (
@@ -263,7 +263,7 @@ def validate_stack(
         volume_at_stop = session.volume.copy()  # type: ignore[union-attr]
     used_z = np.asarray(taken[:stop_at])
     used_frames = truth[[index_of(float(z)) for z in used_z]]
-    if settings.volume_order == "z" and stop_at > 1:  # as the scan builds its final volume
+    if sorts_by_z(settings.volume_order, stop_at, model):  # as the scan builds its volume
         ordered = np.argsort(used_z, kind="stable")
         session.reset()
         rebuilt = session.run(list(used_frames[ordered]), used_z[ordered].tolist())

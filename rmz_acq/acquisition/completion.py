@@ -16,6 +16,7 @@ from typing import Any
 from numpy.typing import NDArray
 
 from ..session import PushResult, ReconstructionSession
+from .judge import GridChange
 
 __all__ = ["Completion"]
 
@@ -37,8 +38,8 @@ class Completion:
         self.session = session
         self.error: BaseException | None = None
         self._on_pushed = on_pushed
-        # frame index -> the full grid's (Frobenius, relative) change, for `changes`
-        self._changes: dict[int, tuple[float | None, float | None]] = {}
+        # frame index -> the full grid's change, for `changes`
+        self._changes: dict[int, GridChange] = {}
         self._pushed = threading.Condition()
         self._queue: queue.Queue[tuple[int, NDArray[Any], float] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="rmz-acq-completion", daemon=True)
@@ -65,7 +66,7 @@ class Completion:
             try:
                 result = self._push(frame, z_um)
                 with self._pushed:
-                    self._changes[index] = (result.frobenius_change, result.relative_change)
+                    self._changes[index] = GridChange.of(result)
                     self._pushed.notify_all()
                 self._on_pushed(index, result)
             except BaseException as exc:  # raised again by finish()
@@ -75,8 +76,8 @@ class Completion:
 
     def changes(
         self, index: int, cancelled: Callable[[], bool] = lambda: False
-    ) -> tuple[float | None, float | None] | None:
-        """The full grid's (Frobenius, relative) change from frame ``index``.
+    ) -> GridChange | None:
+        """The full grid's change from frame ``index``.
 
         Waits until the worker has pushed that frame (and every one before
         it); ``None`` when ``cancelled()`` turns true first.  Raises the

@@ -64,6 +64,7 @@ from .settings import (
     PRESET_RELATIVE_EPSILON,
     ScanSettings,
     default_relative_epsilon,
+    sorts_by_z,
 )
 from .stop_rules import StopReason
 
@@ -399,6 +400,7 @@ class AdaptiveScan:
             output_planes_um=list(self.plan.output_planes_um),
             candidates_um=list(self.plan.candidates_um),
             settings=self.settings.model_dump(),
+            volume_order="as-taken",  # "z" once rebuilt sorted by z
             warnings=list(self.warnings),
             pixel_size_um=self.summary.pixel_size_um,
             focus_limits_um=list(self.limits_um),
@@ -458,8 +460,9 @@ class AdaptiveScan:
                     self._volume = self._completion.volume()
                 if self.plane_batch is not None and self._kept:
                     self._build_by_plane_batches()  # the records' changes, as taken
-                if self.settings.volume_order == "z" and self._kept:
+                if sorts_by_z(self.settings.volume_order, len(self._kept), self.model):
                     self._rebuild_in_z_order()
+                    report.volume_order = "z"
             except Exception as exc:
                 failure = failure or exc
             interrupted = isinstance(failure, KeyboardInterrupt)

@@ -15,17 +15,45 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from ..fidelity import noise_variance
 from ..model.weights import LoadedModel
 from ..session import PushResult, ReconstructionSession, compute_dtype
 from .plan import ScanPlan, decision_plane_indices
 from .settings import ScanSettings
-from .stop_rules import ScanProgress, StopReason, evenly_spaced, first_stop
+from .stop_rules import ScanProgress, StopReason, evenly_spaced, first_stop, relative_change
 
-__all__ = ["FullChanges", "ScanJudge", "Verdict", "within_margin"]
+__all__ = ["FullChanges", "GridChange", "ScanJudge", "Verdict", "within_margin"]
 
-# The full grid's (Frobenius, relative) change for one frame, or None when it
-# cannot be had (the scan was cancelled while waiting for it)
-FullChanges = Callable[[], tuple[float | None, float | None] | None]
+# Frames are larger than this only in area: their noise is estimated on a central crop
+NOISE_CROP_PX = 512
+
+
+class GridChange(NamedTuple):
+    """What one frame did to the full grid, as far as the stop rule needs it."""
+
+    frobenius: float | None
+    relative: float | None  # to the volume's norm
+    centred_norm: float | None
+    voxels: int
+
+    @classmethod
+    def of(cls, result: PushResult) -> GridChange:
+        return cls(
+            result.frobenius_change, result.relative_change, result.centred_norm, result.voxels
+        )
+
+
+# The full grid's change for one frame, or None when it cannot be had (the
+# scan was cancelled while waiting for it)
+FullChanges = Callable[[], GridChange | None]
+
+
+def frame_noise_rms(frame: NDArray[np.number]) -> float:
+    """A frame's typical noise (standard deviation per pixel), from its central crop."""
+    height, width = frame.shape[-2:]
+    top, left = max(0, (height - NOISE_CROP_PX) // 2), max(0, (width - NOISE_CROP_PX) // 2)
+    crop = frame[..., top : top + NOISE_CROP_PX, left : left + NOISE_CROP_PX]
+    return float(np.sqrt(noise_variance(np.asarray(crop, np.float64))))
 
 
 def within_margin(value: float | None, threshold: float, margin: float) -> bool:
@@ -83,6 +111,7 @@ class ScanJudge:
         self.n_candidates = len(plan.candidates_um)
         self.span_um = (min(plan.candidates_um), max(plan.candidates_um))
         self.taken_um: list[float] = []  # the planes judged, as planned (commanded)
+        self.noise_rms: list[float] = []  # per frame (relative to structure and noise only)
         planes = np.asarray(plan.output_planes_um, np.float64)
         chosen = (
             decision_plane_indices(len(planes), settings.decision_planes)
@@ -130,6 +159,8 @@ class ScanJudge:
         meant for (default ``z_um``, the measured one), for ``stop_at``.
         """
         self.taken_um.append(float(z_um if planned_um is None else planned_um))
+        if self.settings.relative_to == "structure-noise":
+            self.noise_rms.append(frame_noise_rms(frame))
         if self.session is not None:
             result = self.session.push(frame, z_um)
         elif full is not None:
@@ -142,7 +173,7 @@ class ScanJudge:
         progress = ScanProgress(
             frames=index + 1,
             frobenius_change=frobenius,
-            relative_change=result.relative_change,
+            relative_change=self._relative(GridChange.of(result)),
             elapsed_s=elapsed_s,
             candidates_left=self.n_candidates - index - 1,
             evenly_spaced=evenly_spaced(self.taken_um, *self.span_um),
@@ -150,12 +181,16 @@ class ScanJudge:
         full_grid = False
         if self.session is not None and self._near_threshold(progress):
             exact = (
-                (full.frobenius_change, full.relative_change)
+                GridChange.of(full)
                 if full is not None
                 else (full_changes() if full_changes is not None else None)
             )
             if exact is not None:
-                progress = replace(progress, frobenius_change=exact[0], relative_change=exact[1])
+                progress = replace(
+                    progress,
+                    frobenius_change=exact.frobenius,
+                    relative_change=self._relative(exact),
+                )
                 full_grid = True
         stop = first_stop(
             self.settings.rules(),
@@ -171,6 +206,19 @@ class ScanJudge:
             result.plane_changes,
             signal,
             full_grid,
+        )
+
+    def _relative(self, change: GridChange) -> float | None:
+        """The change relative to what ``settings.relative_to`` names."""
+        if self.settings.relative_to == "volume":
+            return change.relative
+        return relative_change(
+            change.frobenius,
+            norm=0.0,  # not used
+            centred_norm=change.centred_norm,
+            voxels=change.voxels,
+            noise_rms=float(np.mean(self.noise_rms)),
+            relative_to=self.settings.relative_to,
         )
 
     def _near_threshold(self, progress: ScanProgress) -> bool:

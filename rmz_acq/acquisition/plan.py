@@ -51,20 +51,23 @@ class ScanDefaults(NamedTuple):
     next_plane: str = "bisection"  # the next-plane policy (`rmz_acq.acquisition.policies`)
     stop_at: str = "any"  # where convergence may end the scan (`stop_rules.STOP_AT`)
     volume_order: str = "as-taken"  # the order the final volume is built in (`FRAME_ORDERS`)
+    relative_to: str = "volume"  # what the relative change divides by (`stop_rules.RELATIVE_TO`)
 
 
 # benchmarks/bench_stopping.py (see the README, "Benchmarks"): the candidate
 # spacing and threshold at which default scans stop on their rule.
 PRESET_SCAN_DEFAULTS = {
-    # benchmarks/bench_next_plane.py, twenty held-out worms (README, "Where to look
-    # next"): candidates every 0.75 um in sweeps, the rule heard only when a sweep is
-    # complete (3, 5, 9, 17 frames), the volume then that of the fixed z-stack
+    # benchmarks/bench_next_plane.py, held-out worms and six other structure families
+    # (docs/benchmarks.md, "One threshold for many specimens"): candidates every 0.75 um
+    # in sweeps, the rule heard only when a sweep is complete (3, 5, 9, 17 frames), the
+    # change relative to structure and noise, the volume then that of the fixed z-stack
     "nuclei": ScanDefaults(
         candidate_step_fraction=0.125,
-        relative_epsilon=0.055,
+        relative_epsilon=0.33,
         next_plane="sweeps",
         stop_at="even",
         volume_order="z",
+        relative_to="structure-noise",
     ),
     "beads": ScanDefaults(candidate_step_fraction=1 / 3, relative_epsilon=0.02),
 }

@@ -70,6 +70,7 @@ class ScanReport:
     pixel_size_um: float | None = None
     focus_limits_um: list[float] | None = None
     next_plane: str | None = None  # the next-plane policy's name
+    volume_order: str | None = None  # the order the final volume was built in
     finished: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -113,6 +114,7 @@ class ScanReport:
             error=found.data.get("error"),
             pixel_size_um=found.pixel_size_um,
             next_plane=found.data.get("next_plane"),
+            volume_order=found.volume_order,
             finished=bool(found.data.get("finished", True)),
         )
 

@@ -19,6 +19,7 @@ from .stop_rules import (
     FrobeniusChange,
     MaxFrames,
     RelativeChange,
+    RelativeTo,
     StopAt,
     StopRule,
     TimeBudget,
@@ -29,6 +30,7 @@ __all__ = [
     "PRESET_RELATIVE_EPSILON",
     "ScanSettings",
     "default_relative_epsilon",
+    "sorts_by_z",
 ]
 
 DEFAULT_RELATIVE_EPSILON = OTHER_SCAN_DEFAULTS.relative_epsilon
@@ -45,6 +47,19 @@ def default_relative_epsilon(model: LoadedModel | str) -> float:
     model gets `DEFAULT_RELATIVE_EPSILON` (`scan_defaults`).
     """
     return scan_defaults(model).relative_epsilon
+
+
+def sorts_by_z(volume_order: str, n_frames: int, model: LoadedModel) -> bool:
+    """Whether a scan's final volume is rebuilt from its frames sorted by z.
+
+    With ``volume_order="z"``, for two frames or more and no more than the
+    network's training sequences had (`LoadedModel.trained_frames`): sorted
+    by z, a longer sequence is one the network never saw, and the presets
+    score lower on it than on the same frames in the order a coarse-to-fine
+    scan took them (seventeen frames of a worm: 0.8 dB; docs/benchmarks.md).
+    """
+    most = model.trained_frames
+    return volume_order == "z" and n_frames > 1 and (most is None or n_frames <= most)
 
 
 class ScanSettings(BaseModel):
@@ -83,11 +98,18 @@ class ScanSettings(BaseModel):
         "planes taken are evenly spaced over the candidates' span ('even': after each "
         "complete sweep of a coarse-to-fine policy)",
     )
+    relative_to: RelativeTo = Field(
+        "volume",
+        description="what the relative epsilon's change is relative to: the volume's norm, "
+        "or a weighted geometric mean of its structure (norm about its mean) and the frames' "
+        "noise ('structure-noise', `stop_rules.relative_change`)",
+    )
     volume_order: Literal["as-taken", "z"] = Field(
         "as-taken",
         description="the final volume from the frames as taken (the live volume), or "
         "rebuilt once the scan stops from the frames sorted by z, as a z-stack is pushed "
-        "(one more reconstruction after the last frame)",
+        "(one more reconstruction after the last frame), when there are no more frames "
+        "than the network was trained on (`sorts_by_z`)",
     )
 
     @field_validator("next_plane")
@@ -113,7 +135,7 @@ class ScanSettings(BaseModel):
         where the rule may stop and the order of the final volume
         (`scan_defaults`) unless ``overrides`` give ``epsilon`` (the
         paper's absolute rule), ``relative_epsilon``, ``next_plane``,
-        ``stop_at`` or ``volume_order``; anything else in ``overrides`` is a
+        ``stop_at``, ``relative_to`` or ``volume_order``; anything else in ``overrides`` is a
         field.  An override of ``None`` means "not given" (as an unset
         command-line flag): to decide on the full grid, set
         ``decision_planes=None`` on the result (``settings.model_copy(update=...)``).
@@ -123,6 +145,7 @@ class ScanSettings(BaseModel):
         given.setdefault("next_plane", defaults.next_plane)
         given.setdefault("stop_at", defaults.stop_at)
         given.setdefault("volume_order", defaults.volume_order)
+        given.setdefault("relative_to", defaults.relative_to)
         if "epsilon" in given:
             given.setdefault("relative_epsilon", None)
         else:

@@ -6,6 +6,15 @@ when the scan should end.  The paper's rule (section 3) is
 divides that by ``||V_M||_F``, which does not depend on the brightness or
 size of the volume and so carries over between samples.
 
+What the relative change is relative to is a setting (``relative_to``):
+``"volume"``, ``||V_M||_F`` as above; or ``"structure-noise"``
+(`relative_change`), a weighted geometric mean of the volume's structure,
+``||V_M - mean(V_M)||_F``, and the frames' noise over the same voxels.  That
+one does not move with the camera offset or a uniform background, and it
+loosens the threshold for noisy, low-contrast specimens, whose volume keeps
+moving by each new frame's noise after it has converged, and tightens it for
+clean, high-contrast ones.
+
 Where a rule may end the scan is a setting of its own (``stop_at``):
 ``"any"`` frame, or only ``"even"``, when the planes taken are evenly
 spaced over the candidates' span (`evenly_spaced`): after each complete
@@ -23,7 +32,9 @@ from typing import Literal, Protocol
 import numpy as np
 
 __all__ = [
+    "RELATIVE_TO",
     "STOP_AT",
+    "STRUCTURE_WEIGHT",
     "FrobeniusChange",
     "MaxFrames",
     "RelativeChange",
@@ -33,6 +44,7 @@ __all__ = [
     "TimeBudget",
     "evenly_spaced",
     "first_stop",
+    "relative_change",
     "replayed_stop",
 ]
 
@@ -40,6 +52,43 @@ __all__ = [
 # planes taken are evenly spaced over the candidates' span.
 STOP_AT = ("any", "even")
 StopAt = Literal["any", "even"]
+# What `RelativeChange` divides the change by (`relative_change`)
+RELATIVE_TO = ("volume", "structure-noise")
+RelativeTo = Literal["volume", "structure-noise"]
+# benchmarks/bench_next_plane.py over seven specimen families (docs/benchmarks.md,
+# "One threshold for many specimens"): the weight of the structure against the noise
+STRUCTURE_WEIGHT = 0.7
+
+
+def relative_change(
+    change: float | None,
+    *,
+    norm: float,
+    centred_norm: float | None,
+    voxels: int,
+    noise_rms: float | None,
+    relative_to: RelativeTo,
+) -> float | None:
+    """The change ``||V_M - V_(M-1)||_F`` relative to what ``relative_to`` names.
+
+    ``norm`` is ``||V_M||_F``, ``centred_norm`` ``||V_M - mean(V_M)||_F``,
+    over ``voxels`` voxels; ``noise_rms`` the frames' typical noise (standard
+    deviation per pixel, in the same units).  ``"volume"``: change / norm.
+    ``"structure-noise"``: the root-mean-square change over a weighted
+    geometric mean of the volume's RMS structure and the frames' RMS noise,
+    ``structure**w * noise**(1 - w)`` with ``w = STRUCTURE_WEIGHT``.
+    """
+    if change is None:
+        return None
+    if relative_to == "volume":
+        return change / max(norm, 1e-30)
+    if relative_to != "structure-noise":
+        raise ValueError(f"relative_to {relative_to!r} is not one of {', '.join(RELATIVE_TO)}")
+    if centred_norm is None or noise_rms is None or voxels <= 0:
+        raise ValueError("the structure-noise change needs the centred norm, voxels and noise")
+    structure = centred_norm / np.sqrt(voxels)
+    scale = structure**STRUCTURE_WEIGHT * noise_rms ** (1.0 - STRUCTURE_WEIGHT)
+    return change / np.sqrt(voxels) / max(float(scale), 1e-30)
 
 
 class StopReason(str, Enum):
@@ -114,7 +163,11 @@ class FrobeniusChange:
 
 @dataclass(frozen=True)
 class RelativeChange:
-    """Converged when ``||V_M - V_(M-1)||_F / ||V_M||_F <= epsilon``."""
+    """Converged when ``progress.relative_change <= epsilon``.
+
+    ``||V_M - V_(M-1)||_F / ||V_M||_F``, or relative to structure and noise
+    (`relative_change`), as the scan's ``relative_to`` setting says.
+    """
 
     epsilon: float
 

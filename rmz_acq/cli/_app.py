@@ -102,6 +102,16 @@ StopAt = Annotated[
         "planes taken are evenly spaced: after each complete sweep). Default: the model's.",
     ),
 ]
+RelativeTo = Annotated[
+    str | None,
+    typer.Option(
+        "--relative-to",
+        help="What the relative epsilon's change is relative to: volume (||V_M||_F) or "
+        "structure-noise (a weighted geometric mean of the volume's structure about its mean "
+        "and the frames' noise: one threshold serves many kinds of specimen). "
+        "Default: the model's.",
+    ),
+]
 VolumeOrder = Annotated[
     str | None,
     typer.Option(
@@ -114,8 +124,9 @@ RelativeEpsilon = Annotated[
     float | None,
     typer.Option(
         "--relative-epsilon",
-        help="Stop when the change / ||V_M||_F <= this (default: the model's; nuclei 0.055, "
-        "beads 0.02, calibrated weights the one calibrate chose, others 0.1).",
+        help="Stop when the relative change (see --relative-to) <= this (default: the "
+        "model's; nuclei 0.33 relative to structure and noise, beads 0.02 relative to the "
+        "volume, calibrated weights the one calibrate chose, others 0.1).",
     ),
 ]
 

@@ -18,6 +18,7 @@ from ._app import (
     NextPlane,
     Precision,
     RelativeEpsilon,
+    RelativeTo,
     StopAt,
     VolumeOrder,
     ZLimits,
@@ -53,6 +54,7 @@ def acquire(
     ] = "bisection",
     next_plane: NextPlane = None,
     stop_at: StopAt = None,
+    relative_to: RelativeTo = None,
     volume_order: VolumeOrder = None,
     epsilon: Annotated[
         float | None,
@@ -192,6 +194,7 @@ def acquire(
             precision=precision,
             next_plane=next_plane,
             stop_at=stop_at,
+            relative_to=relative_to,
             volume_order=volume_order,
         )
         cluster = _cluster(scheduler) if scheduler is not None and not dry_run else None
@@ -249,6 +252,11 @@ def acquire(
                 f"||V_M - V_(M-1)||_F <= {settings.epsilon:g}"
                 if settings.epsilon is not None
                 else f"relative change <= {settings.relative_epsilon:g}"
+                + (
+                    " (relative to the structure and the frames' noise)"
+                    if settings.relative_to == "structure-noise"
+                    else ""
+                )
             )
             if scan.judge.planes_um is None:
                 judged = "judged on every output plane"

@@ -18,6 +18,7 @@ from ._app import (
     NextPlane,
     Precision,
     RelativeEpsilon,
+    RelativeTo,
     StopAt,
     VolumeOrder,
     ZLimits,
@@ -57,6 +58,7 @@ def validate(
     relative_epsilon: RelativeEpsilon = None,
     next_plane: NextPlane = None,
     stop_at: StopAt = None,
+    relative_to: RelativeTo = None,
     volume_order: VolumeOrder = None,
     exposure_ms: ExposureMs = None,
     overwrite: Annotated[
@@ -117,6 +119,7 @@ def validate(
                 relative_epsilon=relative_epsilon,
                 next_plane=next_plane,
                 stop_at=stop_at,
+                relative_to=relative_to,
                 volume_order=volume_order,
             )
             typer.echo(

@@ -148,10 +148,14 @@ class RunReport:
 
     @property
     def volume_order(self) -> str:
-        """The order the scan built its final volume in (``settings.volume_order``).
+        """The order the scan built its final volume in.
 
-        ``"as-taken"`` for reports written before scans had the setting.
+        ``volume_order``; before reports had it, ``settings.volume_order``
+        (``"as-taken"`` before scans had the setting).
         """
+        built = self.data.get("volume_order")
+        if built in ("as-taken", "z"):
+            return str(built)
         settings = self.data.get("settings")
         order = settings.get("volume_order") if isinstance(settings, dict) else None
         return str(order) if order else "as-taken"

@@ -39,6 +39,15 @@ class LoadedModel:
     conditions: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def trained_frames(self) -> int | None:
+        """The most frames a training sequence had (``max_inputs``); None when not recorded."""
+        try:
+            value = json.loads(self.metadata.get("training") or "{}").get("max_inputs")
+        except (AttributeError, ValueError):
+            return None
+        return int(value) if isinstance(value, int) and value > 0 else None
+
 
 def save_weights(
     model: RecurrentMZ,

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from .projections import render_orthoviews
 
-__all__ = ["FramePoint", "render_preview", "write_preview"]
+__all__ = ["FramePoint", "judged_change", "render_preview", "write_preview"]
 
 # Matplotlib is not thread-safe (its mathtext parser keeps shared state), and
 # a preview is drawn on two threads at once: the viewer's on the GUI thread
@@ -36,6 +36,18 @@ class FramePoint(Protocol):
     def frobenius_change(self) -> float | None: ...
     @property
     def relative_change(self) -> float | None: ...
+
+
+def judged_change(frame: FramePoint, *, absolute: bool) -> float | None:
+    """The change the stop rule read for ``frame`` (its decision), else the full grid's.
+
+    A record's ``decision_*`` change is the one compared with epsilon (and
+    relative to what ``settings.relative_to`` names); frames without one
+    (read from older reports) show the full grid's.
+    """
+    name = "frobenius_change" if absolute else "relative_change"
+    judged = getattr(frame, f"decision_{name}", None)
+    return judged if judged is not None else getattr(frame, name)
 
 
 def render_preview(
@@ -79,8 +91,8 @@ def _convergence_chart(
     FigureCanvasAgg(fig)
     curve, order = fig.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     absolute = epsilon is not None
-    label = "||V_M - V_(M-1)||_F" if absolute else "||V_M - V_(M-1)||_F / ||V_M||_F"
-    points = [(f.index + 1, f.frobenius_change if absolute else f.relative_change) for f in frames]
+    label = "||V_M - V_(M-1)||_F" if absolute else "relative change, as judged"
+    points = [(f.index + 1, judged_change(f, absolute=absolute)) for f in frames]
     points = [(m, c) for m, c in points if c is not None and c > 0]
     if points:
         curve.semilogy(*zip(*points, strict=True), "o-", label=label)

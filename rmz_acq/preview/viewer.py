@@ -26,7 +26,7 @@ from qtpy.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
 from ..acquisition.controller import AdaptiveScan, VolumeUpdate
 from ..acquisition.report import FrameRecord, ScanReport
-from .render import render_preview
+from .render import judged_change, render_preview
 
 __all__ = ["ScanViewer", "open_run", "read_run", "start_scan"]
 
@@ -129,8 +129,8 @@ class ScanViewer(QWidget):
         self.updates.append((update.record.index, on_gui_thread))
         self.records.append(update.record)
         self.show_volume(update.volume, update.output_planes_um)
-        change = update.record.relative_change
-        shown = "-" if change is None else f"{change:.4f}"
+        change = judged_change(update.record, absolute=self.epsilon is not None)
+        shown = "-" if change is None else f"{change:.4g}"
         target = self.relative_epsilon if self.epsilon is None else self.epsilon
         self.status.setText(
             f"{len(self.records)} frames; last at z = {update.record.measured_z_um:.2f} um; "

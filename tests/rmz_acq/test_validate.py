@@ -83,8 +83,12 @@ def test_validate_takes_the_stack_simulate_would_and_scores_the_replay(
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"next_plane": "sweeps", "stop_at": "even", "volume_order": "z"}],
-    ids=["defaults", "sweeps-even-z"],
+    [
+        {},
+        {"next_plane": "sweeps", "stop_at": "even", "volume_order": "z"},
+        {"relative_to": "structure-noise", "relative_epsilon": 0.5},
+    ],
+    ids=["defaults", "sweeps-even-z", "structure-noise"],
 )
 def test_the_replay_decides_as_a_live_scan_fed_the_same_frames(
     small_core: CMMCorePlus,

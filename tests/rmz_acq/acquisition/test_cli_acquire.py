@@ -75,7 +75,9 @@ def test_default_stop_rule_is_the_models(
     result = rmz_acq("acquire", *args, "--candidates", "1,2,3")
     assert result.returncode == 0, result.stderr
     expected = PRESET_RELATIVE_EPSILON[preset] if preset else DEFAULT_RELATIVE_EPSILON
-    assert f"stop: relative change <= {expected:g}," in result.stdout
+    assert f"stop: relative change <= {expected:g}" in result.stdout
+    noise = "(relative to the structure and the frames' noise)" in result.stdout
+    assert noise == (preset == "nuclei")
     # 41 output planes: decided on 11, and on all 41 near the threshold
     assert "judged on 11 of 41 output planes, on all of them within 25% of" in result.stdout
     never = rmz_acq("acquire", *args, "--candidates", "1,2,3", "--decision-margin", "0")
@@ -83,7 +85,7 @@ def test_default_stop_rule_is_the_models(
     bad = rmz_acq("acquire", *args, "--candidates", "1,2,3", "--decision-margin", "-1")
     assert bad.returncode != 0 and "--decision-margin must be >= 0, got -1" in bad.stderr
     given = rmz_acq("acquire", *args, "--candidates", "1,2,3", "--relative-epsilon", "0.0123")
-    assert "stop: relative change <= 0.0123," in given.stdout
+    assert "stop: relative change <= 0.0123" in given.stdout
 
 
 BAD = [
@@ -173,13 +175,17 @@ def test_where_to_stop_and_the_volume_order_from_the_command_line(
     base = ("--config", config, "-m", tiny_weights, "--candidates", "0.5,1.25,2,2.75,3.5")
     planned = rmz_acq(
         "acquire", *base, "-o", tmp_path / "p", "--dry-run", "--stop-at", "even",
-        "--volume-order", "z",
+        "--volume-order", "z", "--relative-to", "structure-noise",
     )  # fmt: skip
     assert planned.returncode == 0, planned.stderr
     assert "only on evenly spaced planes (a complete sweep)" in planned.stdout
+    assert "(relative to the structure and the frames' noise)" in planned.stdout
     assert "volume: rebuilt from the frames sorted by z" in planned.stdout
     wrong = rmz_acq("acquire", *base, "-o", tmp_path / "w", "--stop-at", "anywhere")
     assert wrong.returncode == 2
     assert "--stop-at: input should be 'any' or 'even' (got 'anywhere')" in wrong.stderr
     assert "Traceback" not in wrong.stderr
+    wrong = rmz_acq("acquire", *base, "-o", tmp_path / "w", "--relative-to", "frames")
+    assert wrong.returncode == 2
+    assert "--relative-to: input should be 'volume' or 'structure-noise'" in wrong.stderr
     assert not (tmp_path / "w").exists()

@@ -19,7 +19,12 @@ from rmz_acq.acquisition import (
 from rmz_acq.acquisition.judge import within_margin
 from rmz_acq.acquisition.plan import decision_plane_indices
 from rmz_acq.acquisition.policies import static_order
-from rmz_acq.acquisition.stop_rules import evenly_spaced, replayed_stop
+from rmz_acq.acquisition.stop_rules import (
+    STRUCTURE_WEIGHT,
+    evenly_spaced,
+    relative_change,
+    replayed_stop,
+)
 from rmz_acq.errors import RmzError, StageSafetyError
 from rmz_acq.model.weights import load_model
 
@@ -139,6 +144,44 @@ def test_where_to_stop_and_the_volume_order_are_settings_with_model_defaults() -
         ScanSettings(volume_order="random")  # type: ignore[arg-type]
 
 
+def test_the_change_relative_to_structure_and_noise_ignores_offset_and_gain() -> None:
+    rng = np.random.default_rng(1)
+    before = rng.gamma(2.0, 50.0, (6, 16, 16))
+    after = before + rng.normal(0, 5.0, before.shape)
+
+    def change(gain: float, offset: float, noise: float, relative_to: str) -> float:
+        old, new = gain * before + offset, gain * after + offset
+        value = relative_change(
+            float(np.linalg.norm(new - old)),
+            norm=float(np.linalg.norm(new)),
+            centred_norm=float(np.linalg.norm(new - new.mean())),
+            voxels=new.size,
+            noise_rms=gain * noise,
+            relative_to=relative_to,  # type: ignore[arg-type]
+        )
+        assert value is not None
+        return value
+
+    base = change(1.0, 0.0, 3.0, "structure-noise")
+    assert change(7.0, 500.0, 3.0, "structure-noise") == pytest.approx(base)
+    # the plain relative change falls as the offset grows; this one does not
+    assert change(1.0, 500.0, 3.0, "volume") < change(1.0, 0.0, 3.0, "volume") / 3
+    # noisier frames loosen it: four times the noise, 4**(1 - STRUCTURE_WEIGHT) less
+    loosened = base / 4 ** (1 - STRUCTURE_WEIGHT)
+    assert change(1.0, 0.0, 12.0, "structure-noise") == pytest.approx(loosened)
+    assert relative_change(None, norm=1, centred_norm=1, voxels=1, noise_rms=1,
+                           relative_to="structure-noise") is None  # fmt: skip
+    with pytest.raises(ValueError, match="needs the centred norm"):
+        relative_change(1.0, norm=1, centred_norm=None, voxels=1, noise_rms=1,
+                        relative_to="structure-noise")  # fmt: skip
+    assert ScanSettings().relative_to == "volume"
+    assert ScanSettings.for_model("nuclei", relative_to="structure-noise").relative_to == (
+        "structure-noise"
+    )
+    with pytest.raises(ValueError, match="relative_to"):
+        ScanSettings(relative_to="frames")  # type: ignore[arg-type]
+
+
 def test_negative_thresholds_are_refused() -> None:
     with pytest.raises(ValueError, match="epsilon must be >= 0"):
         FrobeniusChange(-1.0)
@@ -162,9 +205,11 @@ def test_defaults_come_from_the_model_in_python_as_on_the_command_line() -> None
     with pytest.raises(RmzError, match="positive"):
         ScanPlan.for_model(nuclei, candidate_step_um=0.0)
     default = ScanSettings.for_model(nuclei)
-    assert default.relative_epsilon == 0.055 and default.next_plane == "sweeps"
+    assert default.relative_epsilon == 0.33 and default.next_plane == "sweeps"
     assert default.stop_at == "even" and default.volume_order == "z"
+    assert default.relative_to == "structure-noise"
     assert ScanSettings.for_model(beads).stop_at == "any"
+    assert ScanSettings.for_model(beads).relative_to == "volume"
     assert ScanSettings.for_model(beads).relative_epsilon == 0.02
     assert ScanSettings.for_model("my-model").relative_epsilon == 0.1
     paper = ScanSettings.for_model(nuclei, epsilon=3.0, max_frames=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from pymmcore_plus import CMMCorePlus
 
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings, StopReason, VolumeUpdate
-from rmz_acq.acquisition.judge import ScanJudge, Verdict
+from rmz_acq.acquisition.judge import GridChange, ScanJudge, Verdict
 from rmz_acq.acquisition.report import ScanReport
 from rmz_acq.errors import AcquisitionError, StageSafetyError
 from rmz_acq.hardware import load_core
@@ -144,7 +145,33 @@ def test_volume_order_z_rebuilds_the_final_volume_sorted_by_z(
     np.testing.assert_array_equal(updates[-1].volume, volume)
     # the records keep the changes of the scan as it ran
     assert report.frames[-1].relative_change is not None
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["volume_order"] == "z"
     # `rmz-acq reconstruct` of a run's frames pushes them as the run's scan did
+    again = reconstruct_file(
+        tmp_path / "run" / "frames.ome.tif", tmp_path / "again.ome.tif", OUTPUT, tiny_model.path
+    )
+    np.testing.assert_allclose(read_zstack(again).data, volume, rtol=1e-5, atol=1e-3)
+
+
+def test_volume_order_z_keeps_the_order_taken_beyond_the_trained_length(
+    small_core: CMMCorePlus, tiny_model: LoadedModel, tmp_path: Path
+) -> None:
+    # sorted by z, a sequence longer than any in training is one the network never saw
+    trained_on_two = replace(
+        tiny_model, metadata={**tiny_model.metadata, "training": json.dumps({"max_inputs": 2})}
+    )
+    assert trained_on_two.trained_frames == 2 and tiny_model.trained_frames is None
+    report = _scan(
+        small_core, trained_on_two, tmp_path / "run", epsilon=0.0, volume_order="z"
+    ).run()
+    assert len(report.frames) > 2
+    written = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert written["volume_order"] == "as-taken" and written["settings"]["volume_order"] == "z"
+    volume = read_zstack(tmp_path / "run" / "volume.ome.tif").data
+    frames = read_frames(tmp_path / "run" / "frames.ome.tif")
+    as_taken = reconstruct_frames(tiny_model, frames, OUTPUT)
+    np.testing.assert_allclose(volume, as_taken, rtol=1e-5, atol=1e-3)
+    # `rmz-acq reconstruct` of the run's frames still gives the run's volume
     again = reconstruct_file(
         tmp_path / "run" / "frames.ome.tif", tmp_path / "again.ome.tif", OUTPUT, tiny_model.path
     )
@@ -180,17 +207,19 @@ def test_the_judge_asks_the_full_grid_only_near_the_threshold(tiny_model: Loaded
     plan = ScanPlan.build(OUTPUT, candidates_um=CANDIDATES)
     frames = np.random.default_rng(0).uniform(100, 200, (2, 32, 32)).astype(np.float32)
 
-    def verdict(epsilon: float, full: tuple[float | None, float | None] | None) -> Verdict:
+    def verdict(epsilon: float, full: GridChange | None) -> Verdict:
         settings = ScanSettings(relative_epsilon=epsilon, decision_planes=5)
         judge = ScanJudge(tiny_model, plan, settings)
         judge.judge(0, frames[0], 0.5, full_changes=lambda: pytest.fail("asked on frame 1"))
         return judge.judge(1, frames[1], 2.5, full_changes=lambda: full)
 
-    estimate = verdict(1e-9, (None, None)).relative_change
+    estimate = verdict(1e-9, GridChange(None, None, None, 0)).relative_change
     assert estimate is not None and estimate > 0
-    far = verdict(estimate * 10, (None, 0.0))  # the estimate is far below: it stops alone
+    # the estimate is far below: it stops alone
+    far = verdict(estimate * 10, GridChange(None, 0.0, None, 0))
     assert far.stop is StopReason.CONVERGED and not far.full_grid
-    near = verdict(estimate * 1.1, (1.0, estimate * 2))  # near: the full grid's says go on
+    # near: the full grid's says go on
+    near = verdict(estimate * 1.1, GridChange(1.0, estimate * 2, None, 0))
     assert near.full_grid and near.stop is None and near.relative_change == estimate * 2
     cancelled = verdict(estimate * 1.1, None)  # cancelled while waiting: no full grid
     assert not cancelled.full_grid and cancelled.stop is StopReason.CONVERGED

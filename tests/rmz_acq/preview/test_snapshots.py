@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ from matplotlib.image import imread
 from rmz_acq.acquisition.controller import VolumeUpdate
 from rmz_acq.acquisition.report import FrameRecord
 from rmz_acq.preview.projections import MARK_COLOUR, render_orthoviews
+from rmz_acq.preview.render import judged_change
 from rmz_acq.preview.snapshots import SnapshotWriter
 
 PLANES = np.round(np.arange(0, 4.01, 0.2), 6)  # 21 planes, z scale 2 at 0.1 um pixels
@@ -54,3 +56,15 @@ def test_snapshot_after_every_update_shows_the_frames_taken(tmp_path: Path) -> N
     marked = [r for r in range(layout.height) if (first[r, : volume.shape[2]] == MARK_COLOUR).all()]
     assert len(marked) == 1  # only the first frame's plane so far
     assert last.shape[1] > layout.width + 100  # the convergence curve beside the views
+
+
+def test_the_curve_shows_the_change_the_rule_judged() -> None:
+    # relative to structure and noise, the rule's change is on another scale
+    # than the full grid's change relative to the volume: the curve must show
+    # the one compared with epsilon
+    judged = replace(_record(1, 1.0, None), relative_change=0.05, decision_relative_change=0.4)
+    assert judged_change(judged, absolute=False) == 0.4
+    older = replace(_record(1, 1.0, None), relative_change=0.05, decision_relative_change=None)
+    assert judged_change(older, absolute=False) == 0.05
+    absolute = replace(_record(1, 1.0, None), frobenius_change=3.0, decision_frobenius_change=2.0)
+    assert judged_change(absolute, absolute=True) == 2.0
