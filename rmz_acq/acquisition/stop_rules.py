@@ -87,7 +87,9 @@ def relative_change(
     if centred_norm is None or noise_rms is None or voxels <= 0:
         raise ValueError("the structure-noise change needs the centred norm, voxels and noise")
     structure = centred_norm / np.sqrt(voxels)
-    scale = structure**STRUCTURE_WEIGHT * noise_rms ** (1.0 - STRUCTURE_WEIGHT)
+    # noise-free frames (a simulation without noise): as if 60 dB below the structure
+    noise = max(noise_rms, 1e-3 * structure)
+    scale = structure**STRUCTURE_WEIGHT * noise ** (1.0 - STRUCTURE_WEIGHT)
     return change / np.sqrt(voxels) / max(float(scale), 1e-30)
 
 

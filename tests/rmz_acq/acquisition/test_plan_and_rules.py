@@ -169,6 +169,8 @@ def test_the_change_relative_to_structure_and_noise_ignores_offset_and_gain() ->
     # noisier frames loosen it: four times the noise, 4**(1 - STRUCTURE_WEIGHT) less
     loosened = base / 4 ** (1 - STRUCTURE_WEIGHT)
     assert change(1.0, 0.0, 12.0, "structure-noise") == pytest.approx(loosened)
+    # noise-free frames do not make every change look infinite
+    assert base < change(1.0, 0.0, 0.0, "structure-noise") < 10 * base
     assert relative_change(None, norm=1, centred_norm=1, voxels=1, noise_rms=1,
                            relative_to="structure-noise") is None  # fmt: skip
     with pytest.raises(ValueError, match="needs the centred norm"):
