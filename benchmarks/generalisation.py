@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from itertools import permutations
 from typing import Any
 
 import numpy as np
@@ -124,8 +125,8 @@ def main() -> None:
         "own", "real-bead"]  # fmt: skip
     rows = args.rows or ",".join(default)
     for row in [r.strip() for r in rows.split(",") if r.strip()]:
-        scores = [score_case(model, case, orders=not args.no_orders) for case in
-                  _cases(row, args.preset, args.volumes)]  # fmt: skip
+        cases = _cases(row, args.preset, args.volumes)
+        scores = [score_case(model, case, orders=not args.no_orders) for case in cases]
         per_volume = [s.per_volume for s in scores]
         truth = [s.truth_scale for s in scores]
         entry = {
@@ -139,6 +140,16 @@ def main() -> None:
             "order_spread_db": float(np.max([s.order_spread_db for s in scores])),
             "z_order_gain_db": float(np.mean([s.z_order_gain_db for s in scores])),
             "input_plane_gain_db": [g for s in scores for g in (s.input_plane_gain_db or [])],
+            # per volume, each order's frame z (in push order) and its PSNR
+            "orders": [
+                [
+                    {"z_um": [case.frames_z_um[i] for i in order], "psnr_db": value}
+                    for order, value in zip(
+                        permutations(range(len(case.frames))), score.order_psnr_db, strict=False
+                    )
+                ]
+                for case, score in zip(cases, scores, strict=True)
+            ],
         }
         results["rows"][row] = entry
         pv = entry["per_volume"]
