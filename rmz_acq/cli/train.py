@@ -210,7 +210,8 @@ def train(
         Path | None,
         typer.Option(
             "--init",
-            help="Start from these weights (fine-tune); a larger --depth grows them.",
+            help="Start from these weights (fine-tune); a larger --depth or --base-channels "
+            "grows them.",
         ),
     ] = None,
     device: Device = None,

@@ -28,7 +28,14 @@ from torch import Tensor, nn
 
 from .normalization import INTENSITY_METHODS, IntensityMethod
 
-__all__ = ["ConvGRU", "NetworkConfig", "RecurrentMZ", "RecurrentState", "grow_depth"]
+__all__ = [
+    "ConvGRU",
+    "NetworkConfig",
+    "RecurrentMZ",
+    "RecurrentState",
+    "grow_depth",
+    "grow_width",
+]
 
 Norm = Literal["none", "batch"]
 
@@ -356,3 +363,73 @@ def grow_depth(model: RecurrentMZ, depth: int, *, shift: float = 1.0) -> Recurre
         # ``above`` reads the skip lifted by ``shift`` in its first ``c`` input channels
         cast(Tensor, above.bias).sub_(shift * above.weight[:, :c].sum(dim=(1, 2, 3)))
     return grown
+
+
+def grow_width(model: RecurrentMZ, base_channels: int) -> RecurrentMZ:
+    """A network with more channels at every scale that starts out computing what ``model`` does.
+
+    Each of ``model``'s channels keeps its place (first in its group; the
+    GRU's forget and candidate halves and the decoders' concatenated inputs
+    each keep theirs) and its weights, and reads nothing from the new
+    channels: its weights on them start at zero.  The new channels start at
+    PyTorch's default initialisation and read everything, so nothing reads
+    them until training moves those zero weights (their gradient is not
+    zero).  The result equals ``model`` everywhere, the border included.
+    Widening every scale by ``w = base_channels / model.config.base_channels``
+    costs about ``w**2`` times as much per step.
+    """
+    old = model.config
+    if base_channels <= old.base_channels:
+        raise ValueError(
+            f"a grown network must have more than {old.base_channels} base channels, "
+            f"not {base_channels}"
+        )
+    if old.norm != "none":
+        raise ValueError("only networks without normalisation layers can be grown")
+    wide = RecurrentMZ(
+        base_channels=base_channels,
+        depth=old.depth,
+        norm=old.norm,
+        dpm_scale_um=old.dpm_scale_um,
+        intensity=old.intensity,
+    ).to(next(model.parameters()).device)
+
+    def prefix(n: int) -> Tensor:
+        return torch.arange(n)
+
+    def halves(n_old: int, n_new: int) -> Tensor:  # [first half, second half] of 2 n channels
+        return torch.cat([torch.arange(n_old), n_new + torch.arange(n_old)])
+
+    def concat(a_old: int, a_new: int, b_old: int) -> Tensor:  # [a channels, b channels]
+        return torch.cat([torch.arange(a_old), a_new + torch.arange(b_old)])
+
+    def copy(small: nn.Module, big: nn.Module, rows: Tensor, cols: Tensor) -> None:
+        small_conv, big_conv = cast(nn.Conv2d, small), cast(nn.Conv2d, big)
+        big_conv.weight[rows] = 0.0  # the kept channels read nothing new...
+        big_conv.weight[rows[:, None], cols] = small_conv.weight  # ...and what they read before
+        if small_conv.bias is not None:
+            cast(Tensor, big_conv.bias)[rows] = small_conv.bias
+
+    c_old, c_new = model.channels, wide.channels
+    with torch.no_grad():
+        for k in range(old.depth):
+            enc_old = cast(ConvBlock, model.encoders[k]).layers
+            enc_new = cast(ConvBlock, wide.encoders[k]).layers
+            mid_old = cast(nn.Conv2d, enc_old[0]).out_channels
+            inputs = prefix(2 if k == 0 else c_old[k - 1])
+            copy(enc_old[0], enc_new[0], prefix(mid_old), inputs)
+            copy(enc_old[3], enc_new[3], prefix(c_old[k]), prefix(mid_old))
+            gru_old, gru_new = cast(ConvGRU, model.recurrent[k]), cast(ConvGRU, wide.recurrent[k])
+            channels = prefix(c_old[k])
+            copy(gru_old.input_gates, gru_new.input_gates, halves(c_old[k], c_new[k]), channels)
+            copy(gru_old.hidden_forget, gru_new.hidden_forget, channels, channels)
+            copy(gru_old.hidden_candidate, gru_new.hidden_candidate, channels, channels)
+            copy(model.skip_mix[k], wide.skip_mix[k], channels, channels)
+        for k in range(old.depth - 1):
+            dec_old = cast(ConvBlock, model.decoders[k]).layers
+            dec_new = cast(ConvBlock, wide.decoders[k]).layers
+            inputs = concat(c_old[k + 1], c_new[k + 1], c_old[k])
+            copy(dec_old[0], dec_new[0], prefix(c_old[k]), inputs)
+            copy(dec_old[3], dec_new[3], prefix(c_old[k]), prefix(c_old[k]))
+        copy(model.head, wide.head, prefix(1), prefix(c_old[0]))
+    return wide

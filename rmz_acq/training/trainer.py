@@ -31,7 +31,7 @@ from ..model.losses import (
     generator_adversarial_loss,
     reconstruction_loss,
 )
-from ..model.network import RecurrentMZ, grow_depth
+from ..model.network import RecurrentMZ, grow_depth, grow_width
 from ..model.normalization import IntensityMethod, IntensityNormalization
 from ..model.weights import save_weights
 from . import distributed
@@ -389,14 +389,20 @@ def _train(
         # The intensity method is the data's, not the architecture's: weights
         # trained on one may be fine-tuned on the other.
         have, want = replace(initial.config, intensity=settings.intensity), model.config
-        if have.depth < want.depth and have == replace(want, depth=have.depth):
-            # deeper than the weights: keep them and add coarser scales
-            model = grow_depth(initial, want.depth).to(device)
-            model.config = want
+        grows = have.depth <= want.depth and have.base_channels <= want.base_channels
+        same_rest = have == replace(want, depth=have.depth, base_channels=have.base_channels)
+        if have != want and grows and same_rest:
+            # wider or deeper than the weights: keep them, add channels and scales
+            if have.base_channels < want.base_channels:
+                initial = grow_width(initial, want.base_channels)
+            if have.depth < want.depth:
+                initial = grow_depth(initial, want.depth)
+            initial.config = want
+            model = initial.to(device)
         elif have != want:
             raise RmzError(
                 f"{init_from} is a {have} network; give matching --base-channels "
-                "and --depth (a --depth larger than the weights' grows them, if "
+                "and --depth (larger ones than the weights' grow them, if "
                 "everything else matches)"
             )
         else:

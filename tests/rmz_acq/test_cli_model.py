@@ -193,7 +193,7 @@ def test_adversarial_training_resumes_exactly_and_changes_the_weights(tmp_path: 
     assert log[-1]["discriminator"] > 0 and log[-1]["adversarial"] > 0
 
 
-def test_train_grows_shallower_weights_and_refuses_other_widths(tmp_path: Path) -> None:
+def test_train_grows_smaller_weights_and_refuses_larger_ones(tmp_path: Path) -> None:
     conditions, settings = _tiny_training()
     shallow = train(tmp_path / "a", conditions, settings, name="t")
     assert shallow.weights is not None
@@ -208,9 +208,18 @@ def test_train_grows_shallower_weights_and_refuses_other_widths(tmp_path: Path) 
     assert kept
     moved = [float(torch.dist(model.state_dict()[k], start[k]) / start[k].norm()) for k in kept]
     assert max(moved) < 0.1
-    wider = settings.model_copy(update={"base_channels": 4})
+    # wider and deeper at once: the given weights' channels keep their values
+    wider = settings.model_copy(update={"base_channels": 3, "depth": 3, "steps": 1})
+    widened = train(tmp_path / "c", conditions, wider, name="t", init_from=shallow.weights)
+    assert widened.weights is not None
+    model = load_model(widened.weights).model
+    assert model.channels == (3, 6, 12)
+    old_gates = start["recurrent.0.hidden_forget.weight"]  # 2 x 2 channels
+    new_gates = model.state_dict()["recurrent.0.hidden_forget.weight"]
+    assert float(torch.dist(new_gates[:2, :2], old_gates) / old_gates.norm()) < 0.1
+    shallower = settings.model_copy(update={"depth": 1})
     with pytest.raises(RmzError, match="give matching --base-channels"):
-        train(tmp_path / "c", conditions, wider, name="t", init_from=shallow.weights)
+        train(tmp_path / "d", conditions, shallower, name="t", init_from=shallow.weights)
 
 
 # Python 3.12+ warns on any fork of a threaded process; the loader's workers

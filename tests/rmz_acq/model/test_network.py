@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rmz_acq.model.network import ConvGRU, RecurrentMZ, grow_depth
+from rmz_acq.model.network import ConvGRU, RecurrentMZ, grow_depth, grow_width
 
 
 def _model(depth: int = 3, norm: str = "none") -> RecurrentMZ:
@@ -123,3 +123,32 @@ def test_growing_needs_a_deeper_target_and_no_batch_norm() -> None:
         grow_depth(_model(depth=3), 3)
     with pytest.raises(ValueError, match="without normalisation"):
         grow_depth(_model(depth=2, norm="batch"), 3)
+
+
+def test_widened_network_starts_as_the_narrower_one_everywhere() -> None:
+    narrow = _model(depth=3)
+    wide = grow_width(narrow, 6).eval()
+    assert wide.channels == (6, 12, 24) and wide.config.base_channels == 6
+    frames = torch.rand(1, 3, 64, 64)
+    dpm = torch.tensor([[0.5, -1.5, 2.0]])
+    with torch.inference_mode():
+        before, after = narrow.eval()(frames, dpm), wide(frames, dpm)
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)  # the border included
+
+
+def test_widened_channels_start_silent_but_learn() -> None:
+    wide = grow_width(_model(depth=2), 6).train()
+    head = wide.head.weight  # reads the first scale's 6 channels, 4 of them old
+    assert torch.count_nonzero(head[:, 4:]) == 0
+    gates = wide.recurrent[0].input_gates.weight  # forget half, then candidate half
+    assert torch.count_nonzero(gates[:4, 4:]) == 0 and torch.count_nonzero(gates[6:10, 4:]) == 0
+    out = wide(torch.rand(2, 2, 32, 32), torch.tensor([[1.0, -1.0], [0.0, 2.0]]))
+    out.square().mean().backward()
+    assert head.grad is not None and torch.count_nonzero(head.grad[:, 4:]) > 0
+
+
+def test_widening_needs_more_channels_and_no_batch_norm() -> None:
+    with pytest.raises(ValueError, match="more than 4 base channels, not 4"):
+        grow_width(_model(depth=2), 4)
+    with pytest.raises(ValueError, match="without normalisation"):
+        grow_width(_model(depth=2, norm="batch"), 6)
