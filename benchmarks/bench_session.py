@@ -8,6 +8,7 @@
     python benchmarks/bench_session.py keepup [--planes 91] [--frame-ms 60]
     python benchmarks/bench_session.py seams   [--size 1024] [--planes 4] [--tile 512]
     python benchmarks/bench_session.py throughput [--size 256] [--planes 16]
+    python benchmarks/bench_session.py architectures [--size 256] [--planes 91]
 
 cost:   time of the M-th push of a streaming session against recomputing the
         volume from all M frames from scratch (a new session fed M frames),
@@ -26,6 +27,10 @@ throughput: floating-point operations of one plane-step (counted), the rate
         attainable), and the rate achieved by each variant of the step:
         default layout (before), channels-last (shipped), bfloat16 autocast
         and torch.compile, with each one's largest deviation from float32.
+architectures: one push into a session of ``--planes`` output planes for
+        the shipped architecture (8 base channels, 4 scales) and for grown
+        ones (deeper, wider, both), each the median of three pushes, and
+        each one's cost as a multiple of the shipped one's, in one run.
 keepup: per-frame update time at 256 x 256 and 1024 x 1024 against the time
         the microscope needs per frame, and the paper's 101 x 256 x 256
         three-frame volume.
@@ -311,11 +316,42 @@ def keepup(planes: int, frame_ms: float) -> None:
         )
 
 
+def architectures(size: int, planes: int) -> None:
+    grid = np.linspace(0, 18, planes)
+    frames = _frames(4, size)
+    print(f"{size}x{size}, {planes} output planes, one push (median of 3 after one warm-up)")
+    print(f"{'base channels':>14}{'depth':>6}{'parameters':>12}{'push s':>9}{'x shipped':>11}")
+    reference = None
+    for base, depth in ((8, 4), (8, 5), (11, 4), (12, 4), (11, 5)):
+        torch.manual_seed(0)
+        model = RecurrentMZ(base_channels=base, depth=depth).eval()
+        session = ReconstructionSession(model, grid)
+        session.push(frames[0], 3.0)
+        times = []
+        for i, z in enumerate((6.0, 9.0, 12.0), start=1):
+            started = time.perf_counter()
+            session.push(frames[i], z)
+            times.append(time.perf_counter() - started)
+        push = float(np.median(times))
+        reference = reference or push
+        count = sum(p.numel() for p in model.parameters())
+        print(f"{base:>14}{depth:>6}{count:>12,}{push:>9.2f}{push / reference:>11.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "what",
-        choices=("cost", "memory", "memory-table", "batched", "seams", "throughput", "keepup"),
+        choices=(
+            "cost",
+            "memory",
+            "memory-table",
+            "batched",
+            "seams",
+            "throughput",
+            "keepup",
+            "architectures",
+        ),
     )
     parser.add_argument("--budget-gib", type=float, default=4.0)
     parser.add_argument("--size", type=int, default=None)
@@ -334,6 +370,8 @@ def main() -> None:
         batched(args.size or 2048, args.planes or 101, args.budget_gib, args.max_m)
     elif args.what == "keepup":
         keepup(args.planes or 91, args.frame_ms)
+    elif args.what == "architectures":
+        architectures(args.size or 256, args.planes or 91)
     elif args.what == "seams":
         seams(args.size or 1024, args.planes or 4, args.tile or 512)
     else:
