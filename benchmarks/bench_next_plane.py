@@ -73,6 +73,7 @@ from rmz_acq.acquisition.stop_rules import (
 from rmz_acq.hardware import load_core
 from rmz_acq.io import read_zstack
 from rmz_acq.model.weights import load_model
+from rmz_acq.reconstruct import stack_normalization
 from rmz_acq.session import ReconstructionSession
 from rmz_acq.zstack import acquire_zstack
 
@@ -141,10 +142,17 @@ def _acquire(core, planes: list[float], path: Path) -> dict[float, tuple[np.ndar
 
 
 def _score_sorted(model, plan, frames, planes_um, truth) -> float:
-    """PSNR of the volume from the frames at ``planes_um``, pushed sorted by z."""
+    """PSNR of the volume from the frames at ``planes_um``, pushed sorted by z.
+
+    Normalised by all the frames' intensity statistics, as a scan's z-sorted
+    volume and ``rmz-acq reconstruct --order z`` are (`stack_normalization`).
+    """
     picked = [frames[round(z, 9)] for z in sorted(planes_um)]
-    session = ReconstructionSession(model, plan.output_planes_um)
-    result = session.run([f for f, _ in picked], [z for _, z in picked])
+    images = [f for f, _ in picked]
+    session = ReconstructionSession(
+        model, plan.output_planes_um, normalization=stack_normalization(model, images)
+    )
+    result = session.run(images, [z for _, z in picked])
     return _score(result.volume, truth)
 
 

@@ -2,7 +2,7 @@
 
     python benchmarks/generalisation.py --preset nuclei [--weights FILE] [--volumes 2]
                                         [--rows own,nuclei,...,real-neuron] [--no-orders]
-                                        [--json OUT.json]
+                                        [--normalization first|all] [--json OUT.json]
 
 One row per kind of data, every row held-out data only:
 - ``own``: the preset's own simulated sample (the worm band of nuclei, or
@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from rmz_acq.evaluation.generalisation import (
+    NORMALIZATIONS,
     Case,
     families_seen_in_training,
     flowdec_stack,
@@ -99,6 +100,14 @@ def main() -> None:
         "real-neuron; beads, own and real-bead)",
     )
     parser.add_argument("--no-orders", action="store_true", help="skip the frame-order check")
+    parser.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        default="first",
+        help="intensity statistics of the frame pushed first (as a stream has them), or of "
+        "all the frames together (as a scan's z-sorted volume and `rmz-acq reconstruct` "
+        "have them)",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     model = load_model(args.weights or args.preset)
@@ -107,10 +116,14 @@ def main() -> None:
     results: dict[str, Any] = {
         "model": {"name": model.name, "sha256": model.sha256, "path": str(model.path)},
         "preset": args.preset,
+        "normalization": args.normalization,
         "rows": {},
     }
     names = " ".join(f"{SHORT[m]:>6}" for m in METHODS)
-    print(f"{model.name} ({model.sha256[:8]}), {args.preset} protocol; PSNR in dB")
+    print(
+        f"{model.name} ({model.sha256[:8]}), {args.preset} protocol, intensity statistics of "
+        f"{'the first frame' if args.normalization == 'first' else 'all frames'}; PSNR in dB"
+    )
     print(
         f"{'':<13}{'':>5} | {'per-volume normalisation':^48} | {'truth scale':^27} |"
         f" {'Recurrent-MZ':^24}"
@@ -126,7 +139,10 @@ def main() -> None:
     rows = args.rows or ",".join(default)
     for row in [r.strip() for r in rows.split(",") if r.strip()]:
         cases = _cases(row, args.preset, args.volumes)
-        scores = [score_case(model, case, orders=not args.no_orders) for case in cases]
+        scores = [
+            score_case(model, case, orders=not args.no_orders, normalization=args.normalization)
+            for case in cases
+        ]
         per_volume = [s.per_volume for s in scores]
         truth = [s.truth_scale for s in scores]
         entry = {

@@ -175,7 +175,7 @@ def _plane_group_task(
 ) -> Any:
     """Some of a run's output planes through all of its frames, on a worker."""
     from .model.weights import load_model
-    from .reconstruct import read_frames
+    from .reconstruct import read_frames, stack_normalization
     from .session import ReconstructionSession, compute_dtype
 
     model = load_model(_worker_ready(blob, sha256, suffix, threads), device or "cpu")
@@ -186,6 +186,10 @@ def _plane_group_task(
         device=device,
         compute_dtype=compute_dtype(precision),
         plane_tolerance_um=tolerance_um,  # the whole grid's: a measured plane is the same plane
+        # every group the same statistics, as one reconstruction of the whole grid has
+        normalization=stack_normalization(model, frames.frames)
+        if frames.stack_statistics
+        else None,
     )
     return session.run(list(frames.frames), list(frames.z_um)).volume.copy()
 

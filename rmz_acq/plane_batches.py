@@ -22,6 +22,7 @@ import torch
 from numpy.typing import NDArray
 
 from .model.network import RecurrentMZ
+from .model.normalization import IntensityNormalization
 from .model.weights import LoadedModel
 from .session import ReconstructionSession, measured_plane_tolerance_um
 
@@ -53,10 +54,12 @@ def reconstruct_by_plane_batches(
     device: str | torch.device | None = None,
     compute_dtype: torch.dtype = torch.float32,
     on_batch: Callable[[int, int], None] | None = None,
+    normalization: IntensityNormalization | None = None,
 ) -> PlaneBatchResult:
     """``frames`` (in order) into ``planes_um``, ``batch_planes`` output planes at a time.
 
-    ``on_batch(done, total)`` after each batch of planes.
+    ``on_batch(done, total)`` after each batch of planes.  ``normalization``:
+    fixed intensity statistics (default: the first frame's, as a stream).
     """
     planes = np.asarray(planes_um, np.float64)
     if not len(frames):
@@ -77,6 +80,7 @@ def reconstruct_by_plane_batches(
             device=device,
             compute_dtype=compute_dtype,
             plane_tolerance_um=tolerance,
+            normalization=normalization,
         )
         for m, (frame, z) in enumerate(zip(frames, z_um, strict=True)):
             started = time.perf_counter()

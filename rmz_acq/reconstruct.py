@@ -15,16 +15,19 @@ from .errors import DataWarning, RmzError
 from .io import read_zstack, write_zstack
 from .io.outputs import check_output_file
 from .io.run_folder import FRAMES, REPORT, RunFiles, RunReport
+from .model.normalization import IntensityNormalization
 from .model.weights import LoadedModel, load_model
 from .session import PushResult, ReconstructionSession, compute_dtype
 
 __all__ = [
     "FRAME_ORDERS",
     "FrameSet",
+    "default_order",
     "read_frames",
     "reconstruct_file",
     "reconstruct_frames",
     "scan_volume_order",
+    "stack_normalization",
 ]
 
 FRAME_ORDERS = ("as-taken", "z")  # the order frames are pushed in
@@ -32,14 +35,24 @@ FRAME_ORDERS = ("as-taken", "z")  # the order frames are pushed in
 
 @dataclass(frozen=True)
 class FrameSet:
-    """The M input frames, each with the z it was taken at."""
+    """The M input frames, each with the z it was taken at.
+
+    ``stack_statistics``: normalised by the intensity statistics of all the
+    frames together (`stack_normalization`, as a z-stack, every frame known
+    before the first is pushed), not by the first frame's (as a stream).
+    """
 
     frames: NDArray[np.float32]
     z_um: NDArray[np.float64]
     pixel_size_um: float | None
+    stack_statistics: bool = False
 
     def in_order(self, order: str) -> FrameSet:
-        """The frames as taken (``"as-taken"``) or sorted by z, lowest first (``"z"``).
+        """The frames as taken (``"as-taken"``) or as a z-stack (``"z"``).
+
+        As a z-stack: sorted by z, lowest first, and normalised by all the
+        frames' statistics together (``stack_statistics``), so that the
+        volume is the same whatever order the frames were taken or stored in.
 
         Raises
         ------
@@ -51,7 +64,22 @@ class FrameSet:
         if order == "as-taken":
             return self
         index = np.argsort(self.z_um, kind="stable")
-        return FrameSet(self.frames[index], self.z_um[index], self.pixel_size_um)
+        return FrameSet(
+            self.frames[index], self.z_um[index], self.pixel_size_um, stack_statistics=True
+        )
+
+
+def stack_normalization(
+    model: LoadedModel, frames: Sequence[NDArray[np.number]] | NDArray[np.number]
+) -> IntensityNormalization:
+    """The intensity statistics of a whole stack of frames, the same in any order.
+
+    What a volume built from frames sorted by z (``order="z"``, a scan's
+    ``volume_order="z"``) is normalised by: every frame is known before the
+    first is pushed, so the scale need not rest on whichever came first
+    (`IntensityNormalization.from_frames`, by the model's method).
+    """
+    return IntensityNormalization.from_frames(frames, method=model.model.config.intensity)
 
 
 def read_frames(path: str | Path, z_override: Sequence[float] | None = None) -> FrameSet:
@@ -77,6 +105,24 @@ def read_frames(path: str | Path, z_override: Sequence[float] | None = None) -> 
             "e.g. --z 3,9,15"
         )
     return FrameSet(stack.data.astype(np.float32), z, stack.pixel_size_um)
+
+
+def default_order(frames_path: str | Path, n_frames: int, model: LoadedModel) -> str:
+    """The order ``rmz-acq reconstruct`` pushes a file's frames in unless told.
+
+    A run's ``frames.ome.tif``: as its scan built its volume
+    (`scan_volume_order`), so the volume is the scan's.  Any other file: as a
+    z-stack (``"z"``: sorted by z, all the frames' statistics), so the volume
+    does not depend on the order the file holds them in, unless it holds
+    more frames than the network's training sequences had (then as-taken:
+    `rmz_acq.acquisition.settings.sorts_by_z`).
+    """
+    from .acquisition.settings import sorts_by_z
+
+    path = Path(frames_path)
+    if path.name == FRAMES and RunFiles(path.parent).report.is_file():
+        return scan_volume_order(path)
+    return "z" if sorts_by_z("z", n_frames, model) else "as-taken"
 
 
 def scan_volume_order(frames_path: str | Path) -> str:
@@ -126,6 +172,9 @@ def reconstruct_frames(
 ) -> NDArray[np.float32]:
     """Push the frames in their order; return the final ``(Z, H, W)`` volume.
 
+    Normalised by the first frame's intensity statistics, or by all of them
+    together when ``frames.stack_statistics`` (`FrameSet.in_order`).
+
     Raises
     ------
     RmzError
@@ -136,8 +185,13 @@ def reconstruct_frames(
     """
     if len(frames.frames) == 0:
         raise RmzError("no frames to reconstruct from; at least one is needed")
+    normalization = stack_normalization(model, frames.frames) if frames.stack_statistics else None
     session = ReconstructionSession(
-        model, output_planes_um, device=device, compute_dtype=compute_dtype(precision)
+        model,
+        output_planes_um,
+        device=device,
+        compute_dtype=compute_dtype(precision),
+        normalization=normalization,
     )
     batch = session.plane_batch_that_fits(
         *frames.frames.shape[1:], extra_host_bytes=int(frames.frames.nbytes)
@@ -153,6 +207,7 @@ def reconstruct_frames(
             batch_planes=batch,
             device=device,
             compute_dtype=compute_dtype(precision),
+            normalization=normalization,
         ).volume
     result = None
     for frame, z in zip(frames.frames, frames.z_um, strict=True):
@@ -180,9 +235,13 @@ def reconstruct_file(
     """``rmz-acq reconstruct``: read frames, reconstruct, write a float32 OME-TIFF.
 
     ``order`` is the order the frames are pushed in: ``"as-taken"`` (as the
-    file holds them; an adaptive scan's ``frames.ome.tif`` holds them as
-    taken) or ``"z"``, lowest first.  ``None``: as the run's scan built its
-    volume (`scan_volume_order`), so the volume equals the scan's.
+    file holds them, normalised by the first frame's intensity statistics as
+    a stream is; an adaptive scan's ``frames.ome.tif`` holds them as taken) or
+    ``"z"``, lowest first, normalised by all the frames' statistics together
+    (`stack_normalization`), so that the volume does not depend on the order
+    the file holds them in.  ``None``: `default_order` (a run's frames as its
+    scan built its volume, so the volume equals the scan's; any other file
+    as a z-stack, up to the network's trained sequence length).
 
     Raises
     ------
@@ -191,10 +250,8 @@ def reconstruct_file(
         is false; the frames lack z or pixel size; bad grid, model or device.
     """
     check_output_file(output_path, inputs=[frames_path], overwrite=overwrite)
-    if order is None:
-        order = scan_volume_order(frames_path)
-    frames = read_frames(frames_path, z_override).in_order(order)
-    pixel = pixel_size_um or frames.pixel_size_um
+    read = read_frames(frames_path, z_override)
+    pixel = pixel_size_um or read.pixel_size_um
     if pixel is None:
         raise RmzError(
             f"{frames_path} does not state its pixel size (OME PhysicalSizeX); give --pixel-size-um"
@@ -203,8 +260,16 @@ def reconstruct_file(
     if planes.size == 0:
         raise RmzError("the output z range has no planes")
     model = load_model(model_name, device or "cpu")
+    if order is None:
+        order = default_order(frames_path, len(read.frames), model)
+    frames = read.in_order(order)
     volume = reconstruct_frames(
-        model, frames, planes, device=device, precision=precision, on_push=on_push
+        model,
+        frames,
+        planes,
+        device=device,
+        precision=precision,
+        on_push=on_push,
     )
     step = float(np.diff(planes).mean()) if len(planes) > 1 else None
     return write_zstack(

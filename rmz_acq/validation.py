@@ -35,6 +35,7 @@ from .io import ZStack, write_zstack
 from .io.jsonfile import write_json_file
 from .io.run_folder import REPORT, VOLUME
 from .model.weights import LoadedModel
+from .reconstruct import stack_normalization
 from .session import ReconstructionSession, compute_dtype
 
 __all__ = [
@@ -265,8 +266,15 @@ def validate_stack(
     used_frames = truth[[index_of(float(z)) for z in used_z]]
     if sorts_by_z(settings.volume_order, stop_at, model):  # as the scan builds its volume
         ordered = np.argsort(used_z, kind="stable")
-        session.reset()
-        rebuilt = session.run(list(used_frames[ordered]), used_z[ordered].tolist())
+        session.reset()  # its state is not needed any more
+        rebuild = ReconstructionSession(
+            model,
+            planes,
+            device=device,
+            compute_dtype=compute_dtype(settings.precision),
+            normalization=stack_normalization(model, used_frames),
+        )
+        rebuilt = rebuild.run(list(used_frames[ordered]), used_z[ordered].tolist())
         volume_at_stop = rebuilt.volume.copy()
     evaluation = evaluate_arrays(
         volume_at_stop,

@@ -684,15 +684,18 @@ class AdaptiveScan:
         """The final volume from the frames sorted by z, lowest first (``volume_order="z"``).
 
         As ``rmz-acq reconstruct RUN/frames.ome.tif --order z`` builds it (the
-        measured z, a stable sort); the frames' records keep the changes of
-        the scan as it ran.  Nothing to do when they came in z order already.
+        measured z, a stable sort, and the intensity statistics of all the
+        frames together: `stack_normalization`), so it is the same whatever
+        order the scan took its planes in; the frames' records keep the
+        changes of the scan as it ran.
         """
         from ..plane_batches import reconstruct_by_plane_batches
+        from ..reconstruct import stack_normalization
 
         assert self.report is not None
         measured = np.asarray([z for _, z in self._kept])
         order = np.argsort(measured, kind="stable")
-        if len(order) < 2 or np.array_equal(order, np.arange(len(order))):
+        if len(order) < 2:
             return
         self.session.reset()  # the as-taken grid's state is not needed any more
         planes = self.session.output_planes_um
@@ -704,6 +707,7 @@ class AdaptiveScan:
             batch_planes=self.plane_batch or len(planes),
             device=self.session.device,
             compute_dtype=self.session.compute_dtype,
+            normalization=stack_normalization(self.model, [image for image, _ in self._kept]),
         )
         self._volume = built.volume
         self.events.volumeUpdated.emit(VolumeUpdate(self.report.frames[-1], built.volume, planes))

@@ -36,9 +36,11 @@ def reconstruct(
         str | None,
         typer.Option(
             "--order",
-            help="Push the frames as-taken (the file's order) or sorted by z, lowest first. "
-            "Default: as the run's scan built its volume (report.json beside a run's "
-            "frames.ome.tif), else as-taken.",
+            help="Push the frames as-taken (the file's order, scaled by the first frame's "
+            "intensity statistics) or as a z-stack (z: sorted by z, lowest first, scaled by "
+            "all the frames' statistics together). Default: as the run's scan built its "
+            "volume (report.json beside a run's frames.ome.tif); for any other file z, "
+            "unless it holds more frames than the model was trained on.",
         ),
     ] = None,
 ) -> None:

@@ -28,6 +28,7 @@ from simulators.optics import PsfModel
 from simulators.samples import STRUCTURE_FAMILIES, StructureFamily
 
 from ..errors import RmzError
+from ..model.normalization import IntensityNormalization
 from ..model.weights import LoadedModel
 from ..session import ReconstructionSession
 from ..training.conditions import ImagingConditions
@@ -37,6 +38,7 @@ from .metrics import psnr
 from .report import evaluate_arrays
 
 __all__ = [
+    "NORMALIZATIONS",
     "Case",
     "CaseScore",
     "families_seen_in_training",
@@ -45,6 +47,8 @@ __all__ = [
     "simulated_cases",
     "stack_case",
 ]
+
+NORMALIZATIONS = ("first", "all")  # whose intensity statistics: the first frame's, or all frames'
 
 
 @dataclass(frozen=True)
@@ -191,9 +195,15 @@ def _reconstruct(
     order: Sequence[int],
     device: str | None,
     planes: NDArray[np.float64] | None = None,
+    normalization: str = "first",
 ) -> NDArray[np.float32]:
     planes = case.planes_um if planes is None else planes
-    session = ReconstructionSession(model, planes, device=device)
+    fixed = (
+        IntensityNormalization.from_frames(case.frames, method=model.model.config.intensity)
+        if normalization == "all"
+        else None
+    )
+    session = ReconstructionSession(model, planes, device=device, normalization=fixed)
     result = session.run([case.frames[i] for i in order], [case.frames_z_um[i] for i in order])
     return result.volume.copy()
 
@@ -205,11 +215,25 @@ def _non_input(case: Case) -> NDArray[np.bool_]:
 
 
 def score_case(
-    model: LoadedModel, case: Case, *, orders: bool = True, device: str | None = None
+    model: LoadedModel,
+    case: Case,
+    *,
+    orders: bool = True,
+    device: str | None = None,
+    normalization: str = "first",
 ) -> CaseScore:
-    """Recurrent-MZ and the baselines on ``case``; every frame order when ``orders``."""
+    """Recurrent-MZ and the baselines on ``case``; every frame order when ``orders``.
+
+    ``normalization``: the intensity statistics of the frame pushed first
+    (``"first"``, as a stream has them) or of all the frames together
+    (``"all"``, `IntensityNormalization.from_frames`).
+    """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"normalization {normalization!r} is not one of {', '.join(NORMALIZATIONS)}"
+        )
     order_list = list(permutations(range(len(case.frames)))) if orders else []
-    volume = _reconstruct(model, case, range(len(case.frames)), device)
+    volume = _reconstruct(model, case, range(len(case.frames)), device, None, normalization)
     frames_z = np.asarray(case.frames_z_um)
     scales = {}
     for scale in ("per_volume", "truth"):
@@ -231,7 +255,7 @@ def score_case(
     keep = np.flatnonzero(_non_input(case))[::3]
     order_psnr = []
     for order in order_list:
-        other = _reconstruct(model, case, order, device, case.planes_um[keep])
+        other = _reconstruct(model, case, order, device, case.planes_um[keep], normalization)
         order_psnr.append(
             float(np.mean([psnr(a, b) for a, b in zip(other, case.truth[keep], strict=True)]))
         )

@@ -2,8 +2,11 @@
 
 The statistics come from the *first* frame of a run (the only one known when
 streaming starts), are fixed for the rest of it, and invert exactly, so the
-reconstruction comes back in the camera's units.  Two methods
-(`IntensityMethod`):
+reconstruction comes back in the camera's units.  Where every frame is known
+before the first is pushed (a z-stack: a file reconstructed ``--order z``, or
+a scan's final volume rebuilt sorted by z), they come from all the frames
+together (`IntensityNormalization.from_frames`), so the scale does not depend
+on which frame happens to be first.  Two methods (`IntensityMethod`):
 
 ``"triangle"`` (the paper, section 4.1, and the first presets)
     shift by the mean of the background and scale by the 99th percentile of
@@ -31,6 +34,7 @@ reconstruction comes back in the camera's units.  Two methods
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -73,6 +77,10 @@ ENERGY_COMPRESSION = 3.0
 # The largest compressed value inverted: sinh beyond it would overflow float32
 # long before any camera could record it.
 _MAX_COMPRESSED = 60.0
+# At most this many pixels enter `IntensityNormalization.from_frames` (a
+# regular lateral stride beyond): seventeen 2048 x 2048 frames would otherwise
+# need 0.6 GB of float64 for a handful of statistics.
+POOLED_PIXELS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,37 @@ class IntensityNormalization:
         # scale never collapses to zero.
         floor = max(float(values.std()), 1e-6 * max(abs(shift), 1.0), 1e-12)
         return cls(shift=shift, scale=max(scale, floor))
+
+    @classmethod
+    def from_frames(
+        cls,
+        frames: Sequence[NDArray[np.number]] | NDArray[np.number],
+        method: IntensityMethod = "triangle",
+    ) -> IntensityNormalization:
+        """Statistics of all the frames together, whatever their order.
+
+        Where every frame is known before the first is pushed (a file, or a
+        scan's final volume rebuilt as a z-stack), the scale need not rest on
+        the one frame that happened to come first: a field whose haze or dark
+        floor changes with focus gives frames whose own scales differ up to
+        three times (`benchmarks/generalisation.py`, cells).  Pixels are taken
+        on a regular lateral stride so that at most `POOLED_PIXELS` enter the
+        statistics; both still follow ``a * frames + b`` exactly.
+
+        Raises
+        ------
+        ValueError
+            No frames, frames of different sizes, or NaN / infinite pixels.
+        """
+        if len(frames) == 0:
+            raise ValueError("no frames to take intensity statistics from")
+        shapes = {np.shape(f) for f in frames}
+        if len(shapes) != 1:
+            raise ValueError(f"frames differ in size ({sorted(shapes)}); give frames of one size")
+        height, width = np.shape(frames[0])[-2:]
+        stride = max(1, int(np.ceil(np.sqrt(len(frames) * height * width / POOLED_PIXELS))))
+        sample = np.stack([np.asarray(f)[..., ::stride, ::stride] for f in frames])
+        return cls.from_frame(sample, method=method)
 
     @classmethod
     def _energy(cls, values: NDArray[np.float64]) -> IntensityNormalization:

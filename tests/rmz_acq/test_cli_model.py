@@ -13,6 +13,7 @@ import torch
 from rmz_acq.errors import RmzError
 from rmz_acq.io import read_zstack, write_zstack
 from rmz_acq.model.network import RecurrentMZ
+from rmz_acq.model.normalization import IntensityNormalization
 from rmz_acq.model.weights import load_model, save_weights
 from rmz_acq.reconstruct import FrameSet, reconstruct_frames
 from rmz_acq.session import ReconstructionSession
@@ -47,11 +48,15 @@ def test_reconstruct_writes_the_contract_volume(
     assert volume.data.dtype == np.float32 and volume.data.shape == (17, 32, 36)
     assert volume.z_um == pytest.approx(np.arange(17) * 0.5 + 2)
     assert volume.pixel_size_um == pytest.approx(0.1) and volume.z_step_um == pytest.approx(0.5)
-    # the same as the session fed in the file's order
-    session = ReconstructionSession(load_model(tiny_weights).model, volume.z_um)
+    # a file that is not a run's: as a z-stack, the file holds 3.02, 8.97, 6.01 um and
+    # they are pushed 3.02, 6.01, 8.97, scaled by the statistics of all three frames
     stack = read_zstack(frames_file)
     assert stack.z_um is not None
-    expected = session.run(list(stack.data), list(stack.z_um)).volume
+    pooled = IntensityNormalization.from_frames(list(stack.data), method="energy")
+    session = ReconstructionSession(
+        load_model(tiny_weights).model, volume.z_um, normalization=pooled
+    )
+    expected = session.run([stack.data[i] for i in (0, 2, 1)], [3.02, 6.01, 8.97]).volume
     np.testing.assert_allclose(volume.data, expected, rtol=1e-5, atol=1e-3)
     # bfloat16 compute: the same volume within rounding
     fast = tmp_path / "fast.ome.tif"
@@ -66,14 +71,23 @@ def test_reconstruct_writes_the_contract_volume(
     args = ("--z-range", "2:10:0.5", "--model", tiny_weights, "-o", other, "--z", "1,2,3")
     assert rmz_acq("reconstruct", frames_file, *args).returncode == 0
     assert not np.allclose(read_zstack(other).data, volume.data)
-    # --order z: the file holds 3.02, 8.97, 6.01 um; pushed 3.02, 6.01, 8.97 instead
-    by_z = tmp_path / "by_z.ome.tif"
-    args = ("--z-range", "2:10:0.5", "--model", tiny_weights, "-o", by_z, "--order", "z")
+    # --order as-taken: in the file's order, scaled by the first frame's statistics
+    taken = tmp_path / "taken.ome.tif"
+    args = ("--z-range", "2:10:0.5", "--model", tiny_weights, "-o", taken, "--order", "as-taken")
     assert rmz_acq("reconstruct", frames_file, *args).returncode == 0
     session = ReconstructionSession(load_model(tiny_weights).model, volume.z_um)
-    expected = session.run([stack.data[i] for i in (0, 2, 1)], [3.02, 6.01, 8.97]).volume
-    np.testing.assert_allclose(read_zstack(by_z).data, expected, rtol=1e-5, atol=1e-3)
-    assert not np.allclose(read_zstack(by_z).data, volume.data)
+    expected = session.run(list(stack.data), list(stack.z_um)).volume
+    np.testing.assert_allclose(read_zstack(taken).data, expected, rtol=1e-5, atol=1e-3)
+    assert not np.allclose(read_zstack(taken).data, volume.data)
+    # longer than the model's training sequences: as-taken by default
+    two = tmp_path / "two.safetensors"
+    save_weights(
+        load_model(tiny_weights).model, two, name="two", extra={"training": '{"max_inputs": 2}'}
+    )
+    longer = tmp_path / "longer.ome.tif"
+    args = ("--z-range", "2:10:0.5", "--model", two, "-o", longer)
+    assert rmz_acq("reconstruct", frames_file, *args).returncode == 0
+    np.testing.assert_allclose(read_zstack(longer).data, expected, rtol=1e-5, atol=1e-3)
 
 
 def test_reconstruct_bad_input(tiny_weights: Path, frames_file: Path, tmp_path: Path) -> None:

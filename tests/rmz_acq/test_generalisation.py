@@ -71,6 +71,21 @@ def test_score_case_counts_orders_and_input_planes(tmp_path: Path) -> None:
     assert abs(reordered.order_psnr_db[0] - reordered.z_order_db) > 1e-3  # not the file order
     mean = float(np.mean(reordered.order_psnr_db))
     assert reordered.z_order_gain_db == pytest.approx(reordered.z_order_db - mean)
+    # with all the frames' statistics, the order a file holds them in no longer sets the scale
+    hazy = Case("hazy", frames + np.array([0, 8, 16], np.float32)[:, None, None], z, truth,
+                planes, clean=True)  # fmt: skip
+    pooled = score_case(model, hazy, device="cpu", normalization="all")
+    pooled_shuffled = score_case(
+        model,
+        Case("hazy2", hazy.frames[[2, 0, 1]], [3.5, 0.5, 2.0], truth, planes, clean=True),
+        device="cpu",
+        normalization="all",
+    )
+    assert pooled_shuffled.z_order_db == pytest.approx(pooled.z_order_db, abs=1e-4)
+    first = score_case(model, hazy, device="cpu")
+    assert abs(first.z_order_db - pooled.z_order_db) > 1e-3  # type: ignore[operator]
+    with pytest.raises(ValueError, match="normalization 'median'"):
+        score_case(model, hazy, device="cpu", normalization="median")
 
 
 def test_per_volume_scale_ignores_gain_and_offset_the_truth_scale_does_not(

@@ -12,6 +12,7 @@ from pymmcore_plus import CMMCorePlus
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings
 from rmz_acq.io import read_zstack
 from rmz_acq.model.network import RecurrentMZ
+from rmz_acq.model.normalization import IntensityNormalization
 from rmz_acq.model.weights import LoadedModel, load_model, save_weights
 from rmz_acq.plane_batches import reconstruct_by_plane_batches
 from rmz_acq.reconstruct import FrameSet, read_frames, reconstruct_frames
@@ -67,9 +68,37 @@ def test_reconstruct_builds_by_plane_batches_when_the_state_does_not_fit(
     assert 1 <= session.plane_batch_that_fits(48, 40, extra_host_bytes=np.stack(frames).nbytes) < 41  # type: ignore[operator]
     batched = reconstruct_frames(tiny, frame_set, PLANES)
     np.testing.assert_allclose(batched, whole, rtol=1e-5, atol=1e-3)
+    # a z-stack keeps its statistics of all the frames when built a batch at a time
+    batched_z = reconstruct_frames(tiny, frame_set.in_order("z"), PLANES)
+    monkeypatch.undo()
+    np.testing.assert_allclose(
+        batched_z, reconstruct_frames(tiny, frame_set.in_order("z"), PLANES), rtol=1e-5, atol=1e-3
+    )
+    monkeypatch.setattr("rmz_acq.safety.available_memory_bytes", lambda device="cpu": free)
     monkeypatch.setattr("rmz_acq.safety.available_memory_bytes", lambda device="cpu": host)
     with pytest.raises(Exception, match="need about"):  # not even one plane beside the volume
         reconstruct_frames(tiny, frame_set, PLANES)
+
+
+def test_a_z_stack_is_normalised_by_all_its_frames_whatever_their_order(
+    tiny: LoadedModel,
+) -> None:
+    frames, z = _frames()
+    frames = [f + 60.0 * i for i, f in enumerate(frames)]  # haze that differs frame to frame
+    stack = FrameSet(np.stack(frames), np.asarray(z), 0.1).in_order("z")
+    assert stack.stack_statistics and list(stack.z_um) == sorted(z)
+    volume = reconstruct_frames(tiny, stack, PLANES)
+    # the same stack stored in another order
+    shuffled = FrameSet(np.stack(frames[::-1]), np.asarray(z[::-1]), 0.1).in_order("z")
+    np.testing.assert_array_equal(reconstruct_frames(tiny, shuffled, PLANES), volume)
+    # normalised by the statistics of all four frames, not by the lowest one's
+    pooled = IntensityNormalization.from_frames(frames, method=tiny.model.config.intensity)
+    expected = ReconstructionSession(tiny, PLANES, normalization=pooled).run(
+        list(stack.frames), list(stack.z_um)
+    )
+    np.testing.assert_allclose(volume, expected.volume, rtol=1e-5, atol=1e-3)
+    first = ReconstructionSession(tiny, PLANES).run(list(stack.frames), list(stack.z_um))
+    assert np.abs(first.volume - volume).max() > 1e-2
 
 
 @pytest.mark.parametrize("order", ["as-taken", "z"])

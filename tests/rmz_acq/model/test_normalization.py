@@ -124,3 +124,37 @@ def test_energy_values_are_compressed_above_a_few_and_invert_exactly() -> None:
     np.testing.assert_allclose(norm.invert(squeezed), frame, rtol=1e-4)
     # a runaway network output is clipped, not turned into inf
     assert np.isfinite(norm.invert(np.array([1e6], np.float32))).all()
+
+
+@pytest.mark.parametrize("method", INTENSITY_METHODS)
+def test_stack_statistics_do_not_depend_on_the_order_and_follow_gain_and_offset(
+    method: str,
+) -> None:
+    frames = [_frame(s) + 40.0 * s for s in range(3)]  # haze that grows with depth
+    stack = IntensityNormalization.from_frames(frames, method=method)  # type: ignore[arg-type]
+    for order in ([2, 1, 0], [1, 0, 2]):
+        again = IntensityNormalization.from_frames([frames[i] for i in order], method=method)  # type: ignore[arg-type]
+        assert again.shift == pytest.approx(stack.shift, rel=1e-12)
+        assert again.scale == pytest.approx(stack.scale, rel=1e-12)
+    # not the first frame's statistics, whichever that is
+    assert all(IntensityNormalization.from_frame(f, method=method) != stack for f in frames)  # type: ignore[arg-type]
+    moved = IntensityNormalization.from_frames([3 * f - 40 for f in frames], method=method)  # type: ignore[arg-type]
+    assert moved.shift == pytest.approx(3 * stack.shift - 40, rel=1e-6, abs=1e-6)
+    assert moved.scale == pytest.approx(3 * stack.scale, rel=1e-6)
+
+
+def test_stack_statistics_of_large_stacks_use_a_stride_and_bad_stacks_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rmz_acq.model import normalization
+
+    frames = [_frame(s) for s in range(4)]
+    full = IntensityNormalization.from_frames(frames, method="energy")
+    monkeypatch.setattr(normalization, "POOLED_PIXELS", 2000)  # 4 x 48 x 56 = 10752 pixels
+    strided = IntensityNormalization.from_frames(frames, method="energy")
+    assert strided != full
+    assert strided.scale == pytest.approx(full.scale, rel=0.1)
+    with pytest.raises(ValueError, match="no frames"):
+        IntensityNormalization.from_frames([], method="energy")
+    with pytest.raises(ValueError, match="differ in size"):
+        IntensityNormalization.from_frames([frames[0], frames[1][:40]], method="energy")
