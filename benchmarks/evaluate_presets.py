@@ -2,7 +2,7 @@
 
     python benchmarks/evaluate_presets.py --preset nuclei [--weights FILE] [--volumes 4]
                                           [--inputs 3,9,15] [--psf vectorial]
-                                          [--samples wide]
+                                          [--samples wide] [--normalization all]
 
 nuclei: inputs at 3, 9, 15 um, output every 0.2 um over 0-18 um.
 beads:  inputs at 3, 6, 9 um, output every 0.1 um over 0-10 um (plus bead FWHM).
@@ -26,6 +26,7 @@ import numpy as np
 
 from rmz_acq.evaluation.report import distance_cell, distance_label
 from rmz_acq.evaluation.simulated import score_on_simulated
+from rmz_acq.model.normalization import NORMALIZATIONS
 from rmz_acq.model.weights import load_model
 from rmz_acq.training.conditions import PRESET_CONDITIONS
 from rmz_acq.training.data import SampleVariety
@@ -55,6 +56,13 @@ def main() -> None:
         default="standard",
         help="sample variety of the volumes",
     )
+    parser.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        default="first",
+        help="frames scaled by the first frame's intensity statistics (the cards' tables) or "
+        "by all of theirs together (as `rmz-acq reconstruct` scales a z-stack)",
+    )
     args = parser.parse_args()
     model = load_model(args.weights or args.preset)
     inputs, planes = PROTOCOL[args.preset]
@@ -70,12 +78,14 @@ def main() -> None:
         beads=args.preset == "beads",
         psf_model=args.psf,
         sample_variety=args.samples,
+        normalization=args.normalization,
     )
     summary = score.summary()
     summary["seconds"] = round(time.perf_counter() - started, 1)
     summary["model"] = {"name": model.name, "sha256": model.sha256}
     summary["psf_model"] = args.psf
     summary["sample_variety"] = args.samples
+    summary["normalization"] = args.normalization
     for truth in ("vs_noisy_scan", "vs_noise_free"):
         about = f"{args.psf} PSF, {args.samples} samples"
         print(f"\n{args.preset}, {summary['volumes']} held-out volumes ({about}), {truth}")

@@ -2,7 +2,7 @@
 
     python benchmarks/generalisation.py --preset nuclei [--weights FILE] [--volumes 2]
                                         [--rows own,nuclei,...,real-neuron] [--no-orders]
-                                        [--normalization first|all] [--json OUT.json]
+                                        [--normalization all|first] [--json OUT.json]
 
 One row per kind of data, every row held-out data only:
 - ``own``: the preset's own simulated sample (the worm band of nuclei, or
@@ -16,7 +16,10 @@ One row per kind of data, every row held-out data only:
   planes of the stack, the truth is the stack.  Their z step is not stored:
   the stack is spread over the preset's depth (18 um nuclei, 10 um beads).
 
-Inputs at the preset's protocol (nuclei 3, 9, 15 um; beads 3, 6, 9 um).
+Inputs at the preset's protocol (nuclei 3, 9, 15 um; beads 3, 6, 9 um),
+scaled by the intensity statistics of all three frames together, as
+``rmz-acq reconstruct`` scales a z-stack (``--normalization first``: by the
+first frame pushed, as a stream is and as the tables before were).
 Columns: mean over the non-input planes of PSNR / NRMSE / SSIM, with
 per-volume normalisation (the paper's) and on the truth's scale, for
 Recurrent-MZ and linear interpolation, single-input propagation and the
@@ -38,7 +41,6 @@ from typing import Any
 import numpy as np
 
 from rmz_acq.evaluation.generalisation import (
-    NORMALIZATIONS,
     Case,
     families_seen_in_training,
     flowdec_stack,
@@ -46,6 +48,7 @@ from rmz_acq.evaluation.generalisation import (
     simulated_cases,
     stack_case,
 )
+from rmz_acq.model.normalization import NORMALIZATIONS
 from rmz_acq.model.weights import load_model
 from rmz_acq.training.conditions import PRESET_CONDITIONS
 from simulators.samples import STRUCTURE_FAMILIES
@@ -103,10 +106,10 @@ def main() -> None:
     parser.add_argument(
         "--normalization",
         choices=NORMALIZATIONS,
-        default="first",
-        help="intensity statistics of the frame pushed first (as a stream has them), or of "
-        "all the frames together (as a scan's z-sorted volume and `rmz-acq reconstruct` "
-        "have them)",
+        default="all",
+        help="intensity statistics of all the frames together (default: as `rmz-acq "
+        "reconstruct` and a scan's z-sorted volume have them), or of the frame pushed first "
+        "(as a stream, and every table before stage 12's second one)",
     )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()

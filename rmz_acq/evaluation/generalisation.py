@@ -28,7 +28,7 @@ from simulators.optics import PsfModel
 from simulators.samples import STRUCTURE_FAMILIES, StructureFamily
 
 from ..errors import RmzError
-from ..model.normalization import IntensityNormalization
+from ..model.normalization import fixed_normalization
 from ..model.weights import LoadedModel
 from ..session import ReconstructionSession
 from ..training.conditions import ImagingConditions
@@ -38,7 +38,6 @@ from .metrics import psnr
 from .report import evaluate_arrays
 
 __all__ = [
-    "NORMALIZATIONS",
     "Case",
     "CaseScore",
     "families_seen_in_training",
@@ -47,8 +46,6 @@ __all__ = [
     "simulated_cases",
     "stack_case",
 ]
-
-NORMALIZATIONS = ("first", "all")  # whose intensity statistics: the first frame's, or all frames'
 
 
 @dataclass(frozen=True)
@@ -198,11 +195,7 @@ def _reconstruct(
     normalization: str = "first",
 ) -> NDArray[np.float32]:
     planes = case.planes_um if planes is None else planes
-    fixed = (
-        IntensityNormalization.from_frames(case.frames, method=model.model.config.intensity)
-        if normalization == "all"
-        else None
-    )
+    fixed = fixed_normalization(case.frames, model.model.config.intensity, normalization)
     session = ReconstructionSession(model, planes, device=device, normalization=fixed)
     result = session.run([case.frames[i] for i in order], [case.frames_z_um[i] for i in order])
     return result.volume.copy()
@@ -228,10 +221,6 @@ def score_case(
     (``"first"``, as a stream has them) or of all the frames together
     (``"all"``, `IntensityNormalization.from_frames`).
     """
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(
-            f"normalization {normalization!r} is not one of {', '.join(NORMALIZATIONS)}"
-        )
     order_list = list(permutations(range(len(case.frames)))) if orders else []
     volume = _reconstruct(model, case, range(len(case.frames)), device, None, normalization)
     frames_z = np.asarray(case.frames_z_um)

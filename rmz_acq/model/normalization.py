@@ -41,10 +41,20 @@ from typing import Literal, get_args
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["INTENSITY_METHODS", "IntensityMethod", "IntensityNormalization", "triangle_threshold"]
+__all__ = [
+    "INTENSITY_METHODS",
+    "NORMALIZATIONS",
+    "IntensityMethod",
+    "IntensityNormalization",
+    "fixed_normalization",
+    "triangle_threshold",
+]
 
 IntensityMethod = Literal["triangle", "energy"]
 INTENSITY_METHODS: tuple[IntensityMethod, ...] = get_args(IntensityMethod)
+# Whose statistics scale a run's frames: the first frame's (a stream) or all
+# the frames' together (a z-stack, every frame known first).
+NORMALIZATIONS = ("first", "all")
 
 
 def triangle_threshold(image: NDArray[np.floating], bins: int = 256) -> float:
@@ -180,3 +190,25 @@ class IntensityNormalization:
             c = np.float32(self.compression)
             values = c * np.sinh(np.clip(values, -_MAX_COMPRESSED, _MAX_COMPRESSED) / c)
         return (values * self.scale + self.shift).astype(np.float32)
+
+
+def fixed_normalization(
+    frames: Sequence[NDArray[np.number]] | NDArray[np.number],
+    method: IntensityMethod,
+    statistics: str,
+) -> IntensityNormalization | None:
+    """The fixed normalisation for ``statistics`` in `NORMALIZATIONS`.
+
+    ``"all"``: `IntensityNormalization.from_frames`; ``"first"``: None (a
+    session then takes the first frame's when it arrives).
+
+    Raises
+    ------
+    ValueError
+        ``statistics`` is neither.
+    """
+    if statistics not in NORMALIZATIONS:
+        raise ValueError(f"normalization {statistics!r} is not one of {', '.join(NORMALIZATIONS)}")
+    return (
+        IntensityNormalization.from_frames(frames, method=method) if statistics == "all" else None
+    )

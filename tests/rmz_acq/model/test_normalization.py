@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from rmz_acq.model.network import NetworkConfig, RecurrentMZ
-from rmz_acq.model.normalization import INTENSITY_METHODS, IntensityNormalization
+from rmz_acq.model.normalization import (
+    INTENSITY_METHODS,
+    IntensityNormalization,
+    fixed_normalization,
+)
 from rmz_acq.model.weights import load_model, save_weights
 from rmz_acq.session import ReconstructionSession
 from rmz_acq.training.conditions import PRESET_CONDITIONS
@@ -158,3 +162,13 @@ def test_stack_statistics_of_large_stacks_use_a_stride_and_bad_stacks_are_refuse
         IntensityNormalization.from_frames([], method="energy")
     with pytest.raises(ValueError, match="differ in size"):
         IntensityNormalization.from_frames([frames[0], frames[1][:40]], method="energy")
+
+
+def test_fixed_normalization_names_whose_statistics() -> None:
+    frames = [_frame(s) + 40.0 * s for s in range(3)]
+    assert fixed_normalization(frames, "energy", "first") is None  # the session takes the first
+    assert fixed_normalization(frames, "energy", "all") == IntensityNormalization.from_frames(
+        frames, method="energy"
+    )
+    with pytest.raises(ValueError, match="normalization 'last' is not one of first, all"):
+        fixed_normalization(frames, "energy", "last")
