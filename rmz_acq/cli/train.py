@@ -180,6 +180,23 @@ def train(
             "frame comes first.",
         ),
     ] = _DEFAULT.intensity_jitter,
+    stack_statistics_fraction: Annotated[
+        float,
+        typer.Option(
+            "--stack-statistics-fraction",
+            help="Share of training sequences (0-1) normalised by all their frames' statistics "
+            "together, as `reconstruct` scales a z-stack, instead of the first frame's.",
+        ),
+    ] = _DEFAULT.stack_statistics_fraction,
+    order_consistency: Annotated[
+        float,
+        typer.Option(
+            "--order-consistency",
+            help="Push every training sequence in a second frame order too and add the two "
+            "planes' mean absolute difference times this weight to the loss (0 = off). The "
+            "batch keeps its size: half as many sequences, each twice.",
+        ),
+    ] = _DEFAULT.order_consistency,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of volumes, crops and weights.")
     ] = _DEFAULT.seed,
@@ -277,6 +294,8 @@ def train(
             intensity=cast(IntensityMethod, method[0]),
             input_plane_fraction=input_plane_fraction,
             intensity_jitter=intensity_jitter,
+            stack_statistics_fraction=stack_statistics_fraction,
+            order_consistency=order_consistency,
             precision=cast(Literal["float32", "bfloat16"], compute_name(precision)),
             seed=seed,
             checkpoint_every=checkpoint_every,

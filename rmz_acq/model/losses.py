@@ -120,6 +120,18 @@ def reconstruction_loss(
     return loss + beta * (1 - similarity).mean()
 
 
+def order_gap(prediction: Tensor) -> Tensor:
+    """Mean absolute difference of entries 2k and 2k + 1 of ``prediction``.
+
+    Training batches with `Batch.pairs` hold each sequence twice, in two
+    frame orders, with the same target: this is how far the two orders'
+    planes fall apart, the frame-order dependence a consistency term removes.
+    """
+    if prediction.shape[0] % 2:
+        raise ValueError(f"order pairs need an even batch, not {prediction.shape[0]}")
+    return (prediction[0::2] - prediction[1::2]).abs().mean()
+
+
 class Discriminator(nn.Module):
     """Critic of the adversarial term: scores patches of a plane as real (1) or inferred (0).
 

@@ -61,6 +61,7 @@ __all__ = [
     "jitter_normalization",
     "load_stack_volumes",
     "make_simulated_volume",
+    "other_order",
 ]
 
 
@@ -396,6 +397,7 @@ class Batch:
     frames: torch.Tensor
     dpm_um: torch.Tensor
     targets: torch.Tensor
+    pairs: bool = False  # entries 2k and 2k + 1: the same frames and target, two orders
 
 
 def jitter_normalization(
@@ -427,7 +429,12 @@ class TrainingSampler:
     ``intensity_jitter`` (1 = none) moves those statistics at random for half
     the sequences, as a different first frame would (`jitter_normalization`);
     ``long_share`` is the share of sequences longer than `LONG_FROM` frames
-    (None: every M above 4 as likely as M = 4; see `m_weights`).
+    (None: every M above 4 as likely as M = 4; see `m_weights`);
+    ``stack_statistics_fraction`` is the share of sequences normalised by all
+    their frames together (`IntensityNormalization.from_frames`), as a z-stack
+    is reconstructed; with ``order_pairs`` every target is followed by the
+    same frames in another order (`Batch.pairs`), for a loss that asks both
+    orders for the same plane.
     """
 
     volumes: list[SimulatedVolume] | list[StackVolume]
@@ -444,6 +451,8 @@ class TrainingSampler:
     intensity: IntensityMethod = "triangle"
     input_plane_fraction: float = 0.0
     intensity_jitter: float = 1.0
+    stack_statistics_fraction: float = 0.0
+    order_pairs: bool = False
 
     def __post_init__(self) -> None:
         if self.max_inputs < 1:
@@ -587,7 +596,10 @@ class TrainingSampler:
             if isinstance(volume, StackVolume):
                 z_in = [volume.snap_z(z) for z in z_in]
             raw = [volume.frame(z, rng) for z in z_in]
-            norm = IntensityNormalization.from_frame(raw[0], method=self.intensity)
+            if rng.random() < self.stack_statistics_fraction:
+                norm = IntensityNormalization.from_frames(raw, method=self.intensity)
+            else:
+                norm = IntensityNormalization.from_frame(raw[0], method=self.intensity)
             if self.intensity_jitter > 1 and rng.random() < 0.5:
                 norm = jitter_normalization(norm, self.intensity_jitter, rng)
             height, width = volume.shape
@@ -602,11 +614,27 @@ class TrainingSampler:
                     z_out = z_in[int(rng.integers(m))]
                 else:
                     z_out = self._target_z(volume, crop, z_in, rng)
+                dpm = [z_out - z for z in z_in]
+                target = norm.apply(volume.target(z_out)[crop])[None]
                 frames.append(inputs)
-                dpms.append([z_out - z for z in z_in])
-                targets.append(norm.apply(volume.target(z_out)[crop])[None])
+                dpms.append(dpm)
+                targets.append(target)
+                if self.order_pairs:
+                    order = other_order(m, rng)
+                    frames.append(inputs[order])
+                    dpms.append([dpm[i] for i in order])
+                    targets.append(target)
         return Batch(
             frames=torch.from_numpy(np.stack(frames)),
             dpm_um=torch.tensor(dpms, dtype=torch.float32),
             targets=torch.from_numpy(np.stack(targets)),
+            pairs=self.order_pairs,
         )
+
+
+def other_order(m: int, rng: np.random.Generator) -> NDArray[np.intp]:
+    """A random order of ``m`` frames other than the given one (for m above 1)."""
+    order = rng.permutation(m)
+    if m > 1 and np.array_equal(order, np.arange(m)):
+        order = order[::-1].copy()
+    return order

@@ -104,6 +104,20 @@ class TrainingSettings(BaseModel):
         "(scale by up to this factor either way, shift by up to (factor - 1) / 2 scales), "
         "as a different first frame would set them; 1 = none",
     )
+    stack_statistics_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="training only: share of sequences normalised by all their frames' "
+        "statistics together, as a z-stack is reconstructed, instead of the first frame's",
+    )
+    order_consistency: float = Field(
+        0.0,
+        ge=0,
+        description="training only: every sequence is also pushed in another order and the "
+        "two predictions' mean absolute difference, times this weight, joins the loss "
+        "(0 = off; the batch then holds half as many distinct sequences twice)",
+    )
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="compute dtype of the forward pass (bfloat16: autocast)"
     )

@@ -29,6 +29,7 @@ from ..model.losses import (
     Discriminator,
     discriminator_loss,
     generator_adversarial_loss,
+    order_gap,
     reconstruction_loss,
 )
 from ..model.network import RecurrentMZ, grow_depth, grow_width
@@ -434,11 +435,13 @@ def _train(
             adversary.load(state)
         start_step = int(state["step"])
 
+    pairs = settings.order_consistency > 0
     sampler = TrainingSampler(
         volumes,
         input_spacing_um=conditions.input_spacing_um,
         crop_px=settings.crop_px,
-        items=settings.batch_items,
+        # with order pairs each sequence fills two entries: as many entries, half the sequences
+        items=max(1, settings.batch_items // 2) if pairs else settings.batch_items,
         targets_per_item=settings.targets_per_item,
         focus_fraction=settings.focus_fraction,
         max_inputs=settings.max_inputs,
@@ -448,6 +451,8 @@ def _train(
         intensity=settings.intensity,
         input_plane_fraction=settings.input_plane_fraction,
         intensity_jitter=settings.intensity_jitter,
+        stack_statistics_fraction=settings.stack_statistics_fraction,
+        order_pairs=pairs,
     )
     cases = _validation_set(validation_volumes, conditions.input_spacing_um, settings.intensity)
     log = (out / "log.jsonl").open("a") if ranks.main else None
@@ -483,6 +488,10 @@ def _train(
             foreground_weight=settings.foreground_weight,
         )
         metrics = {}
+        if pairs:
+            gap = order_gap(prediction)
+            metrics["order_gap"] = float(gap.detach())
+            loss = loss + settings.order_consistency * gap
         if adversary is not None:
             adversarial = adversary.generator_term(prediction)
             metrics["adversarial"] = float(adversarial.detach())

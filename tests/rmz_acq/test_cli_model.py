@@ -207,6 +207,23 @@ def test_adversarial_training_resumes_exactly_and_changes_the_weights(tmp_path: 
     assert log[-1]["discriminator"] > 0 and log[-1]["adversarial"] > 0
 
 
+def test_order_consistency_and_stack_statistics_train_and_log_the_gap(tmp_path: Path) -> None:
+    conditions, plain = _tiny_training()
+    settings = plain.model_copy(
+        update={"order_consistency": 3.0, "stack_statistics_fraction": 0.5, "max_inputs": 3}
+    )
+    paired = train(tmp_path / "a", conditions, settings, name="t")
+    without = train(tmp_path / "b", conditions, plain, name="t")
+    assert paired.weights and without.weights
+    a = load_model(paired.weights).model.state_dict()
+    c = load_model(without.weights).model.state_dict()
+    assert any(not torch.equal(a[key], c[key]) for key in a)
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert all(record["order_gap"] >= 0 for record in log) and log[-1]["step"] == 4
+    plain_log = (tmp_path / "b" / "log.jsonl").read_text()
+    assert "order_gap" not in plain_log
+
+
 def test_train_grows_smaller_weights_and_refuses_larger_ones(tmp_path: Path) -> None:
     conditions, settings = _tiny_training()
     shallow = train(tmp_path / "a", conditions, settings, name="t")

@@ -8,7 +8,7 @@ import torch
 
 from rmz_acq.errors import RmzError
 from rmz_acq.model.normalization import IntensityNormalization
-from rmz_acq.training.data import StackVolume, TrainingSampler
+from rmz_acq.training.data import StackVolume, TrainingSampler, other_order
 
 
 def _stack_with_one_sharp_plane(sharp: int = 7) -> StackVolume:
@@ -333,3 +333,59 @@ def test_intensity_jitter_moves_half_the_statistics_within_its_bounds() -> None:
 def test_intensity_jitter_below_one_is_refused() -> None:
     with pytest.raises(RmzError, match="intensity_jitter"):
         TrainingSampler([_stack_with_one_sharp_plane()], 1.5, intensity_jitter=0.5)
+
+
+def test_stack_statistics_normalise_by_all_frames() -> None:
+    """With the share at 1, every sequence is scaled as a z-stack is, not by its first frame."""
+    volume = _stack_with_one_sharp_plane()
+    sampler = TrainingSampler(
+        [volume], 1.5, crop_px=64, items=3, targets_per_item=1, max_inputs=2,
+        intensity="triangle", stack_statistics_fraction=1.0,
+    )  # fmt: skip
+    sampler.input_planes = lambda rng, m, z_range: [0.0, 3.5][:m]  # type: ignore[method-assign]
+    raw = [volume.data[0], volume.data[7]]  # the first frame is dim, the second sharp
+    stack = IntensityNormalization.from_frames(raw, method="triangle")
+    first = IntensityNormalization.from_frame(raw[0], method="triangle")
+    assert not np.isclose(stack.scale, first.scale, rtol=1e-2)
+    for seed in range(6):
+        batch = sampler.sample(np.random.default_rng(seed))
+        m = batch.frames.shape[1]
+        scaled = stack if m == 2 else first  # one frame: its own statistics are the stack's
+        for frames in batch.frames:
+            np.testing.assert_allclose(
+                frames.numpy(), np.stack([scaled.apply(f) for f in raw[:m]]), rtol=1e-5, atol=1e-5
+            )
+
+
+def test_order_pairs_hold_each_sequence_in_two_orders() -> None:
+    volume = _stack_with_one_sharp_plane()
+    sampler = TrainingSampler(
+        [volume], 1.5, crop_px=32, items=3, targets_per_item=2, max_inputs=4, order_pairs=True
+    )
+    # distinct recorded planes, so each frame can be told from the others
+    sampler.input_planes = lambda rng, m, z_range: [0.0, 2.0, 4.0, 6.0][:m]  # type: ignore[method-assign]
+    rng = np.random.default_rng(5)
+    seen_m = set()
+    for _ in range(8):
+        batch = sampler.sample(rng)
+        assert batch.pairs and batch.frames.shape[0] == 12  # 3 items x 2 targets x 2 orders
+        m = batch.frames.shape[1]
+        seen_m.add(m)
+        for k in range(0, 12, 2):
+            assert torch.equal(batch.targets[k], batch.targets[k + 1])
+            a, b = batch.frames[k], batch.frames[k + 1]
+            # the same frames with the same distances, matched frame by frame
+            order = [next(j for j in range(m) if torch.equal(b[i], a[j])) for i in range(m)]
+            assert sorted(order) == list(range(m))
+            assert torch.equal(batch.dpm_um[k + 1], batch.dpm_um[k][order])
+            assert m == 1 or order != list(range(m))
+    assert seen_m - {1}
+
+
+def test_other_order_never_returns_the_given_one() -> None:
+    rng = np.random.default_rng(0)
+    for m in (2, 3):
+        for _ in range(50):
+            order = other_order(m, rng)
+            assert sorted(order.tolist()) == list(range(m)) and order.tolist() != list(range(m))
+    assert other_order(1, rng).tolist() == [0]

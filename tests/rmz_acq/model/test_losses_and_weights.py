@@ -14,6 +14,7 @@ from rmz_acq.model.losses import (
     discriminator_loss,
     generator_adversarial_loss,
     ms_ssim,
+    order_gap,
     reconstruction_loss,
 )
 from rmz_acq.model.network import RecurrentMZ
@@ -150,3 +151,16 @@ def test_corrupt_foreign_and_mismatched_weights_are_refused(tmp_path: Path) -> N
     with pytest.raises(RmzError, match="unknown model"):
         load_model("no-such-preset")
     assert json.loads(metadata["conditions"]) == {}
+
+
+def test_order_gap_compares_each_pair_only() -> None:
+    a = torch.rand(3, 1, 8, 8)
+    same = torch.stack([a, a], dim=1).flatten(0, 1)  # entries 2k and 2k + 1 equal
+    assert float(order_gap(same)) == 0.0
+    shifted = same.clone()
+    shifted[1::2] += 0.25
+    assert float(order_gap(shifted)) == pytest.approx(0.25)
+    # equal neighbours across pairs do not count: only 2k against 2k + 1
+    assert float(order_gap(torch.cat([a[:1], a[:1] + 1, a[:1] + 1, a[:1]]))) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="even batch"):
+        order_gap(a)
