@@ -21,7 +21,7 @@ from typing import Annotated, Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "STRUCTURE_FAMILIES",
@@ -123,6 +123,22 @@ class StructureSample(_SpecBase):
         1.0, ge=0.0, le=3.0, description="component brightnesses span up to this many decades"
     )
     size_scale: float = Field(1.0, gt=0.2, le=5.0, description="multiplies object sizes")
+    slab_um: tuple[float, float] | None = Field(
+        None,
+        description="(lowest, highest) z holding the specimen, soft over 1 µm at each side; "
+        "None: the whole depth. A thin specimen leaves planes above and below it empty.",
+    )
+
+    @model_validator(mode="after")
+    def _slab_inside(self) -> StructureSample:
+        if self.slab_um is not None:
+            lo, hi = self.slab_um
+            if not 0.0 <= lo < hi <= self.depth_um:
+                raise ValueError(
+                    f"slab_um {self.slab_um!r} must satisfy 0 <= lowest < highest <= depth_um "
+                    f"({self.depth_um})"
+                )
+        return self
 
 
 SampleSpec = Annotated[

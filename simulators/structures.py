@@ -54,6 +54,8 @@ def make_structures(spec: StructureSample, field_px: int, voxel_xy_um: float) ->
         )
         top = float(np.percentile(part[part > 0], 99.5)) if np.any(part > 0) else 1.0
         density += part * np.float32(level / max(top, 1e-12))
+    if spec.slab_um is not None:
+        density *= _slab_envelope(nz, spec.voxel_z_um, *spec.slab_um)[:, None, None]
     return Sample(density, voxel_xy_um, spec.voxel_z_um, 0.0, True, np.zeros((0, 3)))
 
 
@@ -398,10 +400,16 @@ def _tissue(
     depth = (nz - 1) * voxel_z_um
     thickness = depth * (0.3 + 0.7 * max(fill, rng.uniform(0, 1)))
     middle = rng.uniform(thickness / 2, depth - thickness / 2) if thickness < depth else depth / 2
-    z = np.arange(nz) * voxel_z_um
-    envelope = _smoothstep((thickness / 2 - np.abs(z - middle)) / 1.0)
-    density *= envelope.astype(np.float32)[:, None, None]
+    density *= _slab_envelope(nz, voxel_z_um, middle - thickness / 2, middle + thickness / 2)[
+        :, None, None
+    ]
     return density
+
+
+def _slab_envelope(nz: int, voxel_z_um: float, lo_um: float, hi_um: float) -> NDArray[np.float32]:
+    """1 inside ``lo_um``-``hi_um`` (from 1 µm in), falling smoothly to 0 at its edges."""
+    z = np.arange(nz) * voxel_z_um
+    return _smoothstep(np.minimum(z - lo_um, hi_um - z) / 1.0).astype(np.float32)
 
 
 _GENERATORS: dict[StructureFamily, _Generator] = {

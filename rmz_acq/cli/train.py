@@ -154,6 +154,15 @@ def train(
             "(spherical aberration, focal shift, haze, x0.1-10 flux); each volume draws one.",
         ),
     ] = ",".join(_DEFAULT.optics_varieties),
+    thin_fraction: Annotated[
+        float,
+        typer.Option(
+            "--thin-fraction",
+            help="Share of 'structures' volumes (0-1) whose specimen fills only a slab of "
+            "15-60 % of the depth, so the network sees frames of empty depth above and below "
+            "a thin specimen.",
+        ),
+    ] = _DEFAULT.thin_fraction,
     intensity: Annotated[
         str,
         typer.Option(
@@ -291,6 +300,7 @@ def train(
             sample_varieties=cast(tuple[SampleVariety, ...], varieties),
             structure_families=cast(tuple[StructureFamily, ...], allowed),
             optics_varieties=cast(tuple[OpticsVariety, ...], optics),
+            thin_fraction=thin_fraction,
             intensity=cast(IntensityMethod, method[0]),
             input_plane_fraction=input_plane_fraction,
             intensity_jitter=intensity_jitter,

@@ -91,6 +91,13 @@ class TrainingSettings(BaseModel):
     optics_varieties: tuple[OpticsVariety, ...] = Field(
         ("ideal",), min_length=1, description="optics varieties simulated volumes are drawn from"
     )
+    thin_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of 'structures' volumes whose specimen fills only a slab of "
+        "15-60 % of the depth, empty above and below (a monolayer, a section)",
+    )
     intensity: IntensityMethod = Field(
         "energy", description="how frames are normalised (stored with the weights)"
     )

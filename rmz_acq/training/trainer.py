@@ -68,6 +68,7 @@ def _settings_volume(
         settings.sample_varieties,
         structure_families=settings.structure_families,
         optics_varieties=settings.optics_varieties,
+        thin_fraction=settings.thin_fraction,
     )
 
 

@@ -234,6 +234,29 @@ def test_structures_variety_draws_only_the_allowed_families() -> None:
         _structure_sample(conditions, 0, ("nuclei", "bacteria"))  # type: ignore[arg-type]
 
 
+def test_thin_fraction_confines_that_share_of_structure_volumes_to_a_slab() -> None:
+    from rmz_acq.training.conditions import PRESET_CONDITIONS
+    from rmz_acq.training.data import _structure_sample, _thin
+
+    conditions = PRESET_CONDITIONS["nuclei"]
+    specs = [_structure_sample(conditions, s, ("nuclei", "cells")) for s in range(200)]
+    assert all(_thin(spec, s, 0.0) is spec for s, spec in enumerate(specs))
+    thin = [_thin(spec, s, 0.4) for s, spec in enumerate(specs)]
+    slabs = [t.slab_um for t in thin if t.slab_um is not None]
+    assert 0.3 < len(slabs) / len(specs) < 0.5
+    depth = conditions.depth_um
+    for lo, hi in slabs:
+        assert lo >= 0.0 and hi <= depth and 0.15 * depth <= hi - lo <= 0.6 * depth
+    # everything else about the sample is as drawn
+    for t, spec in zip(thin, specs, strict=True):
+        assert t.model_copy(update={"slab_um": None}) == spec
+    # a larger share keeps the thin ones thin: one draw per seed
+    more = [_thin(spec, s, 0.8).slab_um for s, spec in enumerate(specs)]
+    assert all(m == t.slab_um for m, t in zip(more, thin, strict=True) if t.slab_um is not None)
+    with pytest.raises(RmzError, match="thin fraction"):
+        _thin(specs[0], 0, 1.5)
+
+
 def test_realistic_optics_add_aberration_focal_shift_and_haze_only() -> None:
     from rmz_acq.training.conditions import PRESET_CONDITIONS
     from rmz_acq.training.data import make_simulated_volume
@@ -389,3 +412,27 @@ def test_other_order_never_returns_the_given_one() -> None:
             order = other_order(m, rng)
             assert sorted(order.tolist()) == list(range(m)) and order.tolist() != list(range(m))
     assert other_order(1, rng).tolist() == [0]
+
+
+def test_training_settings_reach_the_simulated_volumes_thin_specimen() -> None:
+    from rmz_acq.training.conditions import PRESET_CONDITIONS
+    from rmz_acq.training.data import _structure_sample, _thin
+    from rmz_acq.training.settings import TrainingSettings
+    from rmz_acq.training.trainer import _settings_volume
+
+    conditions = PRESET_CONDITIONS["nuclei"].model_copy(update={"depth_um": 8.0})
+    families = ("nuclei", "cells")
+    seed = next(
+        s
+        for s in range(100)
+        if (slab := _thin(_structure_sample(conditions, s, families), s, 1.0).slab_um)
+        and slab[0] > 4.5  # specimen high up: the bottom is empty
+    )
+    settings = TrainingSettings(
+        fov_px=64, sample_varieties=("structures",), structure_families=families
+    )
+    whole = _settings_volume(conditions, settings, seed)
+    thin = _settings_volume(conditions, settings.model_copy(update={"thin_fraction": 1.0}), seed)
+    # at the bottom only far out-of-focus light is left: a much flatter frame
+    assert thin.target(0.0).std() < 0.5 * whole.target(0.0).std()
+    assert thin.camera == whole.camera

@@ -89,3 +89,18 @@ def test_bad_specs_are_refused() -> None:
         StructureSample(families=())
     with pytest.raises(ValidationError, match="extra"):
         StructureSample(families=("nuclei",), brightness=2.0)  # type: ignore[call-arg]
+
+
+def test_a_slab_empties_the_depth_outside_it_and_keeps_the_inside() -> None:
+    whole = _sample("nuclei", "tissue", fill=0.8)
+    thin = _sample("nuclei", "tissue", fill=0.8, slab_um=(2.0, 4.0))  # type: ignore[arg-type]
+    z = np.arange(31) * 0.2
+    outside = (z <= 2.0 + 1e-9) | (z >= 4.0 - 1e-9)
+    assert whole[outside].max() > 0.1  # there was structure there
+    assert thin[outside].max() == 0.0
+    inside = (z >= 3.0 - 1e-9) & (z <= 3.0 + 1e-9)  # 1 µm from both edges
+    np.testing.assert_array_equal(thin[inside], whole[inside])
+    with pytest.raises(ValidationError, match="slab_um"):
+        StructureSample(families=("nuclei",), depth_um=6.0, slab_um=(4.0, 2.0))
+    with pytest.raises(ValidationError, match="slab_um"):
+        StructureSample(families=("nuclei",), depth_um=6.0, slab_um=(1.0, 7.0))
