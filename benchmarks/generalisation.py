@@ -14,7 +14,11 @@ One row per kind of data, every row held-out data only:
 - ``real-neuron`` / ``real-bead``: the real wide-field stacks of the
   ``flowdec`` wheel (``pip install --no-deps flowdec==1.1.0``); inputs are
   planes of the stack, the truth is the stack.  Their z step is not stored:
-  the stack is spread over the preset's depth (18 um nuclei, 10 um beads).
+  the stack is spread over the preset's depth (18 um nuclei, 10 um beads);
+- ``thin-FAMILY`` (not in the default rows; ask with ``--rows``): that family
+  held in a slab of 15-60 % of the depth, empty above and below, so a frame
+  may see only the haze of a specimen out of focus (the real neuron's case:
+  in focus over about a third of its stack).
 
 Inputs at the preset's protocol (nuclei 3, 9, 15 um; beads 3, 6, 9 um),
 scaled by the intensity statistics of all three frames together, as
@@ -70,12 +74,19 @@ def _cases(row: str, preset: str, volumes: int) -> list[Case]:
     if row.startswith("real-"):
         stack = flowdec_stack(row.removeprefix("real-"))
         return [stack_case(row, stack, conditions.depth_um, inputs)]
+    family = row.removeprefix("thin-")
+    if family not in STRUCTURE_FAMILIES:
+        raise SystemExit(
+            f"unknown row {row!r}: give own, real-neuron, real-bead, a structure family "
+            f"({', '.join(STRUCTURE_FAMILIES)}) or thin-FAMILY"
+        )
     return simulated_cases(
         conditions,
         inputs,
         planes,
         variety="structures",
-        family=row,  # type: ignore[arg-type]
+        family=family,  # type: ignore[arg-type]
+        thin=row.startswith("thin-"),
         psf_model="vectorial",
         optics="realistic",
         n_volumes=volumes,

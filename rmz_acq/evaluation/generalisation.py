@@ -106,8 +106,14 @@ def simulated_cases(
     optics: OpticsVariety = "ideal",
     n_volumes: int = 2,
     fov_px: int = 256,
+    thin: bool = False,
 ) -> list[Case]:
-    """Held-out simulated volumes (seeds from `EVALUATION_SEED`), noise-free truth."""
+    """Held-out simulated volumes (seeds from `EVALUATION_SEED`), noise-free truth.
+
+    ``thin``: the structures held in a slab of 15-60 % of the depth, empty
+    above and below (``--thin-fraction`` of training), so an input frame may
+    see only out-of-focus haze.
+    """
     families = (family,) if family is not None else STRUCTURE_FAMILIES
     cases = []
     for i in range(n_volumes):
@@ -120,13 +126,14 @@ def simulated_cases(
             (variety,),
             structure_families=families,
             optics_varieties=(optics,),
+            thin_fraction=1.0 if thin else 0.0,
         )
         rng = np.random.default_rng(seed)
         frames = np.stack([volume.frame(float(z), rng) for z in inputs_um])
         truth = np.stack([volume.target(float(z)) for z in planes_um])
         cases.append(
             Case(
-                name=family or variety,
+                name=f"{'thin-' if thin else ''}{family or variety}",
                 frames=frames.astype(np.float32),
                 frames_z_um=[float(z) for z in inputs_um],
                 truth=truth,
@@ -274,5 +281,8 @@ def families_seen_in_training(model: LoadedModel) -> set[str]:
     varieties = settings.get("sample_varieties", ("standard",))
     seen = {"own"} if {"standard", "wide"} & set(varieties) else set()
     if "structures" in varieties:
-        seen |= set(settings.get("structure_families", STRUCTURE_FAMILIES))
+        families = set(settings.get("structure_families", STRUCTURE_FAMILIES))
+        seen |= families
+        if settings.get("thin_fraction", 0.0) > 0:
+            seen |= {f"thin-{f}" for f in families}
     return seen

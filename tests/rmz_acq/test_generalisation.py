@@ -133,8 +133,38 @@ def test_what_the_training_saw_comes_from_its_settings(tmp_path: Path) -> None:
     only = load_model(_tiny(tmp_path, {"sample_varieties": ["structures"]}))
     assert "own" not in families_seen_in_training(only)
     assert "filaments" in families_seen_in_training(only)  # all families by default
+    assert "thin-filaments" not in families_seen_in_training(only)
+    thin = load_model(
+        _tiny(
+            tmp_path,
+            {
+                "sample_varieties": ["structures"],
+                "structure_families": ["cells"],
+                "thin_fraction": 0.5,
+            },
+        )
+    )
+    assert families_seen_in_training(thin) == {"cells", "thin-cells"}
 
 
 def test_unknown_flowdec_stack_is_refused() -> None:
     with pytest.raises(RmzError, match="neuron, bead"):
         flowdec_stack("cells")
+
+
+def test_thin_cases_hold_the_family_in_a_slab_of_the_depth() -> None:
+    from rmz_acq.evaluation.generalisation import simulated_cases
+    from rmz_acq.training.conditions import PRESET_CONDITIONS
+
+    conditions = PRESET_CONDITIONS["nuclei"].model_copy(update={"depth_um": 8.0})
+    planes = np.round(np.arange(0, 8.01, 0.5), 3)
+    kwargs = dict(variety="structures", family="cells", n_volumes=1, fov_px=48)
+    whole = simulated_cases(conditions, [2.0, 6.0], planes, **kwargs)[0]  # type: ignore[arg-type]
+    thin = simulated_cases(conditions, [2.0, 6.0], planes, thin=True, **kwargs)[0]  # type: ignore[arg-type]
+    assert (whole.name, thin.name) == ("cells", "thin-cells")
+
+    # the structure's contrast now lives in fewer planes
+    def contrast(case: Case) -> np.ndarray:
+        return case.truth.std(axis=(1, 2)) / case.truth.mean(axis=(1, 2))
+
+    assert contrast(thin).min() < 0.5 * contrast(whole).min()
