@@ -335,9 +335,74 @@ def _report(results, names, settings, epsilon, epsilons, model, *, title: str) -
         )
     if settings.stop_at == "even":
         _changes_where_even(results, names, settings)
+    _oracle(results, names, settings, every, model)
     if epsilons:
         _thresholds(results, names, epsilons, settings, every, model)
     return summary
+
+
+def _oracle_stops(scores: list[NDArray], every: NDArray, within_db: float) -> NDArray:
+    """Per seed: the fewest frames whose volume is within ``within_db`` of ``every`` (NaN: none)."""
+    stops = []
+    for curve, best in zip(scores, every, strict=True):
+        close = np.flatnonzero(np.nan_to_num(curve, nan=-np.inf) >= best - within_db)
+        stops.append(float(close[0] + 1) if close.size else np.nan)
+    return np.asarray(stops)
+
+
+def _oracle(results, names, settings, every, model, within_db: float = 0.5) -> None:
+    """The fewest frames any stop rule could take and be within ``within_db`` of every candidate.
+
+    Knowing the truth, per seed: the first frame count whose volume (the one
+    a scan stopping there ends with, where the rule may stop at all) is
+    within ``within_db`` dB of the every-candidate volume; the same for the
+    fixed scans.  A rule that reads only the volume cannot do better on a
+    seed, so the mean over seeds bounds the frames of any rule within
+    ``within_db`` on all of them; the 90 % column excuses the hardest tenth.
+    """
+    count = len(results[0]["policies"][names[0]]["psnr"])
+    n = len(results)
+    excused = n - int(np.ceil(0.9 * n))
+    print(
+        f"\nknowing the truth: the fewest frames within {within_db:g} dB of every candidate, "
+        f"per seed (stop at {settings.stop_at}; a z-sorted volume where measured, else as taken)"
+    )
+    print(f"{'scan':<12}{'frames':>7}{'range':>7}{'share':>7}{'all':>6}{'90 %':>7}  per seed")
+    rows = {}
+    for name in names:
+        curves = []
+        for row in results:
+            run = row["policies"][name]
+            curve = []
+            for m in range(1, count + 1):
+                planes = run["planes_um"][:m]
+                if settings.stop_at == "even" and not evenly_spaced(
+                    planes, min(run["planes_um"]), max(run["planes_um"])
+                ):
+                    curve.append(np.nan)
+                    continue
+                resorted = (
+                    _sorted_at(row, run, m)
+                    if sorts_by_z(settings.volume_order, m, model)
+                    else np.nan
+                )
+                curve.append(run["psnr"][m - 1] if np.isnan(resorted) else resorted)
+            curves.append(np.asarray(curve))
+        rows[name] = _oracle_stops(curves, every, within_db)
+    fixed = [
+        np.asarray([row["fixed"].get(str(m), np.nan) for m in range(1, count + 1)])
+        for row in results
+    ]
+    rows["fixed"] = _oracle_stops(fixed, every, within_db)
+    for name, stops in rows.items():
+        needed = np.where(np.isnan(stops), count, stops)
+        # the hardest tenth of the seeds excused: counted as stopped after one frame
+        bound = (np.sum(np.sort(needed)[: n - excused]) + excused) / n
+        print(
+            f"{name:<12}{np.mean(needed):>7.2f}{f'{needed.min():.0f}-{needed.max():.0f}':>7}"
+            f"{np.mean(needed) / count:>7.0%}{f'{int(np.sum(~np.isnan(stops)))}/{n}':>6}"
+            f"{bound:>7.2f}  " + " ".join("-" if np.isnan(s) else f"{s:.0f}" for s in stops)
+        )
 
 
 def _changes_where_even(results, names, settings) -> None:
