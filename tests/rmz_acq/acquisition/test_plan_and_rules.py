@@ -213,6 +213,8 @@ def test_defaults_come_from_the_model_in_python_as_on_the_command_line() -> None
     assert ScanSettings.for_model(beads).stop_at == "any"
     assert ScanSettings.for_model(beads).relative_to == "volume"
     assert ScanSettings.for_model(beads).relative_epsilon == 0.02
+    # eight candidates, fewer than the nine frames it was trained on: rebuilt sorted by z
+    assert ScanSettings.for_model(beads).volume_order == "z"
     assert ScanSettings.for_model("my-model").relative_epsilon == 0.1
     paper = ScanSettings.for_model(nuclei, epsilon=3.0, max_frames=None)
     assert paper.epsilon == 3.0 and paper.relative_epsilon is None and paper.max_frames is None
