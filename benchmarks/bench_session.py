@@ -4,7 +4,7 @@
     python benchmarks/bench_session.py memory  [--size 1024] [--planes 101] [--tile 0]
     python benchmarks/bench_session.py memory-table
     python benchmarks/bench_session.py batched [--size 2048] [--planes 101] [--budget-gib 4]
-                                               [--max-m 6]
+                                               [--max-m 6] [--model nuclei]
     python benchmarks/bench_session.py keepup [--planes 91] [--frame-ms 60]
     python benchmarks/bench_session.py seams   [--size 1024] [--planes 4] [--tile 512]
     python benchmarks/bench_session.py throughput [--size 256] [--planes 16]
@@ -35,7 +35,8 @@ keepup: per-frame update time at 256 x 256 and 1024 x 1024 against the time
         the microscope needs per frame, and the paper's 101 x 256 x 256
         three-frame volume.
 Uses the nuclei preset when installed, else a randomly initialised network
-of the same architecture (timings and memory do not depend on the weights).
+of the same architecture (timings and memory do not depend on the weights);
+``batched --model FILE`` measures other weights (a wider candidate).
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ from rmz_acq.model.weights import load_model
 from rmz_acq.session import ReconstructionSession
 
 
-def _model() -> RecurrentMZ:
+def _model(name: str = "nuclei") -> RecurrentMZ:
+    if name != "nuclei":  # weights the user named must load
+        return load_model(name).model
     try:
         return load_model("nuclei").model
     except Exception:
@@ -100,11 +103,13 @@ def memory(size: int, planes: int, tile: int | None = None) -> None:
     )
 
 
-def batched(size: int, planes: int, budget_gib: float, frames: int) -> None:
+def batched(
+    size: int, planes: int, budget_gib: float, frames: int, model_name: str = "nuclei"
+) -> None:
     """The volume a batch of planes at a time, sized for ``budget_gib`` of memory."""
     from rmz_acq.plane_batches import reconstruct_by_plane_batches
 
-    model = _model()
+    model = _model(model_name)
     grid = np.linspace(0, 18, planes)
     session = ReconstructionSession(model, grid)
     per_plane = session.state_nbytes_for(size, size) // planes
@@ -359,6 +364,9 @@ def main() -> None:
     parser.add_argument("--max-m", type=int, default=6)
     parser.add_argument("--tile", type=int, default=None)
     parser.add_argument("--frame-ms", type=float, default=60.0)
+    parser.add_argument(
+        "--model", default="nuclei", help="batched: a preset or a weights file (default nuclei)"
+    )
     args = parser.parse_args()
     if args.what == "cost":
         cost(args.size or 256, args.planes or 16, args.max_m)
@@ -367,7 +375,7 @@ def main() -> None:
     elif args.what == "memory-table":
         memory_table()
     elif args.what == "batched":
-        batched(args.size or 2048, args.planes or 101, args.budget_gib, args.max_m)
+        batched(args.size or 2048, args.planes or 101, args.budget_gib, args.max_m, args.model)
     elif args.what == "keepup":
         keepup(args.planes or 91, args.frame_ms)
     elif args.what == "architectures":
