@@ -166,6 +166,7 @@ class MicroscopeSummary:
     pixel_size_um: float
     image_shape: tuple[int, int]
     focus_limits_um: tuple[float, float] | None
+    bit_depth: int | None = None  # the camera's, where it reports one
 
 
 def summarize(core: CMMCorePlus, *, require_shutter: bool = True) -> MicroscopeSummary:
@@ -195,7 +196,11 @@ def summarize(core: CMMCorePlus, *, require_shutter: bool = True) -> MicroscopeS
             "preset (ConfigPixelSize / PixelSize_um lines) for the objective in use"
         )
     shape = (int(core.getImageHeight()), int(core.getImageWidth()))
-    return MicroscopeSummary(camera, focus, shutter, pixel, shape, focus_limits_um(core))
+    try:
+        bit_depth: int | None = int(core.getImageBitDepth()) or None
+    except RuntimeError:  # an adapter that cannot say: saturation is then found by its pile-up
+        bit_depth = None
+    return MicroscopeSummary(camera, focus, shutter, pixel, shape, focus_limits_um(core), bit_depth)
 
 
 def focus_limits_um(core: CMMCorePlus) -> tuple[float, float] | None:

@@ -17,6 +17,7 @@ from .io.outputs import check_output_file
 from .io.run_folder import FRAMES, REPORT, RunFiles, RunReport
 from .model.normalization import IntensityNormalization
 from .model.weights import LoadedModel, load_model
+from .saturation import camera_ceiling, warn_if_saturated
 from .session import PushResult, ReconstructionSession, compute_dtype
 
 __all__ = [
@@ -104,6 +105,7 @@ def read_frames(path: str | Path, z_override: Sequence[float] | None = None) -> 
             f"{path} carries no z positions (OME Plane PositionZ); give them with --z, "
             "e.g. --z 3,9,15"
         )
+    warn_if_saturated(stack.data, z, Path(path).name, camera_ceiling(None, stack.data.dtype))
     return FrameSet(stack.data.astype(np.float32), z, stack.pixel_size_um)
 
 

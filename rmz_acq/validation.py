@@ -36,6 +36,7 @@ from .io.jsonfile import write_json_file
 from .io.run_folder import REPORT, VOLUME
 from .model.weights import LoadedModel
 from .reconstruct import stack_normalization
+from .saturation import camera_ceiling, warn_if_saturated
 from .session import ReconstructionSession, compute_dtype
 
 __all__ = [
@@ -173,6 +174,8 @@ def check_stack(stack: ZStack, source: str) -> NDArray[np.float64]:
     z = np.asarray(stack.z_um, np.float64)
     if len(np.unique(np.round(z, 6))) != len(z):
         raise RmzError(f"{source} repeats a z position; a z-stack has one plane per z")
+    # a saturated plane is a poor ground truth and a poor input alike
+    warn_if_saturated(stack.data, z, source, camera_ceiling(None, stack.data.dtype))
     return z
 
 

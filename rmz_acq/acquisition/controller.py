@@ -53,6 +53,7 @@ from ..safety import (
     travel_limits,
     xy_travel_limits,
 )
+from ..saturation import camera_ceiling, find_saturation, saturation_note
 from ..session import PushResult, ReconstructionSession, compute_dtype
 from .completion import Completion
 from .judge import ScanJudge, Verdict
@@ -587,6 +588,11 @@ class AdaptiveScan:
         if self._completion is not None and self._completion.error is not None:
             raise self._completion.error
         self.events.frameAcquired.emit(AcquiredFrame(index, z, measured))
+        saturation = find_saturation(image, camera_ceiling(self.summary.bit_depth, image.dtype))
+        if saturation.worth_warning:
+            note = saturation_note(f"frame {index + 1} at z {measured:.3f} um", saturation)
+            with self._report_lock:
+                self.report.warnings.append(note)
         record = FrameRecord(
             index=index,
             commanded_z_um=z,
@@ -597,6 +603,7 @@ class AdaptiveScan:
             reconstruction_s=0.0,
             plane_score=choice.score,
             plane_reason=choice.why,
+            saturated_fraction=saturation.fraction,
         )
         with self._report_lock:
             self.report.frames.append(record)

@@ -33,7 +33,9 @@ class FrameRecord:
     ``"full grid"`` (a scan without decision planes, or an estimate too
     near the threshold to trust, `ScanSettings.decision_margin`).
     ``plane_score`` and ``plane_reason`` say why the next-plane policy
-    chose this frame's plane.
+    chose this frame's plane.  ``saturated_fraction`` is the share of the
+    frame's pixels at the camera's largest count or clipped flat
+    (`rmz_acq.saturation`); a scan warns where it reaches 0.01 %.
     """
 
     index: int
@@ -49,6 +51,7 @@ class FrameRecord:
     decided_on: str | None = None  # "decision planes" or "full grid"
     plane_score: float | None = None
     plane_reason: str | None = None
+    saturated_fraction: float | None = None
 
 
 @dataclass

@@ -139,6 +139,7 @@ def acquire(
     from ..errors import AcquisitionError
     from ..hardware import load_core
     from ..model.weights import load_model
+    from ..saturation import WARN_FRACTION
     from ..session import compute_dtype
     from ..zgrid import parse_z_list, parse_z_range
 
@@ -298,6 +299,13 @@ def acquire(
                 f"{r.decision_s or 0:.2f} s",
                 err=True,
             )
+            if (r.saturated_fraction or 0.0) >= WARN_FRACTION:
+                typer.echo(
+                    f"warning: frame {r.index + 1} is saturated ({r.saturated_fraction:.2%} of "
+                    "its pixels): the volume near it is unreliable; lower the exposure, gain "
+                    "or light power (report.json has the details)",
+                    err=True,
+                )
 
         scan.events.decisionMade.connect(show)
         from ..preview.snapshots import PreviewWriter
