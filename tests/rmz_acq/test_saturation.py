@@ -89,7 +89,8 @@ def test_a_scan_records_saturated_frames_and_warns(
     output = np.round(np.arange(0.0, 4.01, 0.25), 6)
     plan = ScanPlan.build(output, candidates_um=[0.5, 2.5])
     runs = {}
-    for name, extra in (("clean", {}), ("bright", {"Camera__BitDepth": 12, "Camera__Exposure": 200})):
+    bright_camera = {"Camera__BitDepth": 12, "Camera__Exposure": 200}
+    for name, extra in (("clean", {}), ("bright", bright_camera)):
         core = load_core(make_config(**SMALL_BEADS, **extra))
         scan = AdaptiveScan(core, tiny_model, plan, ScanSettings(epsilon=0.0), tmp_path / name)
         scan.run()
