@@ -106,7 +106,7 @@ def saturation_note(what: str, found: Saturation) -> str:
 
 def warn_if_saturated(
     frames: Sequence[NDArray[np.number]] | NDArray[np.number],
-    z_um: Sequence[float],
+    z_um: Sequence[float] | NDArray[np.floating],
     source: str,
     ceiling: float | None = None,
 ) -> list[Saturation]:
