@@ -17,7 +17,13 @@ from numpy.typing import NDArray
 
 from .projections import render_orthoviews
 
-__all__ = ["FramePoint", "judged_change", "render_preview", "write_preview"]
+__all__ = [
+    "FramePoint",
+    "judged_change",
+    "render_preview",
+    "saturated_frames",
+    "write_preview",
+]
 
 # Matplotlib is not thread-safe (its mathtext parser keeps shared state), and
 # a preview is drawn on two threads at once: the viewer's on the GUI thread
@@ -48,6 +54,20 @@ def judged_change(frame: FramePoint, *, absolute: bool) -> float | None:
     name = "frobenius_change" if absolute else "relative_change"
     judged = getattr(frame, f"decision_{name}", None)
     return judged if judged is not None else getattr(frame, name)
+
+
+def saturated_frames(frames: Sequence[FramePoint]) -> list[tuple[int, float]]:
+    """(M, z) of the frames saturated enough to warn about (`rmz_acq.saturation`).
+
+    Frames without a ``saturated_fraction`` (older reports) count as not saturated.
+    """
+    from ..saturation import WARN_FRACTION
+
+    return [
+        (f.index + 1, f.measured_z_um)
+        for f in frames
+        if (getattr(f, "saturated_fraction", None) or 0.0) >= WARN_FRACTION
+    ]
 
 
 def render_preview(
@@ -108,6 +128,10 @@ def _convergence_chart(
         order.plot(
             [f.index + 1 for f in frames], [f.measured_z_um for f in frames], "s:", color="C2"
         )
+    saturated = saturated_frames(frames)
+    if saturated:
+        order.plot(*zip(*saturated, strict=True), "X", color="C3", ms=9, label="saturated")
+        order.legend(fontsize=7)
     order.set_ylabel("z of frame (um)", fontsize=8)
     order.set_xlabel("frames M")
     order.grid(alpha=0.3)

@@ -9,7 +9,7 @@ from matplotlib.image import imread
 from rmz_acq.acquisition.controller import VolumeUpdate
 from rmz_acq.acquisition.report import FrameRecord
 from rmz_acq.preview.projections import MARK_COLOUR, render_orthoviews
-from rmz_acq.preview.render import judged_change
+from rmz_acq.preview.render import judged_change, render_preview, saturated_frames
 from rmz_acq.preview.snapshots import SnapshotWriter
 
 PLANES = np.round(np.arange(0, 4.01, 0.2), 6)  # 21 planes, z scale 2 at 0.1 um pixels
@@ -68,3 +68,21 @@ def test_the_curve_shows_the_change_the_rule_judged() -> None:
     assert judged_change(older, absolute=False) == 0.05
     absolute = replace(_record(1, 1.0, None), frobenius_change=3.0, decision_frobenius_change=2.0)
     assert judged_change(absolute, absolute=True) == 2.0
+
+
+def test_saturated_frames_are_marked_in_the_preview() -> None:
+    frames = [
+        replace(_record(0, 1.0, None), saturated_fraction=0.0),
+        replace(_record(1, 3.0, 1.0), saturated_fraction=0.004),  # worth a warning
+        replace(_record(2, 2.0, 0.5), saturated_fraction=1e-6),  # one hot pixel
+        _record(3, 0.5, 0.2),  # an older report: nothing known
+    ]
+    assert saturated_frames(frames) == [(2, 3.01)]  # M, measured z
+    marked = render_preview(
+        _volume(), PLANES, 0.1, frames, epsilon=0.1, relative_epsilon=None, title="t"
+    )
+    plain = render_preview(
+        _volume(), PLANES, 0.1, [replace(f, saturated_fraction=0.0) for f in frames],
+        epsilon=0.1, relative_epsilon=None, title="t",
+    )  # fmt: skip
+    assert marked.shape == plain.shape and np.any(marked != plain)
