@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import torch
 from .acquisition.plan import SCAN_DEFAULTS_KEY, ScanPlan, scan_defaults
 from .acquisition.settings import ScanSettings
 from .acquisition.stop_rules import replayed_stop
-from .errors import RmzError
+from .errors import DataWarning, RmzError
 from .evaluation.noise import noise_free_means
 from .evaluation.report import evaluate_arrays
 from .io import ZStack
@@ -38,7 +39,7 @@ from .model.weights import LoadedModel, load_model, save_weights
 from .session import ReconstructionSession
 from .training.conditions import ImagingConditions
 from .training.data import StackVolume
-from .validation import check_stack, stack_noise_ceiling, validate_stack
+from .validation import check_stack, stack_noise_ceiling, stack_saturation_note, validate_stack
 
 __all__ = [
     "FINE_TUNE_LEARNING_RATE",
@@ -241,6 +242,9 @@ class Calibration:
 def split_stack(stack: ZStack, source: str) -> tuple[StackVolume, StackVolume]:
     """(training part, held-out strip) of one stack, planes sorted by z."""
     z = check_stack(stack, source)
+    saturated = stack_saturation_note(stack, source)
+    if saturated is not None:
+        warnings.warn(saturated, DataWarning, stacklevel=2)
     order = np.argsort(z)
     data = np.asarray(stack.data, np.float32)[order]
     width = data.shape[2]

@@ -40,6 +40,7 @@ __all__ = [
     "Saturation",
     "camera_ceiling",
     "find_saturation",
+    "saturated_planes_note",
     "saturation_note",
     "warn_if_saturated",
 ]
@@ -104,6 +105,22 @@ def saturation_note(what: str, found: Saturation) -> str:
     )
 
 
+def saturated_planes_note(
+    found: Sequence[Saturation], z_um: Sequence[float] | NDArray[np.floating], source: str
+) -> str | None:
+    """One line naming the planes in ``found`` saturated beyond `WARN_FRACTION` (None: none)."""
+    bad = [(float(z), s) for z, s in zip(z_um, found, strict=True) if s.worth_warning]
+    if not bad:
+        return None
+    worst_z, worst = max(bad, key=lambda pair: pair[1].fraction)
+    where = ", ".join(f"{z:g}" for z, _ in bad[:6]) + (", ..." if len(bad) > 6 else "")
+    return saturation_note(
+        f"{source}: {len(bad)} of {len(found)} planes saturated (z {where} um); "
+        f"the worst, at z {worst_z:g} um",
+        worst,
+    )
+
+
 def warn_if_saturated(
     frames: Sequence[NDArray[np.number]] | NDArray[np.number],
     z_um: Sequence[float] | NDArray[np.floating],
@@ -115,17 +132,7 @@ def warn_if_saturated(
     Returns each frame's `Saturation`; ``source`` names the file in the message.
     """
     found = [find_saturation(f, ceiling) for f in frames]
-    bad = [(float(z), s) for z, s in zip(z_um, found, strict=True) if s.worth_warning]
-    if bad:
-        worst_z, worst = max(bad, key=lambda pair: pair[1].fraction)
-        where = ", ".join(f"{z:g}" for z, _ in bad[:6]) + (", ..." if len(bad) > 6 else "")
-        warnings.warn(
-            saturation_note(
-                f"{source}: {len(bad)} of {len(found)} planes saturated (z {where} um); "
-                f"the worst, at z {worst_z:g} um",
-                worst,
-            ),
-            DataWarning,
-            stacklevel=2,
-        )
+    note = saturated_planes_note(found, z_um, source)
+    if note is not None:
+        warnings.warn(note, DataWarning, stacklevel=2)
     return found

@@ -36,7 +36,7 @@ from .io.jsonfile import write_json_file
 from .io.run_folder import REPORT, VOLUME
 from .model.weights import LoadedModel
 from .reconstruct import stack_normalization
-from .saturation import camera_ceiling, warn_if_saturated
+from .saturation import camera_ceiling, find_saturation, saturated_planes_note
 from .session import ReconstructionSession, compute_dtype
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "Validation",
     "check_stack",
     "stack_noise_ceiling",
+    "stack_saturation_note",
     "validate_stack",
     "write_validation",
 ]
@@ -174,9 +175,17 @@ def check_stack(stack: ZStack, source: str) -> NDArray[np.float64]:
     z = np.asarray(stack.z_um, np.float64)
     if len(np.unique(np.round(z, 6))) != len(z):
         raise RmzError(f"{source} repeats a z position; a z-stack has one plane per z")
-    # a saturated plane is a poor ground truth and a poor input alike
-    warn_if_saturated(stack.data, z, source, camera_ceiling(None, stack.data.dtype))
     return z
+
+
+def stack_saturation_note(stack: ZStack, source: str) -> str | None:
+    """A line naming the stack's saturated planes (`rmz_acq.saturation`), or None.
+
+    A saturated plane is a poor ground truth and a poor input alike.
+    """
+    ceiling = camera_ceiling(None, stack.data.dtype)
+    found = [find_saturation(plane, ceiling) for plane in stack.data]
+    return saturated_planes_note(found, np.asarray(stack.z_um, np.float64), source)
 
 
 def _snap(candidates: tuple[float, ...], planes: NDArray[np.float64]) -> list[float]:
@@ -214,6 +223,9 @@ def validate_stack(
     truth = np.asarray(stack.data, np.float32)[order]
     pixel = stack.pixel_size_um or float(model.conditions.get("pixel_size_um", 0.1))
     notes = []
+    saturated = stack_saturation_note(stack, source)
+    if saturated is not None:
+        notes.append(saturated)
     if stack.pixel_size_um is None:
         notes.append(f"the stack states no pixel size; taken as the model's {pixel:g} um")
     settings = settings or ScanSettings.for_model(model, precision=precision)

@@ -15,6 +15,7 @@ from pymmcore_plus import CMMCorePlus
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings
 from rmz_acq.acquisition.stop_rules import evenly_spaced
 from rmz_acq.calibration import HeldOutScore, StopChoice, calibrate, split_stack
+from rmz_acq.errors import DataWarning
 from rmz_acq.hardware import load_core
 from rmz_acq.io import ZStack, read_zstack, write_zstack
 from rmz_acq.model.network import RecurrentMZ
@@ -430,3 +431,27 @@ def test_validate_a_stack_whose_z_are_not_round(weights: Path, policy: str) -> N
     for z in result.planes_taken_um:
         assert np.min(np.abs(planes - z)) == 0.0  # exactly a plane of the stack
     assert len(set(result.planes_taken_um)) == len(result.planes_taken_um)
+
+
+def test_a_saturated_stack_is_noted_in_the_validation(weights: Path) -> None:
+    """A stack clipped at 255 in two planes: the validation says which (a poor ground truth)."""
+    planes = np.arange(0.0, 4.01, 0.5)
+    rng = np.random.default_rng(4)
+    data = (30 + 20 * rng.random((len(planes), 40, 40))).astype(np.uint8)
+    data[4:6, 10:20, 10:20] = 255  # a bright object clipped at 2.0 and 2.5 um
+    result = validate_stack(ZStack(data=data, z_um=planes, pixel_size_um=0.1), load_model(weights))
+    notes = [n for n in result.notes if "saturated" in n]
+    assert len(notes) == 1 and "2 of 9 planes saturated (z 2, 2.5 um)" in notes[0]
+    assert "6.25% of its pixels (100) are saturated at 255" in notes[0]
+    assert notes[0] in result.to_json()["notes"]
+    clean = (30 + 20 * rng.random((len(planes), 40, 40))).astype(np.uint8)
+    result = validate_stack(ZStack(data=clean, z_um=planes, pixel_size_um=0.1), load_model(weights))
+    assert not any("saturated" in n for n in result.notes)
+
+
+def test_calibrating_on_a_saturated_stack_warns() -> None:
+    planes = np.arange(0.0, 4.01, 0.5)
+    data = np.full((len(planes), 64, 64), 40, np.uint8) + np.arange(64, dtype=np.uint8)
+    data[3, 5:15, 5:15] = 255
+    with pytest.warns(DataWarning, match=r"1 of 9 planes saturated \(z 1.5 um\)"):
+        split_stack(ZStack(data=data, z_um=planes, pixel_size_um=0.1), "stack.ome.tif")
