@@ -113,6 +113,8 @@ def saturated_planes_note(
     if not bad:
         return None
     worst_z, worst = max(bad, key=lambda pair: pair[1].fraction)
+    if len(bad) == 1:
+        return saturation_note(f"{source}, the plane at z {worst_z:g} um", worst)
     where = ", ".join(f"{z:g}" for z, _ in bad[:6]) + (", ..." if len(bad) > 6 else "")
     return saturation_note(
         f"{source}: {len(bad)} of {len(found)} planes saturated (z {where} um); "

@@ -74,7 +74,7 @@ def test_camera_ceiling() -> None:
 def test_reading_a_saturated_file_warns_and_names_the_plane(tmp_path: Path) -> None:
     frames = np.stack([(_noisy(seed=2) // 40).astype(np.uint8), _clipped_8bit()])
     path = write_zstack(tmp_path / "frames.ome.tif", frames, [3.0, 9.0], 0.1)
-    with pytest.warns(DataWarning, match=r"1 of 2 planes saturated \(z 9 um\).*at 255"):
+    with pytest.warns(DataWarning, match=r"frames.ome.tif, the plane at z 9 um: .*at 255"):
         read_frames(path)
     path = write_zstack(tmp_path / "clean.ome.tif", frames[:1], [3.0], 0.1)
     with warnings.catch_warnings():

@@ -453,5 +453,5 @@ def test_calibrating_on_a_saturated_stack_warns() -> None:
     planes = np.arange(0.0, 4.01, 0.5)
     data = np.full((len(planes), 64, 64), 40, np.uint8) + np.arange(64, dtype=np.uint8)
     data[3, 5:15, 5:15] = 255
-    with pytest.warns(DataWarning, match=r"1 of 9 planes saturated \(z 1.5 um\)"):
+    with pytest.warns(DataWarning, match=r"stack.ome.tif, the plane at z 1.5 um: 2.44% of"):
         split_stack(ZStack(data=data, z_um=planes, pixel_size_um=0.1), "stack.ome.tif")
