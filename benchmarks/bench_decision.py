@@ -61,12 +61,15 @@ def _push_time(session: ReconstructionSession, frames: list[np.ndarray]) -> floa
     return statistics.median(times[1:])
 
 
-def latency(sizes: list[int], n_planes: int) -> None:
-    model = load_model("nuclei")
+def latency(sizes: list[int], n_planes: int, weights: str = "nuclei") -> None:
+    model = load_model(weights)
     planes = np.round(np.linspace(0.0, 18.0, n_planes), 6)
     subset = planes[decision_plane_indices(n_planes)]
     rng = np.random.default_rng(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {n_planes} planes")
+    print(
+        f"{model.name} ({model.sha256[:8]}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {n_planes} planes"
+    )
     print(f"{'frame':>11}{'full push s':>13}{'decision s':>12}{'ratio':>8}")
     for size in sizes:
         frames = [(300 + 200 * rng.random((size, size))).astype(np.float32) for _ in range(4)]
@@ -178,9 +181,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--seeds", default="200:203", help="FIRST:STOP (STOP excluded)")
+    parser.add_argument(
+        "--model", default="nuclei", help="latency: a preset or weights file (default nuclei)"
+    )
     args = parser.parse_args()
     if args.what == "latency":
-        latency([int(s) for s in args.sizes.split(",")], args.planes)
+        latency([int(s) for s in args.sizes.split(",")], args.planes, args.model)
     elif args.what == "stops":
         first, stop = (int(v) for v in args.seeds.split(":"))
         stops(args.size, range(first, stop))
