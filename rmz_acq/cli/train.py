@@ -197,6 +197,15 @@ def train(
             "together, as `reconstruct` scales a z-stack, instead of the first frame's.",
         ),
     ] = _DEFAULT.stack_statistics_fraction,
+    saturated_fraction: Annotated[
+        float,
+        typer.Option(
+            "--saturated-fraction",
+            help="Share of training sequences (0-1) clipped at a camera ceiling that 0.01-2 % "
+            "of their input pixels reach, frames and targets alike, so that an overexposed "
+            "stack's clipped plateaus are carried between planes rather than dimmed.",
+        ),
+    ] = _DEFAULT.saturated_fraction,
     order_consistency: Annotated[
         float,
         typer.Option(
@@ -305,6 +314,7 @@ def train(
             input_plane_fraction=input_plane_fraction,
             intensity_jitter=intensity_jitter,
             stack_statistics_fraction=stack_statistics_fraction,
+            saturated_fraction=saturated_fraction,
             order_consistency=order_consistency,
             precision=cast(Literal["float32", "bfloat16"], compute_name(precision)),
             seed=seed,

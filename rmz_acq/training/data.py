@@ -62,6 +62,7 @@ __all__ = [
     "load_stack_volumes",
     "make_simulated_volume",
     "other_order",
+    "saturation_ceiling",
 ]
 
 
@@ -420,6 +421,19 @@ class Batch:
     pairs: bool = False  # entries 2k and 2k + 1: the same frames and target, two orders
 
 
+# The share of a clipped sequence's input pixels at the ceiling: drawn log-uniformly
+# (a few hot spots to a soma clipped over a wide area, as the flowdec neuron's 0.5 %)
+SATURATED_SHARE = (1e-4, 2e-2)
+
+
+def saturation_ceiling(frames: Sequence[NDArray[np.floating]], rng: np.random.Generator) -> float:
+    """A camera ceiling that a random share (`SATURATED_SHARE`) of ``frames``' pixels reach."""
+    lo, hi = np.log(SATURATED_SHARE)
+    share = float(np.exp(rng.uniform(lo, hi)))
+    pixels = np.concatenate([np.ravel(f) for f in frames])
+    return float(np.quantile(pixels, 1.0 - share))
+
+
 def jitter_normalization(
     norm: IntensityNormalization, factor: float, rng: np.random.Generator
 ) -> IntensityNormalization:
@@ -452,7 +466,10 @@ class TrainingSampler:
     (None: every M above 4 as likely as M = 4; see `m_weights`);
     ``stack_statistics_fraction`` is the share of sequences normalised by all
     their frames together (`IntensityNormalization.from_frames`), as a z-stack
-    is reconstructed; with ``order_pairs`` every target is followed by the
+    is reconstructed; ``saturated_fraction`` the share of sequences whose
+    frames and targets are clipped at a ceiling some of their input pixels
+    reach (`saturation_ceiling`), as an overexposed camera records them; with
+    ``order_pairs`` every target is followed by the
     same frames in another order (`Batch.pairs`), for a loss that asks both
     orders for the same plane.
     """
@@ -472,6 +489,7 @@ class TrainingSampler:
     input_plane_fraction: float = 0.0
     intensity_jitter: float = 1.0
     stack_statistics_fraction: float = 0.0
+    saturated_fraction: float = 0.0
     order_pairs: bool = False
 
     def __post_init__(self) -> None:
@@ -616,6 +634,11 @@ class TrainingSampler:
             if isinstance(volume, StackVolume):
                 z_in = [volume.snap_z(z) for z in z_in]
             raw = [volume.frame(z, rng) for z in z_in]
+            ceiling = np.inf
+            # drawn only when asked for, so that runs without it keep their batches
+            if self.saturated_fraction > 0 and rng.random() < self.saturated_fraction:
+                ceiling = saturation_ceiling(raw, rng)
+                raw = [np.minimum(f, ceiling) for f in raw]
             if rng.random() < self.stack_statistics_fraction:
                 norm = IntensityNormalization.from_frames(raw, method=self.intensity)
             else:
@@ -635,7 +658,7 @@ class TrainingSampler:
                 else:
                     z_out = self._target_z(volume, crop, z_in, rng)
                 dpm = [z_out - z for z in z_in]
-                target = norm.apply(volume.target(z_out)[crop])[None]
+                target = norm.apply(np.minimum(volume.target(z_out)[crop], ceiling))[None]
                 frames.append(inputs)
                 dpms.append(dpm)
                 targets.append(target)

@@ -118,6 +118,14 @@ class TrainingSettings(BaseModel):
         description="training only: share of sequences normalised by all their frames' "
         "statistics together, as a z-stack is reconstructed, instead of the first frame's",
     )
+    saturated_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="training only: share of sequences whose frames and targets are clipped "
+        "at a camera ceiling that 0.01-2 % of the input pixels reach, as an overexposed "
+        "real stack is (`saturation_ceiling`)",
+    )
     order_consistency: float = Field(
         0.0,
         ge=0,

@@ -453,6 +453,7 @@ def _train(
         input_plane_fraction=settings.input_plane_fraction,
         intensity_jitter=settings.intensity_jitter,
         stack_statistics_fraction=settings.stack_statistics_fraction,
+        saturated_fraction=settings.saturated_fraction,
         order_pairs=pairs,
     )
     cases = _validation_set(validation_volumes, conditions.input_spacing_um, settings.intensity)

@@ -17,6 +17,7 @@ from rmz_acq.model.normalization import IntensityNormalization
 from rmz_acq.model.weights import load_model, save_weights
 from rmz_acq.reconstruct import FrameSet, reconstruct_frames
 from rmz_acq.session import ReconstructionSession
+from rmz_acq.training import trainer as trainer_module
 from rmz_acq.training.conditions import ImagingConditions
 from rmz_acq.training.trainer import TrainingSettings, train
 from tests.rmz_acq.test_cli_stack import rmz_acq
@@ -207,12 +208,29 @@ def test_adversarial_training_resumes_exactly_and_changes_the_weights(tmp_path: 
     assert log[-1]["discriminator"] > 0 and log[-1]["adversarial"] > 0
 
 
-def test_order_consistency_and_stack_statistics_train_and_log_the_gap(tmp_path: Path) -> None:
+def test_order_consistency_and_stack_statistics_train_and_log_the_gap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     conditions, plain = _tiny_training()
     settings = plain.model_copy(
-        update={"order_consistency": 3.0, "stack_statistics_fraction": 0.5, "max_inputs": 3}
+        update={
+            "order_consistency": 3.0,
+            "stack_statistics_fraction": 0.5,
+            "saturated_fraction": 0.5,
+            "max_inputs": 3,
+        }
     )
+    samplers: list[trainer_module.TrainingSampler] = []
+
+    class Recorded(trainer_module.TrainingSampler):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            samplers.append(self)
+
+    monkeypatch.setattr(trainer_module, "TrainingSampler", Recorded)
     paired = train(tmp_path / "a", conditions, settings, name="t")
+    # the training-only shares reach the batches
+    assert samplers[0].saturated_fraction == 0.5 and samplers[0].stack_statistics_fraction == 0.5
     without = train(tmp_path / "b", conditions, plain, name="t")
     assert paired.weights and without.weights
     a = load_model(paired.weights).model.state_dict()

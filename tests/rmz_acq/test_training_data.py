@@ -8,7 +8,13 @@ import torch
 
 from rmz_acq.errors import RmzError
 from rmz_acq.model.normalization import IntensityNormalization
-from rmz_acq.training.data import StackVolume, TrainingSampler, other_order
+from rmz_acq.training.data import (
+    SATURATED_SHARE,
+    StackVolume,
+    TrainingSampler,
+    other_order,
+    saturation_ceiling,
+)
 
 
 def _stack_with_one_sharp_plane(sharp: int = 7) -> StackVolume:
@@ -378,6 +384,36 @@ def test_stack_statistics_normalise_by_all_frames() -> None:
             np.testing.assert_allclose(
                 frames.numpy(), np.stack([scaled.apply(f) for f in raw[:m]]), rtol=1e-5, atol=1e-5
             )
+
+
+def test_saturation_ceiling_clips_a_share_within_its_bounds() -> None:
+    rng = np.random.default_rng(3)
+    frames = [rng.gamma(2.0, 50.0, (64, 64)) for _ in range(3)]
+    pixels = np.concatenate([f.ravel() for f in frames])
+    for seed in range(20):
+        ceiling = saturation_ceiling(frames, np.random.default_rng(seed))
+        share = np.mean(pixels >= ceiling)
+        assert SATURATED_SHARE[0] * 0.5 <= share <= SATURATED_SHARE[1] * 1.05
+
+
+def test_saturated_sequences_clip_frames_and_targets_at_one_ceiling() -> None:
+    """A clipped sequence's targets never pass the ceiling its frames reach."""
+    volume = _stack_with_one_sharp_plane()
+    kwargs = dict(crop_px=64, items=4, targets_per_item=2, max_inputs=3, intensity="triangle")
+    clipped = TrainingSampler([volume], 1.5, saturated_fraction=1.0, **kwargs)  # type: ignore[arg-type]
+    plain = TrainingSampler([volume], 1.5, **kwargs)  # type: ignore[arg-type]
+
+    def above_frames(sampler: TrainingSampler, seed: int) -> int:
+        """Targets brighter than every frame of their sequence."""
+        batch = sampler.sample(np.random.default_rng(seed))
+        return sum(
+            int(target.max() > frames.max() + 1e-5)
+            for frames, target in zip(batch.frames, batch.targets, strict=True)
+        )
+
+    # unclipped, targets at the sharp plane outshine frames taken away from it
+    assert sum(above_frames(plain, seed) for seed in range(6)) > 0
+    assert sum(above_frames(clipped, seed) for seed in range(6)) == 0
 
 
 def test_order_pairs_hold_each_sequence_in_two_orders() -> None:
