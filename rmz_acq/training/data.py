@@ -48,6 +48,7 @@ from .settings import LONG_FROM, OpticsVariety, SampleVariety
 
 __all__ = [
     "LONG_FROM",
+    "SATURATED_SHARE",
     "Batch",
     "OpticsVariety",
     "SampleVariety",
