@@ -3,8 +3,9 @@
     python benchmarks/bench_next_plane.py --sample worm|beads|FAMILY [--seeds 200:220] [--size 128]
         [--policies bisection,even,structure,settle] [--model PRESET_OR_FILE] [--json OUT]
         [--candidate-step UM] [--relative-epsilon E] [--epsilons 0.03,0.02]
-        [--stop-at any|even] [--volume-order as-taken|z] [--fixed-m 3,5,9,17]
-    python benchmarks/bench_next_plane.py --read OUT.json [--stop-at ...] [--epsilons ...]
+        [--stop-at any|even] [--min-frames N] [--volume-order as-taken|z] [--fixed-m 3,5,9,17]
+    python benchmarks/bench_next_plane.py --read OUT.json [--stop-at ...] [--min-frames N]
+        [--epsilons ...]
 
 For each sample seed the simulated microscope takes the mechanical stack of
 every output plane (the truth), then one frame at every plane a policy may
@@ -34,7 +35,8 @@ evenly spaced (`rmz_acq.acquisition.stop_rules.evenly_spaced`); with
 ``--volume-order z`` the score at a stop is that of the frames taken,
 pushed sorted by z (as a scan with that setting builds its final volume;
 the fixed scan's own score when the planes are the fixed scan's).
-``--read OUT.json`` prints the tables again from a run's ``--json``
+``--min-frames N``: the rule is not heard before N frames (default: the
+preset's; `nuclei` 9).  ``--read OUT.json`` prints the tables again from a run's ``--json``
 output, with these settings and thresholds, without scanning.
 ``--fixed-m 3,5,9,17`` scans only those fixed sizes (a third of the
 time with 17 candidates); stops at other M then have no fixed scan to
@@ -454,6 +456,9 @@ def main() -> None:
     )
     parser.add_argument("--stop-at", choices=STOP_AT, default=None, help="default: the preset's")
     parser.add_argument(
+        "--min-frames", type=int, default=None, help="the rule's earliest stop (default: preset's)"
+    )
+    parser.add_argument(
         "--fixed-m",
         default="",
         help="fixed scans of these sizes only, e.g. 3,5,9,17 (default: every M from 2)",
@@ -476,6 +481,7 @@ def main() -> None:
         stop_at=args.stop_at,
         volume_order=args.volume_order,
         relative_to=args.relative_to,
+        min_frames=args.min_frames,
     )
     epsilon = settings.relative_epsilon
     assert epsilon is not None

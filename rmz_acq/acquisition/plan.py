@@ -52,6 +52,7 @@ class ScanDefaults(NamedTuple):
     stop_at: str = "any"  # where convergence may end the scan (`stop_rules.STOP_AT`)
     volume_order: str = "as-taken"  # the order the final volume is built in (`FRAME_ORDERS`)
     relative_to: str = "volume"  # what the relative change divides by (`stop_rules.RELATIVE_TO`)
+    min_frames: int = 2  # the rule is not heard before this many frames
 
 
 # benchmarks/bench_stopping.py (see the README, "Benchmarks"): the candidate
@@ -60,7 +61,9 @@ PRESET_SCAN_DEFAULTS = {
     # benchmarks/bench_next_plane.py, held-out worms and six other structure families
     # (docs/benchmarks.md, "One threshold for many specimens"): candidates every 0.75 um
     # in sweeps, the rule heard only when a sweep is complete (3, 5, 9, 17 frames), the
-    # change relative to structure and noise, the volume then that of the fixed z-stack
+    # change relative to structure and noise, the volume then that of the fixed z-stack;
+    # heard first after nine frames: five-frame stops of held-out families ended 1-1.5 dB
+    # short of every candidate (docs/benchmarks.md, "Not before nine frames")
     "nuclei": ScanDefaults(
         candidate_step_fraction=0.125,
         relative_epsilon=0.33,
@@ -68,6 +71,7 @@ PRESET_SCAN_DEFAULTS = {
         stop_at="even",
         volume_order="z",
         relative_to="structure-noise",
+        min_frames=9,
     ),
     # benchmarks/bench_next_plane.py, held-out bead samples (docs/benchmarks.md, "What any
     # stop rule could do on beads"): the volume at the stop rebuilt sorted by z, 0.09-0.16 dB

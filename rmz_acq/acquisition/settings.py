@@ -135,7 +135,8 @@ class ScanSettings(BaseModel):
         where the rule may stop and the order of the final volume
         (`scan_defaults`) unless ``overrides`` give ``epsilon`` (the
         paper's absolute rule), ``relative_epsilon``, ``next_plane``,
-        ``stop_at``, ``relative_to`` or ``volume_order``; anything else in ``overrides`` is a
+        ``stop_at``, ``relative_to``, ``volume_order`` or ``min_frames`` (at most
+        ``max_frames`` when only that is given); anything else in ``overrides`` is a
         field.  An override of ``None`` means "not given" (as an unset
         command-line flag): to decide on the full grid, set
         ``decision_planes=None`` on the result (``settings.model_copy(update=...)``).
@@ -146,6 +147,12 @@ class ScanSettings(BaseModel):
         given.setdefault("stop_at", defaults.stop_at)
         given.setdefault("volume_order", defaults.volume_order)
         given.setdefault("relative_to", defaults.relative_to)
+        # A frame limit below the model's minimum lowers the minimum: the user
+        # asked for at most that many frames.
+        limit = given.get("max_frames")
+        given.setdefault(
+            "min_frames", defaults.min_frames if limit is None else min(defaults.min_frames, limit)
+        )
         if "epsilon" in given:
             given.setdefault("relative_epsilon", None)
         else:

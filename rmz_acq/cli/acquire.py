@@ -61,7 +61,14 @@ def acquire(
         typer.Option("--epsilon", help="Stop when ||V_M - V_(M-1)||_F <= this (input units)."),
     ] = None,
     relative_epsilon: RelativeEpsilon = None,
-    min_frames: Annotated[int, typer.Option("--min-frames")] = 2,
+    min_frames: Annotated[
+        int | None,
+        typer.Option(
+            "--min-frames",
+            help="The rule is not heard before this many frames (default: the model's; "
+            "nuclei 9, beads 2).",
+        ),
+    ] = None,
     decision_margin: Annotated[
         float | None,
         typer.Option(

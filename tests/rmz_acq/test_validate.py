@@ -333,6 +333,7 @@ def test_calibrated_weights_scan_as_their_preset_unless_they_store_their_own(
     assert settings.relative_epsilon == ScanSettings.for_model(preset).relative_epsilon
     assert settings.next_plane == ScanSettings.for_model(preset).next_plane == "sweeps"
     assert settings.stop_at == "even" and settings.volume_order == "z"
+    assert settings.min_frames == ScanSettings.for_model(preset).min_frames == 9
     assert ScanPlan.for_model(older).candidates_um == ScanPlan.for_model(preset).candidates_um
     # stored defaults win; the command line still overrides them
     stored = {"candidate_step_fraction": 0.25, "relative_epsilon": 0.02, "next_plane": "even"}
@@ -342,6 +343,7 @@ def test_calibrated_weights_scan_as_their_preset_unless_they_store_their_own(
     # stored before stop_at and volume_order existed: they default to the old behaviour
     assert ScanSettings.for_model(mine).stop_at == "any"
     assert ScanSettings.for_model(mine).volume_order == "as-taken"
+    assert ScanSettings.for_model(mine).min_frames == 2
     assert ScanSettings.for_model(mine, relative_epsilon=0.2).relative_epsilon == 0.2
     broken = load_model(weights("broken", **{SCAN_DEFAULTS_KEY: "{not json"}))
     with pytest.raises(RmzError, match="unreadable scan defaults"):

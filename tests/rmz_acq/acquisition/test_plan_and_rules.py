@@ -210,6 +210,14 @@ def test_defaults_come_from_the_model_in_python_as_on_the_command_line() -> None
     assert default.relative_epsilon == 0.33 and default.next_plane == "sweeps"
     assert default.stop_at == "even" and default.volume_order == "z"
     assert default.relative_to == "structure-noise"
+    # the rule is first heard after the nine-frame sweep; a lower frame limit
+    # lowers that, and both can be given
+    assert default.min_frames == 9 and ScanSettings.for_model(beads).min_frames == 2
+    assert ScanSettings.for_model(nuclei, max_frames=5).min_frames == 5
+    assert ScanSettings.for_model(nuclei, max_frames=12).min_frames == 9
+    assert ScanSettings.for_model(nuclei, min_frames=3, max_frames=5).min_frames == 3
+    with pytest.raises(ValueError, match="below min_frames"):
+        ScanSettings.for_model(nuclei, min_frames=6, max_frames=5)
     assert ScanSettings.for_model(beads).stop_at == "any"
     assert ScanSettings.for_model(beads).relative_to == "volume"
     assert ScanSettings.for_model(beads).relative_epsilon == 0.02
