@@ -179,6 +179,14 @@ def train(
             "keeps what the frame saw.",
         ),
     ] = _DEFAULT.input_plane_fraction,
+    between_fraction: Annotated[
+        float,
+        typer.Option(
+            "--between-fraction",
+            help="Share of the other targets drawn between two neighbouring input frames "
+            "(0-1), where linear interpolation is hardest to beat.",
+        ),
+    ] = _DEFAULT.between_fraction,
     intensity_jitter: Annotated[
         float,
         typer.Option(
@@ -312,6 +320,7 @@ def train(
             thin_fraction=thin_fraction,
             intensity=cast(IntensityMethod, method[0]),
             input_plane_fraction=input_plane_fraction,
+            between_fraction=between_fraction,
             intensity_jitter=intensity_jitter,
             stack_statistics_fraction=stack_statistics_fraction,
             saturated_fraction=saturated_fraction,

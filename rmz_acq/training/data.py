@@ -461,6 +461,8 @@ class TrainingSampler:
     ``intensity`` is how frames are normalised (the first frame of each
     sequence sets the statistics, as in the session); ``input_plane_fraction``
     is the share of targets drawn at the z of one of the inputs;
+    ``between_fraction`` the share of the others drawn between two
+    neighbouring inputs (`between_z`), where interpolation is strongest;
     ``intensity_jitter`` (1 = none) moves those statistics at random for half
     the sequences, as a different first frame would (`jitter_normalization`);
     ``long_share`` is the share of sequences longer than `LONG_FROM` frames
@@ -488,6 +490,7 @@ class TrainingSampler:
     scan_policies: tuple[str, ...] = ("bisection",)
     intensity: IntensityMethod = "triangle"
     input_plane_fraction: float = 0.0
+    between_fraction: float = 0.0
     intensity_jitter: float = 1.0
     stack_statistics_fraction: float = 0.0
     saturated_fraction: float = 0.0
@@ -607,14 +610,17 @@ class TrainingSampler:
         crop: tuple[slice, slice],
         z_in: list[float],
         rng: np.random.Generator,
+        near: float | None = None,
     ) -> float:
-        """A target plane: in focus (``focus_fraction``) or anywhere.
+        """A target plane: near ``near``, in focus (``focus_fraction``) or anywhere.
 
         On a recorded stack, not one of the inputs' planes: that target
         would be the input frame itself, noise and all, and teach the
         network to copy its noise.
         """
-        if rng.random() < self.focus_fraction:
+        if near is not None:
+            z_out = near
+        elif rng.random() < self.focus_fraction:
             z_out = self.in_focus_z(volume, crop, rng)
         else:
             z_out = float(rng.uniform(*volume.z_range_um))
@@ -656,6 +662,15 @@ class TrainingSampler:
                     # Where an input was taken: the output there must keep
                     # (and clean) what that frame saw.
                     z_out = z_in[int(rng.integers(m))]
+                # drawn only when asked for, so that runs without it keep their batches
+                elif (
+                    self.between_fraction > 0
+                    and len(set(z_in)) > 1
+                    and rng.random() < self.between_fraction
+                ):
+                    z_out = between_z(z_in, rng)
+                    if isinstance(volume, StackVolume):  # a free plane of the stack
+                        z_out = self._target_z(volume, crop, z_in, rng, near=z_out)
                 else:
                     z_out = self._target_z(volume, crop, z_in, rng)
                 dpm = [z_out - z for z in z_in]
@@ -674,6 +689,21 @@ class TrainingSampler:
             targets=torch.from_numpy(np.stack(targets)),
             pairs=self.order_pairs,
         )
+
+
+def between_z(z_in: Sequence[float], rng: np.random.Generator) -> float:
+    """A z strictly inside a random gap between two neighbouring inputs (two or more).
+
+    Between the frames a target is where linear interpolation of the frames
+    is a strong estimate (a slowly varying specimen) and a network is
+    measured against it; beyond the outermost frames interpolation can only
+    copy the nearest one.
+    """
+    z = np.unique(np.asarray(z_in, np.float64))
+    if len(z) < 2:
+        raise RmzError(f"a target between inputs needs two different input z, got {list(z_in)}")
+    j = int(rng.integers(len(z) - 1))
+    return float(rng.uniform(z[j], z[j + 1]))
 
 
 def other_order(m: int, rng: np.random.Generator) -> NDArray[np.intp]:

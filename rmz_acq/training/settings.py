@@ -104,6 +104,13 @@ class TrainingSettings(BaseModel):
     input_plane_fraction: float = Field(
         0.1, ge=0, le=1, description="share of targets at the z of an input frame"
     )
+    between_fraction: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of the other targets drawn between two neighbouring input frames "
+        "(sequences of 2+ frames), where linear interpolation is hardest to beat",
+    )
     intensity_jitter: float = Field(
         1.0,
         ge=1,

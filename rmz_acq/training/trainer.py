@@ -451,6 +451,7 @@ def _train(
         scan_policies=settings.scan_policies,
         intensity=settings.intensity,
         input_plane_fraction=settings.input_plane_fraction,
+        between_fraction=settings.between_fraction,
         intensity_jitter=settings.intensity_jitter,
         stack_statistics_fraction=settings.stack_statistics_fraction,
         saturated_fraction=settings.saturated_fraction,

@@ -407,6 +407,7 @@ def test_train_defaults_are_the_training_settings_own() -> None:
         ("steps", "steps"), ("crop_px", "crop_px"), ("batch_items", "batch_items"),
         ("volumes", "n_volumes"), ("learning_rate", "learning_rate"),
         ("max_inputs", "max_inputs"), ("input_plane_fraction", "input_plane_fraction"),
+        ("between_fraction", "between_fraction"),
         ("intensity", "intensity"), ("precision", "precision"), ("seed", "seed"),
         ("intensity_jitter", "intensity_jitter"),
     ]:  # fmt: skip

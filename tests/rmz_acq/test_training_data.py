@@ -12,6 +12,7 @@ from rmz_acq.training.data import (
     SATURATED_SHARE,
     StackVolume,
     TrainingSampler,
+    between_z,
     other_order,
     saturation_ceiling,
 )
@@ -295,6 +296,40 @@ def test_input_plane_targets_sit_on_an_input() -> None:
     batch = sampler.sample(np.random.default_rng(5))
     # every target's DPM is zero for one of its inputs
     assert bool((batch.dpm_um.abs().min(dim=1).values < 1e-6).all())
+
+
+def test_between_targets_lie_inside_a_gap_between_two_inputs() -> None:
+    """Every target with inputs on both sides: DPMs of both signs, none zero."""
+    volume = StackVolume(
+        100 + np.random.default_rng(3).normal(0, 1, (40, 64, 64)).astype(np.float32),
+        np.arange(40) * 0.5,
+    )
+    sampler = TrainingSampler(
+        [volume], 6.0, crop_px=32, items=4, max_inputs=4, between_fraction=1.0
+    )
+    rng = np.random.default_rng(4)
+    checked = 0
+    for _ in range(30):
+        batch = sampler.sample(rng)
+        dpm = batch.dpm_um.numpy()
+        for row in dpm:
+            inputs = np.unique(np.round(-row, 6))  # the inputs' z relative to the target
+            # a gap of adjacent stack planes holds no free plane to draw from
+            if len(inputs) < 2 or np.diff(inputs).min() < 1.0:
+                continue
+            assert row.min() < 0 < row.max(), row
+            assert np.abs(row).min() > 0.25, row
+            checked += 1
+    assert checked > 20
+
+
+def test_between_z_is_inside_a_gap_and_needs_two_inputs() -> None:
+    rng = np.random.default_rng(0)
+    draws = [between_z([15.0, 3.0, 9.0], rng) for _ in range(200)]
+    assert min(draws) > 3.0 and max(draws) < 15.0
+    assert min(draws) < 9.0 < max(draws)  # both gaps are drawn
+    with pytest.raises(RmzError, match="two different input z"):
+        between_z([4.0, 4.0], rng)
 
 
 def test_stack_targets_avoid_the_inputs_planes_unless_asked() -> None:
