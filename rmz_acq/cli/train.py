@@ -143,7 +143,7 @@ def train(
             "--families",
             help="Structure families the 'structures' variety draws from, comma-separated: "
             "nuclei, cells, filaments, membranes, puncta, tissue (default: all; leave one out "
-            "to judge the model on it).",
+            "to judge the model on it; name one twice to draw it twice as often).",
         ),
     ] = ",".join(_DEFAULT.structure_families),
     optics_varieties: Annotated[

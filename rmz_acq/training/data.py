@@ -175,16 +175,27 @@ def draw_optics_variety(seed: int, varieties: Sequence[OpticsVariety]) -> Optics
 def _structure_sample(
     conditions: ImagingConditions, seed: int, families: Sequence[StructureFamily]
 ) -> StructureSample:
-    """One to three of ``families`` mixed, on a stream of its own."""
+    """One to three of ``families`` mixed, on a stream of its own.
+
+    A family named more than once is drawn that many times as often (as
+    ``sample_varieties`` weighs a variety named twice); a field still mixes
+    distinct families.
+    """
     if not families or any(f not in STRUCTURE_FAMILIES for f in families):
         raise RmzError(
             f"structure families {tuple(families)!r}: give one or more of {STRUCTURE_FAMILIES}"
         )
     rng = np.random.default_rng([seed, 2750159])
-    n = int(rng.choice([1, 1, 2, 3])) if len(families) > 1 else 1
-    chosen = tuple(
-        str(f) for f in rng.choice(list(families), size=min(n, len(families)), replace=False)
-    )
+    distinct = list(dict.fromkeys(families))
+    n = min(int(rng.choice([1, 1, 2, 3])) if len(distinct) > 1 else 1, len(distinct))
+    if len(distinct) == len(families):
+        # The draw every preset before weighted families was trained on: kept, so
+        # a documented command still simulates the same volumes.
+        picked = rng.choice(distinct, size=n, replace=False)
+    else:
+        weights = np.array([families.count(f) for f in distinct], np.float64)
+        picked = rng.choice(distinct, size=n, replace=False, p=weights / weights.sum())
+    chosen = tuple(str(f) for f in picked)
     return StructureSample(
         seed=seed,
         depth_um=conditions.depth_um,

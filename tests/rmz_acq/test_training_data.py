@@ -241,6 +241,27 @@ def test_structures_variety_draws_only_the_allowed_families() -> None:
         _structure_sample(conditions, 0, ("nuclei", "bacteria"))  # type: ignore[arg-type]
 
 
+def test_a_family_named_twice_is_drawn_more_often_and_unnamed_twice_as_before() -> None:
+    from rmz_acq.training.conditions import PRESET_CONDITIONS
+    from rmz_acq.training.data import _structure_sample
+
+    conditions = PRESET_CONDITIONS["nuclei"]
+    plain = ("nuclei", "cells", "puncta", "tissue")
+    weighted = ("nuclei", "cells", "cells", "cells", "puncta", "tissue")
+    seeds = range(400)
+
+    def share(families: tuple[str, ...]) -> float:
+        drawn = [_structure_sample(conditions, s, families) for s in seeds]  # type: ignore[arg-type]
+        assert all(len(set(d.families)) == len(d.families) for d in drawn)  # distinct
+        return sum("cells" in d.families for d in drawn) / len(drawn)
+
+    assert share(weighted) > share(plain) + 0.1
+    # the same seed and the same families without a repeat: the same field as before
+    spec = _structure_sample(conditions, 7, plain)  # type: ignore[arg-type]
+    assert spec == _structure_sample(conditions, 7, plain)  # type: ignore[arg-type]
+    assert set(_structure_sample(conditions, 7, weighted).families) <= set(plain)  # type: ignore[arg-type]
+
+
 def test_thin_fraction_confines_that_share_of_structure_volumes_to_a_slab() -> None:
     from rmz_acq.training.conditions import PRESET_CONDITIONS
     from rmz_acq.training.data import _structure_sample, _thin
