@@ -14,12 +14,10 @@ the truth as the input frame was.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import permutations
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,7 +27,7 @@ from simulators.samples import STRUCTURE_FAMILIES, StructureFamily
 
 from ..errors import RmzError
 from ..model.normalization import fixed_normalization
-from ..model.weights import LoadedModel
+from ..model.weights import LoadedModel, training_stages
 from ..session import ReconstructionSession
 from ..training.conditions import ImagingConditions
 from ..training.data import OpticsVariety, SampleVariety, make_simulated_volume
@@ -271,18 +269,22 @@ def score_case(
 def families_seen_in_training(model: LoadedModel) -> set[str]:
     """What the model's training could draw: structure families, and ``own``.
 
-    From its stored settings; a model without them (the first presets) was
-    trained on its preset's own sample (``own``: the worm band, or beads) alone.
+    From its stored settings, over every stage they record (a stage started
+    from other weights inherits what those saw); a model without them (the
+    first presets) was trained on its preset's own sample (``own``: the worm
+    band, or beads) alone.
     """
-    raw = model.metadata.get("training")
-    if not raw:
+    stages = training_stages(model.metadata)
+    if not stages:
         return {"own"}
-    settings: dict[str, Any] = json.loads(raw)
-    varieties = settings.get("sample_varieties", ("standard",))
-    seen = {"own"} if {"standard", "wide"} & set(varieties) else set()
-    if "structures" in varieties:
-        families = set(settings.get("structure_families", STRUCTURE_FAMILIES))
-        seen |= families
-        if settings.get("thin_fraction", 0.0) > 0:
-            seen |= {f"thin-{f}" for f in families}
+    seen: set[str] = set()
+    for settings in stages:
+        varieties = settings.get("sample_varieties", ("standard",))
+        if {"standard", "wide"} & set(varieties):
+            seen.add("own")
+        if "structures" in varieties:
+            families = set(settings.get("structure_families", STRUCTURE_FAMILIES))
+            seen |= families
+            if settings.get("thin_fraction", 0.0) > 0:
+                seen |= {f"thin-{f}" for f in families}
     return seen

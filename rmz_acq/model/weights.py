@@ -22,7 +22,7 @@ from ..errors import RmzError
 from .network import NetworkConfig, RecurrentMZ
 from .zoo_package import is_zoo_package, read_zoo_package
 
-__all__ = ["PRESETS", "LoadedModel", "load_model", "save_weights"]
+__all__ = ["PRESETS", "LoadedModel", "load_model", "save_weights", "training_stages"]
 
 FORMAT = "rmz_acq.recurrent_mz/1"
 PRESETS = ("beads", "nuclei")
@@ -47,6 +47,22 @@ class LoadedModel:
         except (AttributeError, ValueError):
             return None
         return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def training_stages(metadata: dict[str, str]) -> list[dict[str, Any]]:
+    """The training settings of every stage a weights file records, oldest first.
+
+    The last stage's are under ``training``; a stage started from other
+    weights (``--init``) keeps theirs under ``earlier_training``. Files from
+    before that key record their last stage only.
+    """
+    try:
+        stages = json.loads(metadata.get("earlier_training") or "[]")
+        if metadata.get("training"):
+            stages.append(json.loads(metadata["training"]))
+    except (AttributeError, ValueError) as err:
+        raise RmzError(f"the training record in the weights' metadata is not JSON: {err}") from err
+    return [s for s in stages if isinstance(s, dict)]
 
 
 def save_weights(

@@ -384,10 +384,12 @@ def _train(
         dpm_scale_um=settings.dpm_scale_um,
         intensity=settings.intensity,
     ).to(device)
+    earlier: list[dict[str, Any]] = []  # the stages the initial weights went through
     if init_from is not None:
-        from ..model.weights import load_model
+        from ..model.weights import load_model, training_stages
 
-        initial = load_model(init_from).model
+        loaded = load_model(init_from)
+        initial, earlier = loaded.model, training_stages(loaded.metadata)
         # The intensity method is the data's, not the architecture's: weights
         # trained on one may be fine-tuned on the other.
         have, want = replace(initial.config, intensity=settings.intensity), model.config
@@ -552,7 +554,8 @@ def _train(
         out / "model.safetensors",
         name=name,
         conditions=conditions.model_dump(),
-        extra={"training": settings.model_dump_json()},
+        extra={"training": settings.model_dump_json()}
+        | ({"earlier_training": json.dumps(earlier)} if earlier else {}),
     )
     distributed.barrier(ranks)
     return TrainingSummary(weights, settings.steps, time.perf_counter() - started, metrics)

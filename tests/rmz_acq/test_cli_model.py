@@ -14,7 +14,7 @@ from rmz_acq.errors import RmzError
 from rmz_acq.io import read_zstack, write_zstack
 from rmz_acq.model.network import RecurrentMZ
 from rmz_acq.model.normalization import IntensityNormalization
-from rmz_acq.model.weights import load_model, save_weights
+from rmz_acq.model.weights import load_model, save_weights, training_stages
 from rmz_acq.reconstruct import FrameSet, reconstruct_frames
 from rmz_acq.session import ReconstructionSession
 from rmz_acq.training import trainer as trainer_module
@@ -257,6 +257,10 @@ def test_train_grows_smaller_weights_and_refuses_larger_ones(tmp_path: Path) -> 
     assert kept
     moved = [float(torch.dist(model.state_dict()[k], start[k]) / start[k].norm()) for k in kept]
     assert max(moved) < 0.1
+    # the grown weights remember the stage they started from, then their own
+    stages = training_stages(load_model(grown.weights).metadata)
+    assert [s["depth"] for s in stages] == [settings.depth, 3]
+    assert "earlier_training" not in load_model(shallow.weights).metadata
     # wider and deeper at once: the given weights' channels keep their values
     wider = settings.model_copy(update={"base_channels": 3, "depth": 3, "steps": 1})
     widened = train(tmp_path / "c", conditions, wider, name="t", init_from=shallow.weights)

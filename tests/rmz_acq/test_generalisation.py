@@ -18,7 +18,7 @@ from rmz_acq.evaluation.generalisation import (
     stack_case,
 )
 from rmz_acq.model.network import RecurrentMZ
-from rmz_acq.model.weights import load_model, save_weights
+from rmz_acq.model.weights import load_model, save_weights, training_stages
 
 
 def _tiny(tmp_path: Path, training: dict[str, object] | None = None) -> Path:
@@ -145,6 +145,24 @@ def test_what_the_training_saw_comes_from_its_settings(tmp_path: Path) -> None:
         )
     )
     assert families_seen_in_training(thin) == {"cells", "thin-cells"}
+
+
+def test_a_stage_from_other_weights_has_seen_what_they_saw(tmp_path: Path) -> None:
+    first = {"sample_varieties": ["standard", "structures"], "structure_families": ["nuclei"]}
+    last = {"sample_varieties": ["structures"], "structure_families": ["cells"]}
+    torch.manual_seed(0)
+    path = save_weights(
+        RecurrentMZ(base_channels=2, depth=2),
+        tmp_path / "m.safetensors",
+        name="t",
+        extra={"training": json.dumps(last), "earlier_training": json.dumps([first])},
+    )
+    model = load_model(path)
+    assert training_stages(model.metadata) == [first, last]
+    assert families_seen_in_training(model) == {"own", "nuclei", "cells"}
+    broken = dict(model.metadata, earlier_training="[{")
+    with pytest.raises(RmzError, match="not JSON"):
+        training_stages(broken)
 
 
 def test_unknown_flowdec_stack_is_refused() -> None:
