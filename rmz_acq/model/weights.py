@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,7 +23,14 @@ from ..errors import RmzError
 from .network import NetworkConfig, RecurrentMZ
 from .zoo_package import is_zoo_package, read_zoo_package
 
-__all__ = ["PRESETS", "LoadedModel", "load_model", "save_weights", "training_stages"]
+__all__ = [
+    "PRESETS",
+    "LoadedModel",
+    "average_weights",
+    "load_model",
+    "save_weights",
+    "training_stages",
+]
 
 FORMAT = "rmz_acq.recurrent_mz/1"
 PRESETS = ("beads", "nuclei")
@@ -88,6 +96,54 @@ def save_weights(
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
     return path
+
+
+def average_weights(
+    models: Sequence[LoadedModel], fractions: Sequence[float] | None = None
+) -> RecurrentMZ:
+    """The weighted mean of several weights of one architecture, parameter by parameter.
+
+    Weights fine-tuned from one starting point (a preset and a stage trained
+    from it, or a fine-tune on your own stacks) average into one network that
+    keeps much of what each learnt; weights trained apart do not, and nothing
+    here can tell.
+
+    Raises
+    ------
+    RmzError
+        Fewer than two models, fractions that are not one positive number per
+        model summing to 1, or models of different architectures.
+    """
+    if len(models) < 2:
+        raise RmzError(f"averaging needs two or more weights, got {len(models)}")
+    if fractions is None:
+        fractions = [1.0 / len(models)] * len(models)
+    if len(fractions) != len(models) or any(not f > 0 for f in fractions):
+        raise RmzError(
+            f"fractions {list(fractions)!r}: give one positive fraction per model "
+            f"({len(models)} of them), e.g. {','.join(['0.5'] * 2)} for two"
+        )
+    if abs(sum(fractions) - 1.0) > 1e-6:
+        raise RmzError(
+            f"fractions {list(fractions)!r} sum to {sum(fractions):g}: make them sum to 1"
+        )
+    first = models[0]
+    for other in models[1:]:
+        if other.model.config != first.model.config:
+            raise RmzError(
+                f"{other.path} is a {other.model.config} network and {first.path} a "
+                f"{first.model.config}: only weights of one architecture average"
+            )
+    states = [m.model.state_dict() for m in models]
+    mean = {
+        key: sum(f * s[key].double() for f, s in zip(fractions, states, strict=True)).to(v.dtype)
+        if v.is_floating_point()
+        else v
+        for key, v in states[0].items()
+    }
+    network = RecurrentMZ.from_config(first.model.config)
+    network.load_state_dict(mean)
+    return network
 
 
 def preset_path(name: str) -> Path:
