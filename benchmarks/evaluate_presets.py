@@ -34,6 +34,7 @@ from simulators.optics import PsfModel
 
 PROTOCOL = {
     "nuclei": ([3.0, 9.0, 15.0], np.round(np.arange(0, 18.0001, 0.2), 4)),
+    "widefield": ([3.0, 9.0, 15.0], np.round(np.arange(0, 18.0001, 0.2), 4)),
     "beads": ([3.0, 6.0, 9.0], np.round(np.arange(0, 10.0001, 0.1), 4)),
 }
 

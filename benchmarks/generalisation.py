@@ -59,6 +59,7 @@ from simulators.samples import STRUCTURE_FAMILIES
 
 PROTOCOL = {
     "nuclei": ([3.0, 9.0, 15.0], np.round(np.arange(0, 18.0001, 0.2), 4)),
+    "widefield": ([3.0, 9.0, 15.0], np.round(np.arange(0, 18.0001, 0.2), 4)),
     "beads": ([3.0, 6.0, 9.0], np.round(np.arange(0, 10.0001, 0.1), 4)),
 }
 METHODS = ("recurrent_mz", "linear_interpolation", "single_input", "nearest_plane")
@@ -110,8 +111,8 @@ def main() -> None:
     parser.add_argument(
         "--rows",
         default=None,
-        help="rows to score, comma-separated (default: nuclei, own, every family and "
-        "real-neuron; beads, own and real-bead)",
+        help="rows to score, comma-separated (default: nuclei and widefield, own, every "
+        "family and real-neuron; beads, own and real-bead)",
     )
     parser.add_argument("--no-orders", action="store_true", help="skip the frame-order check")
     parser.add_argument(
@@ -148,7 +149,7 @@ def main() -> None:
     )
     # Beads are point sources: the structure families are no test of a bead
     # model (ask for them with --rows to see that for yourself).
-    default = ["own", *STRUCTURE_FAMILIES, "real-neuron"] if args.preset == "nuclei" else [
+    default = ["own", *STRUCTURE_FAMILIES, "real-neuron"] if args.preset != "beads" else [
         "own", "real-bead"]  # fmt: skip
     rows = args.rows or ",".join(default)
     for row in [r.strip() for r in rows.split(",") if r.strip()]:

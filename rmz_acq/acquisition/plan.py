@@ -78,6 +78,10 @@ PRESET_SCAN_DEFAULTS = {
     # closer to the fixed z-stack of as many planes than the volume as taken
     "beads": ScanDefaults(candidate_step_fraction=1 / 3, relative_epsilon=0.02, volume_order="z"),
 }
+# benchmarks/bench_next_plane.py with the widefield weights on five held-out seeds of each
+# structure family and twenty held-out worms (its card, "Default scans"): nuclei's defaults
+# stop at the same frames on every family, so the two presets share them
+PRESET_SCAN_DEFAULTS["widefield"] = PRESET_SCAN_DEFAULTS["nuclei"]
 OTHER_SCAN_DEFAULTS = ScanDefaults(candidate_step_fraction=0.25, relative_epsilon=0.1)
 # weights metadata: the defaults `rmz-acq calibrate` chose for the weights it wrote
 SCAN_DEFAULTS_KEY = "scan_defaults"

@@ -133,7 +133,8 @@ RelativeEpsilon = Annotated[
 # The model rule, the same in every command: inferred only where a simulated
 # config states its optics (acquire, validate --config), otherwise required.
 _MODEL_KINDS = (
-    "A preset (beads, nuclei), a .safetensors weights file or a zoo package (export-bioimageio)"
+    "A preset (beads, nuclei, widefield), a .safetensors weights file or a zoo package "
+    "(export-bioimageio)"
 )
 Model = Annotated[str, typer.Option("--model", "-m", help=f"{_MODEL_KINDS}. Required.")]
 InferredModel = Annotated[
@@ -158,12 +159,25 @@ def model_for_config(model: str | None, core: Any) -> str:
     if optics is None:
         raise RmzError(
             "the configuration does not state its optics (a real microscope's does not); "
-            "choose a model with --model (beads, nuclei, a weights file or a zoo package)"
+            "choose a model with --model (beads, nuclei, widefield, a weights file or a zoo "
+            "package)"
         )
-    return min(
+    nearest = min(
         PRESET_CONDITIONS,
         key=lambda name: abs(PRESET_CONDITIONS[name].emission_wavelength_nm - optics[1]),
     )
+    # nuclei and widefield share optics: the simulated sample says which suits it
+    if nearest == "nuclei" and _simulated_sample(core) in ("structures", "tiff"):
+        return "widefield"
+    return nearest
+
+
+def _simulated_sample(core: Any) -> str | None:
+    """The simulated microscope's ``SampleKind`` (beads, nuclei, structures, tiff)."""
+    for label in core.getLoadedDevices():
+        if core.hasProperty(label, "SampleKind"):
+            return str(core.getProperty(label, "SampleKind"))
+    return None
 
 
 # Path errors the user fixes (a read-only folder, a file where a folder is

@@ -26,6 +26,10 @@ def average(
             help="One fraction per model, comma-separated, summing to 1 (default: equal).",
         ),
     ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="The model's name in the output (default: the first model's)."),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the output if it exists.")
     ] = False,
@@ -69,7 +73,11 @@ def average(
         if earlier:
             extra["earlier_training"] = json.dumps(earlier)
         path = save_weights(
-            network, output, name=loaded[0].name, conditions=loaded[0].conditions, extra=extra
+            network,
+            output,
+            name=name or loaded[0].name,
+            conditions=loaded[0].conditions,
+            extra=extra,
         )
     except RmzError as err:
         raise fail(err) from err

@@ -35,7 +35,10 @@ def train(
         Path, typer.Option("--output", "-o", help="Run folder (checkpoints, log, weights).")
     ],
     preset: Annotated[
-        str, typer.Option("--preset", help="Imaging conditions: beads or nuclei.")
+        str,
+        typer.Option(
+            "--preset", help="Imaging conditions: beads, nuclei or widefield (nuclei's optics)."
+        ),
     ] = "nuclei",
     stacks: Annotated[
         Path | None,
@@ -128,15 +131,16 @@ def train(
         ),
     ] = ",".join(_DEFAULT.psf_models),
     sample_varieties: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--sample-variety",
             help="Sample varieties of the simulated volumes, comma-separated: standard (the "
             "preset's stated sample), wide (nuclei 1.5-7 um, denser or filling the field, "
             "chromatin texture; beads denser), structures (mixtures of the structure "
-            "families: see --families); each volume draws one.",
+            "families: see --families); each volume draws one. Default: structures for "
+            f"widefield, {','.join(_DEFAULT.sample_varieties)} otherwise.",
         ),
-    ] = ",".join(_DEFAULT.sample_varieties),
+    ] = None,
     families: Annotated[
         str,
         typer.Option(
@@ -289,6 +293,10 @@ def train(
         if preset not in PRESET_CONDITIONS:
             raise RmzError(f"unknown --preset {preset!r}; choose {', '.join(PRESET_CONDITIONS)}")
         models = _choices("--psf-models", psf_models, get_args(PsfModel))
+        if sample_varieties is None:  # widefield's own sample is the structure families
+            sample_varieties = (
+                "structures" if preset == "widefield" else ",".join(_DEFAULT.sample_varieties)
+            )
         varieties = _choices("--sample-variety", sample_varieties, get_args(SampleVariety))
         allowed = _choices("--families", families, STRUCTURE_FAMILIES)
         optics = _choices("--optics", optics_varieties, get_args(OpticsVariety))

@@ -101,7 +101,7 @@ def validate(
                 if model is None:
                     raise RmzError(
                         "--model is required with --stack (a stack does not say which "
-                        "model suits it): beads, nuclei, a weights file or a zoo package"
+                        "model suits it): beads, nuclei, widefield, a weights file or a zoo package"
                     )
                 loaded = load_model(model, device or "cpu")
                 taken = read_zstack(stack)

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 FORMAT = "rmz_acq.recurrent_mz/1"
-PRESETS = ("beads", "nuclei")
+PRESETS = ("beads", "nuclei", "widefield")
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 
 
 def load_model(name_or_path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
-    """Load a shipped preset (``beads``, ``nuclei``), a weights file or a zoo package.
+    """Load a shipped preset (``beads``, ``nuclei``, ``widefield``), weights or a zoo package.
 
     A zoo package is a ``.zip`` (or its folder) from `rmz-acq export-bioimageio`;
     its checksum is its weights file's, so an archive and the folder it unpacks to

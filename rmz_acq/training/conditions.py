@@ -48,3 +48,6 @@ PRESET_CONDITIONS: dict[str, ImagingConditions] = {
         photon_flux_per_s=2e4,
     ),
 }
+# `widefield` is `nuclei`'s optics and sampling trained towards other structures
+# (cells, tissue, membranes): the same conditions, so frames for one suit the other.
+PRESET_CONDITIONS["widefield"] = PRESET_CONDITIONS["nuclei"]

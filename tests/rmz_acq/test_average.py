@@ -41,6 +41,10 @@ def test_the_average_is_the_weighted_mean_and_remembers_both(tmp_path: Path) -> 
     assert [s["fraction"] for s in sources] == [0.25, 0.75]
     assert len(training_stages(mean.metadata)) == 2
     assert families_seen_in_training(mean) == {"own", "cells"}
+    assert mean.name == "t"
+    named = rmz_acq("average", a, b, "--name", "widefield", "-o", tmp_path / "named.safetensors")
+    assert named.returncode == 0, named.stderr
+    assert load_model(tmp_path / "named.safetensors").name == "widefield"
     # nothing overwritten silently
     again = rmz_acq("average", a, b, "-o", out)
     assert again.returncode == 2 and "--overwrite" in again.stderr

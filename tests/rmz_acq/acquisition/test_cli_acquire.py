@@ -55,7 +55,7 @@ def test_dry_run_prints_the_plan_and_moves_nothing(
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("preset", ["beads", "nuclei", None])
+@pytest.mark.parametrize("preset", ["beads", "nuclei", "widefield", None])
 def test_default_stop_rule_is_the_models(
     preset: str | None, make_config: Callable[..., Path], tiny_weights: Path, tmp_path: Path
 ) -> None:
@@ -77,7 +77,7 @@ def test_default_stop_rule_is_the_models(
     expected = PRESET_RELATIVE_EPSILON[preset] if preset else DEFAULT_RELATIVE_EPSILON
     assert f"stop: relative change <= {expected:g}" in result.stdout
     noise = "(relative to the structure and the frames' noise)" in result.stdout
-    assert noise == (preset == "nuclei")
+    assert noise == (preset in ("nuclei", "widefield"))
     # 41 output planes: decided on 11, and on all 41 near the threshold
     assert "judged on 11 of 41 output planes, on all of them within 25% of" in result.stdout
     never = rmz_acq("acquire", *args, "--candidates", "1,2,3", "--decision-margin", "0")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from rmz_acq.model.weights import load_model
 
@@ -40,3 +42,17 @@ def test_a_candidate_loads_with_the_hash_and_preset_its_readme_names(file: str) 
     assert loaded.name == preset
     # small enough to keep in the repository, as the shipped presets are
     assert (CANDIDATES / file).stat().st_size < 8 * 2**20
+
+
+def test_the_widefield_preset_is_the_kept_mean_of_its_two_sources() -> None:
+    """Its card's scores were measured on `nuclei_mean`; the tensors must be those."""
+    preset = load_model("widefield")
+    mean = load_model(CANDIDATES / "nuclei_mean.safetensors")
+    assert preset.name == "widefield"
+    for key, value in mean.model.state_dict().items():
+        assert torch.equal(preset.model.state_dict()[key], value), key
+    sources = json.loads(preset.metadata["averaged_from"])
+    assert [s["sha256"][:8] for s in sources] == [
+        _listed()[f][1] for f in ("nuclei_btw2.safetensors", "nuclei_cells.safetensors")
+    ]
+    assert [s["fraction"] for s in sources] == [0.5, 0.5]
