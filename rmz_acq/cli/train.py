@@ -29,6 +29,11 @@ def _choices(flag: str, given: str, known: tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
+def default_sample_varieties(preset: str) -> str:
+    """``--sample-variety`` when not given: widefield's own sample is the structure families."""
+    return "structures" if preset == "widefield" else ",".join(_DEFAULT.sample_varieties)
+
+
 @app.command()
 def train(
     output: Annotated[
@@ -293,10 +298,8 @@ def train(
         if preset not in PRESET_CONDITIONS:
             raise RmzError(f"unknown --preset {preset!r}; choose {', '.join(PRESET_CONDITIONS)}")
         models = _choices("--psf-models", psf_models, get_args(PsfModel))
-        if sample_varieties is None:  # widefield's own sample is the structure families
-            sample_varieties = (
-                "structures" if preset == "widefield" else ",".join(_DEFAULT.sample_varieties)
-            )
+        if sample_varieties is None:
+            sample_varieties = default_sample_varieties(preset)
         varieties = _choices("--sample-variety", sample_varieties, get_args(SampleVariety))
         allowed = _choices("--families", families, STRUCTURE_FAMILIES)
         optics = _choices("--optics", optics_varieties, get_args(OpticsVariety))

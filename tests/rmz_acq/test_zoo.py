@@ -166,7 +166,8 @@ def test_a_package_of_another_network_is_refused(tiny_model: LoadedModel, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", ["beads", "nuclei", "widefield"])
+# widefield is nuclei's architecture, conditions and export path: .ci/run checks its package
+@pytest.mark.parametrize("preset", ["beads", "nuclei"])
 def test_bioimageio_test_passes_for_the_presets(preset: str, tmp_path: Path) -> None:
     """The zoo's own check, as `bioimageio test OUT.zip` runs it."""
     import subprocess
