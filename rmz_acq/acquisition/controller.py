@@ -156,6 +156,15 @@ def simulated_optics(core: CMMCorePlus) -> tuple[float, float] | None:
     return None
 
 
+def simulated_sample(core: CMMCorePlus) -> str | None:
+    """The simulated microscope's ``SampleKind`` (beads, nuclei, structures, tiff); None on
+    a real one."""
+    for label in core.getLoadedDevices():
+        if core.hasProperty(label, "SampleKind"):
+            return str(core.getProperty(label, "SampleKind"))
+    return None
+
+
 # How far an XY stage may land from the position asked for (µm).
 XY_TOLERANCE_UM = 1.0
 

@@ -152,7 +152,7 @@ def model_for_config(model: str | None, core: Any) -> str:
     """``--model`` as given, else the preset a simulated config's optics call for."""
     if model is not None:
         return model
-    from ..acquisition.controller import simulated_optics
+    from ..acquisition.controller import simulated_optics, simulated_sample
     from ..training.conditions import PRESET_CONDITIONS
 
     optics = simulated_optics(core)
@@ -167,17 +167,9 @@ def model_for_config(model: str | None, core: Any) -> str:
         key=lambda name: abs(PRESET_CONDITIONS[name].emission_wavelength_nm - optics[1]),
     )
     # nuclei and widefield share optics: the simulated sample says which suits it
-    if nearest == "nuclei" and _simulated_sample(core) in ("structures", "tiff"):
+    if nearest == "nuclei" and simulated_sample(core) in ("structures", "tiff"):
         return "widefield"
     return nearest
-
-
-def _simulated_sample(core: Any) -> str | None:
-    """The simulated microscope's ``SampleKind`` (beads, nuclei, structures, tiff)."""
-    for label in core.getLoadedDevices():
-        if core.hasProperty(label, "SampleKind"):
-            return str(core.getProperty(label, "SampleKind"))
-    return None
 
 
 # Path errors the user fixes (a read-only folder, a file where a folder is
