@@ -5,7 +5,8 @@
     python benchmarks/bench_session.py memory-table
     python benchmarks/bench_session.py batched [--size 2048] [--planes 101] [--budget-gib 4]
                                                [--max-m 6] [--model nuclei]
-    python benchmarks/bench_session.py keepup [--planes 91] [--frame-ms 60]
+    python benchmarks/bench_session.py keepup [--planes 91] [--frame-ms 60] [--device cuda]
+                                              [--sizes 256,1024,2048]
     python benchmarks/bench_session.py seams   [--size 1024] [--planes 4] [--tile 512]
     python benchmarks/bench_session.py throughput [--size 256] [--planes 16]
     python benchmarks/bench_session.py architectures [--size 256] [--planes 91]
@@ -290,17 +291,19 @@ def memory_table() -> None:
         print(f"[{label}] {_memory_line(size, planes, tile)}", flush=True)
 
 
-def keepup(planes: int, frame_ms: float) -> None:
+def keepup(planes: int, frame_ms: float, device: str, sizes: list[int]) -> None:
     """Per-frame update time against the time the microscope needs per frame."""
     model = _model()
     grid = np.linspace(0, 18, planes)
+    where = torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
+    print(f"on {device} ({where}), torch {torch.__version__}")
     print(f"{planes} output planes; a frame takes {frame_ms:g} ms (stage settle + exposure)")
     print(f"{'frame':>10}{'precision':>11}{'update s':>10}{'update/frame time':>19}")
-    for size in (256, 1024):
+    for size in sizes:
         frames = _frames(2, size)
         for dtype in (torch.float32, torch.bfloat16):
-            session = ReconstructionSession(model, grid, compute_dtype=dtype)
-            session.push(frames[0], 3.0)
+            session = ReconstructionSession(model, grid, compute_dtype=dtype, device=device)
+            session.push(frames[0], 3.0)  # the first push also warms up (kernels, autotuning)
             seconds = session.push(frames[1], 9.0).reconstruction_s
             name = str(dtype).removeprefix("torch.")
             print(
@@ -310,14 +313,15 @@ def keepup(planes: int, frame_ms: float) -> None:
             )
     frames = _frames(3, 256)
     for dtype in (torch.float32, torch.bfloat16):
-        started = time.perf_counter()
-        ReconstructionSession(model, np.linspace(0, 10, 101), compute_dtype=dtype).run(
-            frames, [3.0, 6.0, 9.0]
-        )
-        whole = time.perf_counter() - started
+        for _ in range(2 if device != "cpu" else 1):  # on a GPU the second run, warmed up
+            started = time.perf_counter()
+            ReconstructionSession(
+                model, np.linspace(0, 10, 101), compute_dtype=dtype, device=device
+            ).run(frames, [3.0, 6.0, 9.0])
+            whole = time.perf_counter() - started
         print(
             f"101 x 256 x 256 volume from 3 frames, {str(dtype).removeprefix('torch.')}: "
-            f"{whole:.1f} s here (paper: 2.2 s on an RTX 2080 Ti GPU)"
+            f"{whole:.2f} s on {where} (paper: 2.2 s on an RTX 2080 Ti GPU)"
         )
 
 
@@ -364,6 +368,10 @@ def main() -> None:
     parser.add_argument("--max-m", type=int, default=6)
     parser.add_argument("--tile", type=int, default=None)
     parser.add_argument("--frame-ms", type=float, default=60.0)
+    parser.add_argument("--device", default="cpu", help="keepup: cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--sizes", default="256,1024", help="keepup: frame sizes in px, comma-separated"
+    )
     parser.add_argument(
         "--model", default="nuclei", help="batched: a preset or a weights file (default nuclei)"
     )
@@ -377,7 +385,8 @@ def main() -> None:
     elif args.what == "batched":
         batched(args.size or 2048, args.planes or 101, args.budget_gib, args.max_m, args.model)
     elif args.what == "keepup":
-        keepup(args.planes or 91, args.frame_ms)
+        sizes = [int(v) for v in args.sizes.split(",")]
+        keepup(args.planes or 91, args.frame_ms, args.device, sizes)
     elif args.what == "architectures":
         architectures(args.size or 256, args.planes or 91)
     elif args.what == "seams":

@@ -248,6 +248,14 @@ def train(
             help="Stop with a checkpoint after this many minutes; resume later.",
         ),
     ] = None,
+    anneal_by_time: Annotated[
+        bool,
+        typer.Option(
+            "--anneal-by-time",
+            help="Decay the learning rate over --time-limit-min instead of --steps and write "
+            "the weights when the time is up (a run as long as a machine is lent).",
+        ),
+    ] = False,
     workers: Annotated[
         int,
         typer.Option(
@@ -377,6 +385,7 @@ def train(
                 stop_after=stop_after,
                 init_from=init,
                 time_limit_s=None if time_limit_min is None else 60.0 * time_limit_min,
+                anneal_by_time=anneal_by_time,
                 workers=workers,
                 on_progress=show,
             )

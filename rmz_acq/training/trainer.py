@@ -289,7 +289,9 @@ def train(
         (simulating the volumes not counted).
     anneal_by_time
         Decay the learning rate over ``time_limit_s`` rather than over
-        ``settings.steps``: for a run that the clock ends (calibration).
+        ``settings.steps``: for a run that the clock ends (calibration, a
+        lease on a GPU).  The schedule then ends when the time is up, and
+        the weights are written as at the last step.
     workers
         Processes that simulate the volumes and draw the batches while the
         network trains (0: all in this process).  The weights do not depend
@@ -311,8 +313,13 @@ def train(
         )
     if time_limit_s is not None and not time_limit_s > 0:
         raise RmzError(f"the time limit must be positive, not {time_limit_s} s")
+    if stacks is None and settings.crop_px > settings.fov_px:
+        raise RmzError(
+            f"--crop-px {settings.crop_px} is larger than the simulated field of view "
+            f"(--fov-px {settings.fov_px}); give a crop no larger than the field"
+        )
     if anneal_by_time and time_limit_s is None:
-        raise RmzError("annealing by time needs a time limit")
+        raise RmzError("annealing by time needs a time limit (--time-limit-min)")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = distributed.start(ranks, resolve_device(device))
@@ -472,6 +479,7 @@ def _train(
         workers,
         rank=ranks.rank if ranks.distributed else None,
     )
+    done = start_step
     for step, batch in zip(range(start_step, settings.steps), batches, strict=True):
         elapsed = None
         if anneal_by_time and time_limit_s is not None:
@@ -509,7 +517,13 @@ def _train(
         if adversary is not None:
             metrics["discriminator"] = adversary.update(prediction, targets, lr)
         done = step + 1
-        if ranks.main and (done % settings.validate_every == 0 or done == settings.steps):
+        out_of_time = time_limit_s is not None and time.perf_counter() - started >= time_limit_s
+        if time_limit_s is not None:  # every rank stops at the same step
+            out_of_time = distributed.any_rank(out_of_time, ranks)
+        # a run annealed by the clock is at its schedule's end when the time is up
+        finished = done == settings.steps or (anneal_by_time and out_of_time)
+        stopping = not finished and ((stop_after is not None and done >= stop_after) or out_of_time)
+        if ranks.main and (done % settings.validate_every == 0 or finished):
             metrics |= _validate(model, cases, device)
         if log is not None and (done % 10 == 0 or "psnr" in metrics):
             record = {
@@ -520,13 +534,7 @@ def _train(
             }
             log.write(json.dumps(record) + "\n")
             log.flush()
-        out_of_time = time_limit_s is not None and time.perf_counter() - started >= time_limit_s
-        if time_limit_s is not None:  # every rank stops at the same step
-            out_of_time = distributed.any_rank(out_of_time, ranks)
-        stopping = done < settings.steps and (
-            (stop_after is not None and done >= stop_after) or out_of_time
-        )
-        checkpointing = done % settings.checkpoint_every == 0 or done == settings.steps
+        checkpointing = done % settings.checkpoint_every == 0 or finished
         if ranks.main and (checkpointing or stopping):
             torch.save(
                 {
@@ -539,6 +547,8 @@ def _train(
                 checkpoint,
             )
         notify("training", done, settings.steps, metrics)
+        if finished:
+            break
         if stopping:
             if log is not None:
                 log.close()
@@ -548,7 +558,7 @@ def _train(
         log.close()
     if not ranks.main:
         distributed.barrier(ranks)
-        return TrainingSummary(out / "model.safetensors", settings.steps, 0.0, metrics)
+        return TrainingSummary(out / "model.safetensors", done, 0.0, metrics)
     weights = save_weights(
         model.cpu(),
         out / "model.safetensors",
@@ -558,4 +568,4 @@ def _train(
         | ({"earlier_training": json.dumps(earlier)} if earlier else {}),
     )
     distributed.barrier(ranks)
-    return TrainingSummary(weights, settings.steps, time.perf_counter() - started, metrics)
+    return TrainingSummary(weights, done, time.perf_counter() - started, metrics)

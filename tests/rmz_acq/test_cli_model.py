@@ -321,10 +321,12 @@ def test_annealing_by_time_needs_a_time_limit(tmp_path: Path) -> None:
     conditions, settings = _tiny_training()
     with pytest.raises(RmzError, match="annealing by time needs a time limit"):
         train(tmp_path / "a", conditions, settings, name="t", anneal_by_time=True)
-    stopped = train(
+    ended = train(
         tmp_path / "b", conditions, settings, name="t", time_limit_s=1e-9, anneal_by_time=True
     )
-    assert stopped.steps == 1
+    # the clock ended the schedule: weights written after the one step, not a checkpoint to resume
+    assert ended.steps == 1 and ended.weights is not None
+    assert load_model(ended.weights).metadata["name"] == "t"
 
 
 def test_train_command_runs_and_stops_with_a_checkpoint(tmp_path: Path) -> None:
@@ -356,6 +358,10 @@ def test_train_command_runs_and_stops_with_a_checkpoint(tmp_path: Path) -> None:
     bad = rmz_acq("train", "--families", "nuclei,bacteria", "-o", tmp_path / "x")
     assert bad.returncode == 2 and "--families 'nuclei,bacteria'" in bad.stderr
     assert "filaments" in bad.stderr
+    bad = rmz_acq("train", *args, "--crop", "96", "-o", tmp_path / "x")
+    assert bad.returncode == 2 and "--crop-px 96 is larger than" in bad.stderr
+    bad = rmz_acq("train", *args, "--anneal-by-time", "-o", tmp_path / "x")
+    assert bad.returncode == 2 and "needs a time limit (--time-limit-min)" in bad.stderr
     bad = rmz_acq("train", "--optics", "perfect", "-o", tmp_path / "x")
     assert bad.returncode == 2 and "ideal, realistic" in bad.stderr
     bad = rmz_acq("train", "--intensity", "energy,triangle", "-o", tmp_path / "x")
