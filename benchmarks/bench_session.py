@@ -10,6 +10,7 @@
     python benchmarks/bench_session.py seams   [--size 1024] [--planes 4] [--tile 512]
     python benchmarks/bench_session.py throughput [--size 256] [--planes 16]
     python benchmarks/bench_session.py architectures [--size 256] [--planes 91]
+    python benchmarks/bench_session.py host [--sizes 256,1024] [--planes 91]
 
 cost:   time of the M-th push of a streaming session against recomputing the
         volume from all M frames from scratch (a new session fed M frames),
@@ -32,6 +33,8 @@ architectures: one push into a session of ``--planes`` output planes for
         the shipped architecture (8 base channels, 4 scales) and for grown
         ones (deeper, wider, both), each the median of three pushes, and
         each one's cost as a multiple of the shipped one's, in one run.
+host:   the per-plane numpy work of one push without the network (the
+        host's share of a push on a GPU).
 keepup: per-frame update time at 256 x 256 and 1024 x 1024 against the time
         the microscope needs per frame, and the paper's 101 x 256 x 256
         three-frame volume.
@@ -325,6 +328,26 @@ def keepup(planes: int, frame_ms: float, device: str, sizes: list[int]) -> None:
         )
 
 
+def host(sizes: list[int], planes: int) -> None:
+    """The host-side share of a push: its per-plane numpy work, without the network."""
+    rng = np.random.default_rng(0)
+    print(f"{planes} output planes; per-plane numpy work of one push (no network)")
+    for size in sizes:
+        volume = rng.random((planes, size, size), dtype=np.float32)
+        decoded = rng.random((planes, size, size), dtype=np.float32)
+        started = time.perf_counter()
+        squared_changes = np.zeros(planes)
+        squared_norm = value_sum = 0.0
+        for j in range(planes):  # as `ReconstructionSession.push` does, one plane at a time
+            new = decoded[j : j + 1] * 2.0 + 1.0  # the intensity map back to camera units
+            old = volume[j : j + 1]
+            squared_changes[j] = np.sum((new.astype(np.float64) - old) ** 2)
+            squared_norm += float(np.sum(new.astype(np.float64) ** 2))
+            value_sum += float(np.sum(new, dtype=np.float64))
+            old[...] = new
+        print(f"{size:>6} x {size:<6}{time.perf_counter() - started:>8.2f} s")
+
+
 def architectures(size: int, planes: int) -> None:
     grid = np.linspace(0, 18, planes)
     frames = _frames(4, size)
@@ -360,6 +383,7 @@ def main() -> None:
             "throughput",
             "keepup",
             "architectures",
+            "host",
         ),
     )
     parser.add_argument("--budget-gib", type=float, default=4.0)
@@ -370,7 +394,7 @@ def main() -> None:
     parser.add_argument("--frame-ms", type=float, default=60.0)
     parser.add_argument("--device", default="cpu", help="keepup: cpu, cuda or cuda:N")
     parser.add_argument(
-        "--sizes", default="256,1024", help="keepup: frame sizes in px, comma-separated"
+        "--sizes", default="256,1024", help="keepup, host: frame sizes in px, comma-separated"
     )
     parser.add_argument(
         "--model", default="nuclei", help="batched: a preset or a weights file (default nuclei)"
@@ -387,6 +411,8 @@ def main() -> None:
     elif args.what == "keepup":
         sizes = [int(v) for v in args.sizes.split(",")]
         keepup(args.planes or 91, args.frame_ms, args.device, sizes)
+    elif args.what == "host":
+        host([int(v) for v in args.sizes.split(",")], args.planes or 91)
     elif args.what == "architectures":
         architectures(args.size or 256, args.planes or 91)
     elif args.what == "seams":
