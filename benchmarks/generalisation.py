@@ -32,6 +32,10 @@ non-input plane) over all six orders of the three input frames; ``z-ord``,
 the frames pushed lowest z first against the mean over the six; ``input
 plane``, the worst PSNR gain of the volume at an input plane over the input
 frame itself, against the noise-free truth (simulated rows only).
+
+A preset has seen most of these families in training (``seen``);
+`leave_one_out.py` trains stages with each family left out and scores
+what seeing it is worth.
 """
 
 from __future__ import annotations
