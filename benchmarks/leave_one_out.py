@@ -100,6 +100,11 @@ def main() -> None:
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     if len(families) < 2:
         raise SystemExit(f"--families {args.families!r}: leaving one out needs two or more")
+    if not args.init.is_file():
+        raise SystemExit(
+            f"--init {args.init}: no such weights file (stage 8: git show "
+            "4f6e317:rmz_acq/presets/nuclei.safetensors > stage8.safetensors)"
+        )
     started = time.perf_counter()
     weights = {"all": train(args.runs / "all", args.init, families, args.minutes)}
     for family in families:
