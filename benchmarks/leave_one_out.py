@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from generalisation import _cases
+from generalisation import _cases, _mean
 
 from rmz_acq.evaluation.generalisation import CaseScore, score_case
 from rmz_acq.model import load_model
@@ -74,16 +74,14 @@ def train(run: Path, init: Path, families: list[str], minutes: float) -> Path:
 
 def summary(scores: list[CaseScore]) -> dict[str, float]:
     """Means over the volumes of one row, as `generalisation.py` prints them."""
-
-    def mean(scale: str, method: str) -> float:
-        return float(np.mean([getattr(s, scale)[method]["psnr"] for s in scores]))
-
-    rmz = mean("per_volume", "recurrent_mz")
+    per_volume = [s.per_volume for s in scores]
+    truth = [s.truth_scale for s in scores]
+    rmz = _mean(per_volume, "recurrent_mz", "psnr")
     return {
         "psnr": rmz,
-        "over_linear": rmz - mean("per_volume", "linear_interpolation"),
-        "over_single": rmz - mean("per_volume", "single_input"),
-        "truth_scale_psnr": mean("truth_scale", "recurrent_mz"),
+        "over_linear": rmz - _mean(per_volume, "linear_interpolation", "psnr"),
+        "over_single": rmz - _mean(per_volume, "single_input", "psnr"),
+        "truth_scale_psnr": _mean(truth, "recurrent_mz", "psnr"),
         "order_spread": float(np.max([s.order_spread_db for s in scores])),
     }
 
