@@ -27,7 +27,10 @@ first frame pushed, as a stream is and as the tables before were).
 Columns: mean over the non-input planes of PSNR / NRMSE / SSIM, with
 per-volume normalisation (the paper's) and on the truth's scale, for
 Recurrent-MZ and linear interpolation, single-input propagation and the
-nearest plane; ``orders``, the spread of Recurrent-MZ's PSNR (truth scale, every third
+nearest plane; ``±``, the standard error of the per-volume margin over
+interpolation across the row's volumes (``--volumes``; the held-out seeds
+are the same for every model, so the first two volumes of ``--volumes 6``
+are the two of the default); ``orders``, the spread of Recurrent-MZ's PSNR (truth scale, every third
 non-input plane) over all six orders of the three input frames; ``z-ord``,
 the frames pushed lowest z first against the mean over the six; ``input
 plane``, the worst PSNR gain of the volume at an input plane over the input
@@ -50,6 +53,7 @@ import numpy as np
 
 from rmz_acq.evaluation.generalisation import (
     Case,
+    CaseScore,
     families_seen_in_training,
     flowdec_stack,
     score_case,
@@ -107,6 +111,22 @@ def _mean(values: list[dict[str, Any]], *keys: str) -> float:
     return float(np.mean(out))
 
 
+def _margin_se(scores: list[CaseScore]) -> float:
+    """Standard error of the per-volume margin over interpolation, over a row's volumes.
+
+    The spread of the row's mean if other held-out seeds had been drawn (nan
+    for fewer than two volumes): a difference between two models or a target
+    smaller than it is not measured by this row.
+    """
+    margins = [
+        s.per_volume["recurrent_mz"]["psnr"] - s.per_volume["linear_interpolation"]["psnr"]
+        for s in scores
+    ]
+    if len(margins) < 2:
+        return float("nan")
+    return float(np.std(margins, ddof=1) / np.sqrt(len(margins)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PROTOCOL), default="nuclei")
@@ -144,11 +164,12 @@ def main() -> None:
         f"{'the first frame' if args.normalization == 'first' else 'all frames'}; PSNR in dB"
     )
     print(
-        f"{'':<13}{'':>5} | {'per-volume normalisation':^48} | {'truth scale':^27} |"
+        f"{'':<13}{'':>5} | {'per-volume normalisation':^54} | {'truth scale':^27} |"
         f" {'Recurrent-MZ':^24}"
     )
     print(
-        f"{'row':<13}{'seen':>5} | {names} {'-lin':>6} {'-single':>7} {'NRMSE%':>6} {'SSIM':>5}"
+        f"{'row':<13}{'seen':>5} | {names} {'-lin':>6} {'±':>5} {'-single':>7} {'NRMSE%':>6}"
+        f" {'SSIM':>5}"
         f" | {names} | {'orders':>7} {'z-ord':>6} {'input plane':>12}"
     )
     # Beads are point sources: the structure families are no test of a bead
@@ -172,9 +193,12 @@ def main() -> None:
             "truth_scale": {
                 m: {k: _mean(truth, m, k) for k in ("psnr", "nrmse", "ssim")} for m in METHODS
             },
+            "over_linear_se_db": _margin_se(scores),
             "order_spread_db": float(np.max([s.order_spread_db for s in scores])),
             "z_order_gain_db": float(np.mean([s.z_order_gain_db for s in scores])),
             "input_plane_gain_db": [g for s in scores for g in (s.input_plane_gain_db or [])],
+            # each volume's own scores, in seed order (`compare_scores.py` pairs them)
+            "volumes": [{"per_volume": s.per_volume, "truth_scale": s.truth_scale} for s in scores],
             # per volume, each order's frame z (in push order) and its PSNR
             "orders": [
                 [
@@ -197,6 +221,7 @@ def main() -> None:
             f"{row:<13}{'yes' if entry['seen_in_training'] else 'no':>5} | "
             + " ".join(f"{pv[m]['psnr']:>6.2f}" for m in METHODS)
             + f" {rmz['psnr'] - pv['linear_interpolation']['psnr']:>+6.2f}"
+            + (f" {se:>5.2f}" if np.isfinite(se := entry["over_linear_se_db"]) else f" {'-':>5}")
             + f" {rmz['psnr'] - pv['single_input']['psnr']:>+7.2f}"
             + f" {rmz['nrmse']:>6.2f} {rmz['ssim']:>5.3f} | "
             + " ".join(f"{tv[m]['psnr']:>6.2f}" for m in METHODS)

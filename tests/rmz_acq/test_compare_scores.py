@@ -1,0 +1,85 @@
+"""Comparing two models volume by volume (benchmarks/compare_scores.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "compare_scores.py"
+
+
+def _volume(rmz: float, lin: float, truth_rmz: float, truth_lin: float) -> dict:
+    def scores(r: float, li: float) -> dict:
+        return {
+            "recurrent_mz": {"psnr": r},
+            "linear_interpolation": {"psnr": li},
+        }
+
+    return {"per_volume": scores(rmz, lin), "truth_scale": scores(truth_rmz, truth_lin)}
+
+
+def _write(path: Path, name: str, volumes: list[dict], spread: float = 0.2) -> Path:
+    run = {
+        "model": {"name": name, "sha256": "0" * 64},
+        "rows": {"cells": {"volumes": volumes, "order_spread_db": spread}},
+    }
+    path.write_text(json.dumps(run))
+    return path
+
+
+def _run(a: Path, b: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), str(a), str(b)], capture_output=True, text=True
+    )
+
+
+def test_the_difference_is_paired_volume_by_volume(tmp_path: Path) -> None:
+    # Volume 0 is hard for both models and volume 1 easy, so each row spreads by
+    # 10 dB, but B beats A on both by 0.4 and 0.6 dB.
+    a = _write(
+        tmp_path / "a.json", "A", [_volume(20.0, 19.0, 21.0, 20.0), _volume(30.0, 29.0, 31.0, 30.0)]
+    )
+    b = _write(
+        tmp_path / "b.json", "B", [_volume(20.4, 19.0, 21.2, 20.0), _volume(30.6, 29.0, 31.2, 30.0)]
+    )
+    done = _run(a, b)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("cells"))
+    # margins over interpolation +1.00 and +1.50; B - A per volume 0.50 +- 0.10
+    # (paired), truth scale 0.20 with no spread
+    assert "+1.00  +1.50" in row
+    assert "+0.50 ± 0.10" in row
+    assert "+0.20 ± 0.00" in row
+
+
+def test_files_scored_on_other_volumes_are_refused(tmp_path: Path) -> None:
+    a = _write(
+        tmp_path / "a.json", "A", [_volume(20.0, 19.0, 21.0, 20.0), _volume(30.0, 29.0, 31.0, 30.0)]
+    )
+    b = _write(
+        tmp_path / "b.json", "B", [_volume(20.4, 19.0, 21.2, 20.5), _volume(30.6, 29.0, 31.2, 30.0)]
+    )
+    done = _run(a, b)
+    assert done.returncode != 0
+    assert "not scored on the same volumes" in done.stderr
+    assert "volume 0" in done.stderr
+
+
+def test_a_file_without_per_volume_scores_is_refused(tmp_path: Path) -> None:
+    a = tmp_path / "old.json"
+    a.write_text(json.dumps({"model": {"name": "A", "sha256": "0" * 64}, "rows": {"cells": {}}}))
+    b = _write(tmp_path / "b.json", "B", [_volume(20.0, 19.0, 21.0, 20.0)])
+    done = _run(a, b)
+    assert done.returncode != 0
+    assert "score the model again" in done.stderr
+
+
+def test_one_volume_gives_no_standard_error(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.json", "A", [_volume(20.0, 19.0, 21.0, 20.0)])
+    b = _write(tmp_path / "b.json", "B", [_volume(20.5, 19.0, 21.0, 20.0)])
+    done = _run(a, b)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("cells"))
+    assert "±" not in row and "+0.50" in row
