@@ -35,16 +35,18 @@ def _run(a: Path, b: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _compare(tmp_path: Path, a: list[dict], b: list[dict]) -> subprocess.CompletedProcess[str]:
+    return _run(_write(tmp_path / "a.json", "A", a), _write(tmp_path / "b.json", "B", b))
+
+
+# Volume 0 is hard for model A and volume 1 easy: the row spreads by 10 dB.
+HARD_AND_EASY = [_volume(20.0, 19.0, 21.0, 20.0), _volume(30.0, 29.0, 31.0, 30.0)]
+
+
 def test_the_difference_is_paired_volume_by_volume(tmp_path: Path) -> None:
-    # Volume 0 is hard for both models and volume 1 easy, so each row spreads by
-    # 10 dB, but B beats A on both by 0.4 and 0.6 dB.
-    a = _write(
-        tmp_path / "a.json", "A", [_volume(20.0, 19.0, 21.0, 20.0), _volume(30.0, 29.0, 31.0, 30.0)]
-    )
-    b = _write(
-        tmp_path / "b.json", "B", [_volume(20.4, 19.0, 21.2, 20.0), _volume(30.6, 29.0, 31.2, 30.0)]
-    )
-    done = _run(a, b)
+    # B beats A on both volumes, by 0.4 and 0.6 dB.
+    b = [_volume(20.4, 19.0, 21.2, 20.0), _volume(30.6, 29.0, 31.2, 30.0)]
+    done = _compare(tmp_path, HARD_AND_EASY, b)
     assert done.returncode == 0, done.stderr
     row = next(line for line in done.stdout.splitlines() if line.startswith("cells"))
     # margins over interpolation +1.00 and +1.50; B - A per volume 0.50 +- 0.10
@@ -55,13 +57,9 @@ def test_the_difference_is_paired_volume_by_volume(tmp_path: Path) -> None:
 
 
 def test_files_scored_on_other_volumes_are_refused(tmp_path: Path) -> None:
-    a = _write(
-        tmp_path / "a.json", "A", [_volume(20.0, 19.0, 21.0, 20.0), _volume(30.0, 29.0, 31.0, 30.0)]
-    )
-    b = _write(
-        tmp_path / "b.json", "B", [_volume(20.4, 19.0, 21.2, 20.5), _volume(30.6, 29.0, 31.2, 30.0)]
-    )
-    done = _run(a, b)
+    # interpolation scores 20.5 dB on B's first volume, 20.0 on A's
+    b = [_volume(20.4, 19.0, 21.2, 20.5), _volume(30.6, 29.0, 31.2, 30.0)]
+    done = _compare(tmp_path, HARD_AND_EASY, b)
     assert done.returncode != 0
     assert "not scored on the same volumes" in done.stderr
     assert "volume 0" in done.stderr
@@ -77,9 +75,7 @@ def test_a_file_without_per_volume_scores_is_refused(tmp_path: Path) -> None:
 
 
 def test_one_volume_gives_no_standard_error(tmp_path: Path) -> None:
-    a = _write(tmp_path / "a.json", "A", [_volume(20.0, 19.0, 21.0, 20.0)])
-    b = _write(tmp_path / "b.json", "B", [_volume(20.5, 19.0, 21.0, 20.0)])
-    done = _run(a, b)
+    done = _compare(tmp_path, [_volume(20.0, 19.0, 21.0, 20.0)], [_volume(20.5, 19.0, 21.0, 20.0)])
     assert done.returncode == 0, done.stderr
     row = next(line for line in done.stdout.splitlines() if line.startswith("cells"))
     assert "±" not in row and "+0.50" in row

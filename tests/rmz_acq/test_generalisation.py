@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 from rmz_acq.errors import RmzError
 from rmz_acq.evaluation.generalisation import (
     Case,
+    CaseScore,
     families_seen_in_training,
     flowdec_stack,
     score_case,
@@ -186,3 +189,22 @@ def test_thin_cases_hold_the_family_in_a_slab_of_the_depth() -> None:
         return case.truth.std(axis=(1, 2)) / case.truth.mean(axis=(1, 2))
 
     assert contrast(thin).min() < 0.5 * contrast(whole).min()
+
+
+def test_the_tables_standard_error_is_that_of_the_margin_over_interpolation() -> None:
+    benchmarks = str(Path(__file__).resolve().parents[2] / "benchmarks")
+    sys.path.insert(0, benchmarks)
+    try:
+        margin_se = importlib.import_module("generalisation")._margin_se
+    finally:
+        sys.path.remove(benchmarks)
+
+    def score(rmz: float, lin: float) -> CaseScore:
+        scores = {"recurrent_mz": {"psnr": rmz}, "linear_interpolation": {"psnr": lin}}
+        return CaseScore(scores, scores, [], None)
+
+    # margins 1, 2, 3 dB: standard deviation 1, standard error 1 / sqrt(3); the
+    # absolute PSNR (20 or 30 dB) does not enter
+    se = margin_se([score(21.0, 20.0), score(32.0, 30.0), score(23.0, 20.0)])
+    assert se == pytest.approx(1 / np.sqrt(3))
+    assert np.isnan(margin_se([score(21.0, 20.0)]))
