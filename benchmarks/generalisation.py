@@ -193,7 +193,7 @@ def main() -> None:
             "truth_scale": {
                 m: {k: _mean(truth, m, k) for k in ("psnr", "nrmse", "ssim")} for m in METHODS
             },
-            "over_linear_se_db": _margin_se(scores),
+            "over_linear_se_db": _margin_se(scores) if len(scores) > 1 else None,
             "order_spread_db": float(np.max([s.order_spread_db for s in scores])),
             "z_order_gain_db": float(np.mean([s.z_order_gain_db for s in scores])),
             "input_plane_gain_db": [g for s in scores for g in (s.input_plane_gain_db or [])],
@@ -221,7 +221,7 @@ def main() -> None:
             f"{row:<13}{'yes' if entry['seen_in_training'] else 'no':>5} | "
             + " ".join(f"{pv[m]['psnr']:>6.2f}" for m in METHODS)
             + f" {rmz['psnr'] - pv['linear_interpolation']['psnr']:>+6.2f}"
-            + (f" {se:>5.2f}" if np.isfinite(se := entry["over_linear_se_db"]) else f" {'-':>5}")
+            + (f" {se:>5.2f}" if (se := entry["over_linear_se_db"]) is not None else f" {'-':>5}")
             + f" {rmz['psnr'] - pv['single_input']['psnr']:>+7.2f}"
             + f" {rmz['nrmse']:>6.2f} {rmz['ssim']:>5.3f} | "
             + " ".join(f"{tv[m]['psnr']:>6.2f}" for m in METHODS)
