@@ -12,8 +12,11 @@ own spread, so a difference between two models is measured far more
 tightly than either row alone.  A difference within about two standard
 errors of zero is not one this benchmark can tell.
 
-Refuses two files whose interpolation baselines differ on any volume: they
-were not scored on the same volumes.
+Where one file holds more volumes than the other, the first ``n`` of each
+are paired (the seeds run in the same order).  The ``orders`` columns are
+each file's row as scored, over all its volumes.  Refuses two files whose
+interpolation baselines differ on any paired volume: they were not scored
+on the same volumes.
 """
 
 from __future__ import annotations
