@@ -112,6 +112,15 @@ def train(
             help="Share of sequences drawn in an adaptive scan's coarse-to-fine plane order (0-1).",
         ),
     ] = _DEFAULT.scan_order_fraction,
+    shuffle_fraction: Annotated[
+        float,
+        typer.Option(
+            "--shuffle-fraction",
+            help="Share of the sequences on a grid (not in a scan's order) pushed in a random "
+            "order, the rest sorted by z; the quarter drawn anywhere come in random order "
+            "(0-1; 1: every order of the frames as likely).",
+        ),
+    ] = _DEFAULT.shuffle_fraction,
     scan_policies: Annotated[
         str,
         typer.Option(
@@ -330,6 +339,7 @@ def train(
             max_inputs=max_inputs,
             long_share=long_share,
             scan_order_fraction=scan_order_fraction,
+            shuffle_fraction=shuffle_fraction,
             scan_policies=_choices("--scan-policies", scan_policies, STATIC_POLICIES),
             adversarial_weight=adversarial_weight,
             psf_models=cast(tuple[PsfModel, ...], models),

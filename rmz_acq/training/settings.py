@@ -65,6 +65,13 @@ class TrainingSettings(BaseModel):
     scan_order_fraction: float = Field(
         0.0, ge=0, le=1, description="share of sequences in an adaptive scan's plane order"
     )
+    shuffle_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="share of the gridded sequences (not in a scan's order) pushed in a random "
+        "order, the rest by z, lowest first; those drawn anywhere come in random order",
+    )
     scan_policies: tuple[str, ...] = Field(
         ("bisection",),
         min_length=1,

@@ -458,6 +458,7 @@ def _train(
         long_share=settings.long_share,
         scan_order_fraction=settings.scan_order_fraction,
         scan_policies=settings.scan_policies,
+        shuffle_probability=settings.shuffle_fraction,
         intensity=settings.intensity,
         input_plane_fraction=settings.input_plane_fraction,
         between_fraction=settings.between_fraction,

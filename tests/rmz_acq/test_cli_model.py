@@ -395,11 +395,12 @@ def test_train_takes_unit_names_and_precision_and_keeps_the_old_spellings(
     args += ("--base-channels", "2", "--depth", "2", "--steps", "2", "--stop-after", "1")
     new = rmz_acq(
         "train", *args, "--crop-px", "32", "--fov-px", "64", "--time-limit-min", "30",
-        "--precision", "bfloat16", "-o", tmp_path / "new",
+        "--precision", "bfloat16", "--shuffle-fraction", "1", "-o", tmp_path / "new",
     )  # fmt: skip
     assert new.returncode == 0, new.stderr
     stored = json.loads(torch.load(tmp_path / "new" / "checkpoint.pt")["settings"])
     assert (stored["crop_px"], stored["fov_px"], stored["precision"]) == (32, 64, "bfloat16")
+    assert stored["shuffle_fraction"] == 1.0
     old = rmz_acq("train", *args, "--crop", "32", "--fov", "64", "-o", tmp_path / "old")
     assert old.returncode == 0, old.stderr
     stored = json.loads(torch.load(tmp_path / "old" / "checkpoint.pt")["settings"])
@@ -423,7 +424,7 @@ def test_train_defaults_are_the_training_settings_own() -> None:
         ("max_inputs", "max_inputs"), ("input_plane_fraction", "input_plane_fraction"),
         ("between_fraction", "between_fraction"),
         ("intensity", "intensity"), ("precision", "precision"), ("seed", "seed"),
-        ("intensity_jitter", "intensity_jitter"),
+        ("intensity_jitter", "intensity_jitter"), ("shuffle_fraction", "shuffle_fraction"),
     ]:  # fmt: skip
         assert defaults[option] == getattr(settings, field), option
     assert defaults["psf_models"] == ",".join(settings.psf_models)

@@ -123,6 +123,22 @@ def test_scan_order_sequences_come_coarse_to_fine() -> None:
     assert np.all(np.diff(z) >= 0)
 
 
+def test_shuffle_fraction_sets_the_share_of_sequences_out_of_z_order() -> None:
+    volume = _stack_with_one_sharp_plane()  # 0-9.5 um
+    rng = np.random.default_rng(8)
+
+    def sorted_share(shuffle: float) -> float:
+        sampler = TrainingSampler([volume], 3.0, shuffle_probability=shuffle)
+        draws = [np.asarray(sampler.input_planes(rng, 3, volume.z_range_um)) for _ in range(600)]
+        return float(np.mean([np.all(np.diff(z) >= 0) for z in draws]))
+
+    # a quarter of the sequences lie anywhere in the range, in the order drawn
+    # (sorted one time in six); of the gridded rest, the share not shuffled is in z order
+    assert abs(sorted_share(0.0) - (0.75 + 0.25 / 6)) < 0.05
+    assert abs(sorted_share(0.5) - (0.75 * (0.5 + 0.5 / 6) + 0.25 / 6)) < 0.06
+    assert abs(sorted_share(1.0) - 1 / 6) < 0.05
+
+
 def test_psf_model_changes_the_optics_and_nothing_else() -> None:
     from rmz_acq.training.conditions import PRESET_CONDITIONS
     from rmz_acq.training.data import make_simulated_volume
