@@ -1,6 +1,6 @@
 """How a preset holds on structures and physics it was not trained on.
 
-    python benchmarks/generalisation.py --preset nuclei [--weights FILE] [--volumes 2]
+    python benchmarks/generalisation.py --preset nuclei [--weights FILE] [--volumes 8]
                                         [--rows own,nuclei,...,real-neuron] [--no-orders]
                                         [--normalization all|first] [--json OUT.json]
 
@@ -28,11 +28,15 @@ Columns: mean over the non-input planes of PSNR / NRMSE / SSIM, with
 per-volume normalisation (the paper's) and on the truth's scale, for
 Recurrent-MZ and linear interpolation, single-input propagation and the
 nearest plane; ``±``, the standard error of the per-volume margin over
-interpolation across the row's volumes (``--volumes``; the held-out seeds
-are the same for every model, so the first two volumes of ``--volumes 6``
-are the two of the default); ``orders``, the spread of Recurrent-MZ's PSNR (truth scale, every third
-non-input plane) over all six orders of the three input frames; ``z-ord``,
-the frames pushed lowest z first against the mean over the six; ``input
+interpolation across the row's volumes (``--volumes``, 8 by default, about
+37 minutes on a 2-core CPU; the held-out seeds are the same for every model
+and run in the same order, so ``--volumes 2`` scores the first two of the
+eight: a quick look, on the two volumes candidates were chosen on until
+2026-12-04, which flatter most rows; ``volume_scores.py`` prints each
+volume and the row's median); ``orders``, the spread of Recurrent-MZ's
+PSNR (truth scale, every third non-input plane) over all six orders of
+the three input frames (``order_effects.py``: which order costs what);
+``z-ord``, the frames pushed lowest z first against the mean over the six; ``input
 plane``, the worst PSNR gain of the volume at an input plane over the input
 frame itself, against the noise-free truth (simulated rows only).
 
@@ -131,7 +135,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PROTOCOL), default="nuclei")
     parser.add_argument("--weights", default=None, help="weights file (default: the preset)")
-    parser.add_argument("--volumes", type=int, default=2, help="simulated volumes per row")
+    parser.add_argument(
+        "--volumes",
+        type=int,
+        default=8,
+        help="simulated volumes per row (8; 2 for a quick look on the first two)",
+    )
     parser.add_argument(
         "--rows",
         default=None,
