@@ -14,7 +14,8 @@ errors of zero is not one this benchmark can tell.
 
 Where one file holds more volumes than the other, the first ``n`` of each
 are paired (the seeds run in the same order).  The ``orders`` columns are
-each file's row as scored, over all its volumes.  Refuses two files whose
+each row's widest spread over the frame orders on those ``n`` volumes
+(over all its volumes where a file lacks each volume's orders).  Refuses two files whose
 interpolation baselines differ on any paired volume: they were not scored
 on the same volumes.
 """
@@ -66,6 +67,17 @@ def margin(volumes: list[dict[str, Any]]) -> float:
     )
 
 
+def order_spread(row: dict[str, Any], n: int) -> float:
+    """Widest spread over the frame orders among the row's first ``n`` volumes."""
+    orders = row.get("orders") or []
+    if len(orders) < n:
+        return float(row["order_spread_db"])
+    return max(
+        max(o["psnr_db"] for o in volume) - min(o["psnr_db"] for o in volume)
+        for volume in orders[:n]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", type=Path, help="generalisation.py --json output, model A")
@@ -100,7 +112,7 @@ def main() -> None:
         print(
             f"{row:<13} {n:>2} | {margin(va):>+6.2f} {margin(vb):>+6.2f} | "
             + " ".join(f"{c:>14}" for c in cells)
-            + f" | {ra['order_spread_db']:>8.2f} {rb['order_spread_db']:>5.2f}"
+            + f" | {order_spread(ra, n):>8.2f} {order_spread(rb, n):>5.2f}"
         )
 
 

@@ -79,3 +79,22 @@ def test_one_volume_gives_no_standard_error(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     row = next(line for line in done.stdout.splitlines() if line.startswith("cells"))
     assert "±" not in row and "+0.50" in row
+
+
+def test_order_spreads_are_taken_over_the_paired_volumes(tmp_path: Path) -> None:
+    def orders(spread: float) -> list[dict]:
+        return [{"z_um": [3, 9, 15], "psnr_db": 30.0}, {"z_um": [9, 3, 15], "psnr_db": 30 + spread}]
+
+    a = _write(tmp_path / "a.json", "A", HARD_AND_EASY)
+    run = json.loads(a.read_text())
+    # A's second volume spreads 1.5 dB over its orders; B holds only the first volume
+    run["rows"]["cells"]["orders"] = [orders(0.25), orders(1.5)]
+    a.write_text(json.dumps(run))
+    b = _write(tmp_path / "b.json", "B", HARD_AND_EASY[:1])
+    run = json.loads(b.read_text())
+    run["rows"]["cells"]["orders"] = [orders(0.125)]
+    b.write_text(json.dumps(run))
+    done = _run(a, b)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("cells"))
+    assert row.split("|")[-1].split() == ["0.25", "0.12"]
