@@ -67,15 +67,26 @@ def margin(volumes: list[dict[str, Any]]) -> float:
     )
 
 
+def volume_spread(orders: list[dict[str, Any]]) -> float:
+    """Best minus worst PSNR over one volume's frame orders (a ``--json`` ``orders`` entry)."""
+    return max(o["psnr_db"] for o in orders) - min(o["psnr_db"] for o in orders)
+
+
 def order_spread(row: dict[str, Any], n: int) -> float:
     """Widest spread over the frame orders among the row's first ``n`` volumes."""
     orders = row.get("orders") or []
     if len(orders) < n:
         return float(row["order_spread_db"])
-    return max(
-        max(o["psnr_db"] for o in volume) - min(o["psnr_db"] for o in volume)
-        for volume in orders[:n]
-    )
+    return max(volume_spread(volume) for volume in orders[:n])
+
+
+def require_volumes(path: Path, run: dict[str, Any]) -> None:
+    """Refuse a ``--json`` output written before each volume's scores were kept."""
+    if not any(row.get("volumes") for row in run["rows"].values()):
+        raise SystemExit(
+            f"{path} holds no per-volume scores: it was written before generalisation.py "
+            "kept them; score the model again"
+        )
 
 
 def main() -> None:
@@ -85,11 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = [json.loads(path.read_text()) for path in (args.a, args.b)]
     for path, run in zip((args.a, args.b), runs, strict=True):
-        if not any("volumes" in row for row in run["rows"].values()):
-            raise SystemExit(
-                f"{path} holds no per-volume scores: it was written before generalisation.py "
-                "kept them; score the model again"
-            )
+        require_volumes(path, run)
     a, b = runs
     print(f"A: {a['model']['name']} ({a['model']['sha256'][:8]}), {args.a}")
     print(f"B: {b['model']['name']} ({b['model']['sha256'][:8]}), {args.b}")

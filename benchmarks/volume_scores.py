@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from compare_scores import require_volumes, volume_spread  # beside this script
 
 MARGINS = (
     ("interp.", "per_volume", "linear_interpolation"),
@@ -48,12 +49,8 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="generalisation.py --json output")
     args = parser.parse_args()
     run = json.loads(args.run.read_text())
+    require_volumes(args.run, run)
     rows = {name: row for name, row in run["rows"].items() if row.get("volumes")}
-    if not rows:
-        raise SystemExit(
-            f"{args.run} holds no per-volume scores: it was written before generalisation.py "
-            "kept them; score the model again"
-        )
     print(f"{run['model']['name']} ({run['model']['sha256'][:8]}), {args.run}")
     print(
         "Recurrent-MZ's margin in dB over each baseline: mean ± standard error, median, "
@@ -77,10 +74,7 @@ def main() -> None:
     )
     for name, row in rows.items():
         cells = [f"{a:+6.2f}/{c:+6.2f}" for a, _, c in (margins(v) for v in row["volumes"])]
-        spreads = [
-            max(o["psnr_db"] for o in orders) - min(o["psnr_db"] for o in orders)
-            for orders in row.get("orders") or []
-        ]
+        spreads = [volume_spread(orders) for orders in row.get("orders") or []]
         print(
             f"{name:<13} "
             + " ".join(cells)
