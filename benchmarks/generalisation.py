@@ -3,6 +3,7 @@
     python benchmarks/generalisation.py --preset nuclei [--weights FILE] [--volumes 8]
                                         [--rows own,nuclei,...,real-neuron] [--no-orders]
                                         [--normalization all|first] [--json OUT.json]
+                                        [--cache DIR]
 
 One row per kind of data, every row held-out data only:
 - ``own``: the preset's own simulated sample (the worm band of nuclei, or
@@ -51,6 +52,7 @@ import argparse
 import json
 import time
 from itertools import permutations
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,11 +81,13 @@ SHORT = {"recurrent_mz": "RMZ", "linear_interpolation": "lin", "single_input": "
          "nearest_plane": "near"}  # fmt: skip
 
 
-def _cases(row: str, preset: str, volumes: int) -> list[Case]:
+def _cases(row: str, preset: str, volumes: int, cache: Path | None = None) -> list[Case]:
     conditions = PRESET_CONDITIONS[preset]
     inputs, planes = PROTOCOL[preset]
     if row == "own":
-        return simulated_cases(conditions, inputs, planes, variety="standard", n_volumes=volumes)
+        return simulated_cases(
+            conditions, inputs, planes, variety="standard", n_volumes=volumes, cache=cache
+        )
     if row.startswith("real-"):
         stack = flowdec_stack(row.removeprefix("real-"))
         return [stack_case(row, stack, conditions.depth_um, inputs)]
@@ -103,6 +107,7 @@ def _cases(row: str, preset: str, volumes: int) -> list[Case]:
         psf_model="vectorial",
         optics="realistic",
         n_volumes=volumes,
+        cache=cache,
     )
 
 
@@ -157,6 +162,14 @@ def main() -> None:
         "(as a stream, and every table before stage 12's second one)",
     )
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="folder to keep the simulated volumes in (about 25 MB each) and read them back "
+        "from: a second model scored on the same rows skips the simulating, about half the "
+        "run; a changed simulator makes new ones",
+    )
     args = parser.parse_args()
     model = load_model(args.weights or args.preset)
     seen = families_seen_in_training(model)
@@ -187,7 +200,7 @@ def main() -> None:
         "own", "real-bead"]  # fmt: skip
     rows = args.rows or ",".join(default)
     for row in [r.strip() for r in rows.split(",") if r.strip()]:
-        cases = _cases(row, args.preset, args.volumes)
+        cases = _cases(row, args.preset, args.volumes, args.cache)
         scores = [
             score_case(model, case, orders=not args.no_orders, normalization=args.normalization)
             for case in cases

@@ -14,6 +14,7 @@ the truth as the input frame was.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import permutations
@@ -105,17 +106,31 @@ def simulated_cases(
     n_volumes: int = 2,
     fov_px: int = 256,
     thin: bool = False,
+    cache: Path | None = None,
 ) -> list[Case]:
     """Held-out simulated volumes (seeds from `EVALUATION_SEED`), noise-free truth.
 
     ``thin``: the structures held in a slab of 15-60 % of the depth, empty
     above and below (``--thin-fraction`` of training), so an input frame may
-    see only out-of-focus haze.
+    see only out-of-focus haze.  ``cache``: a folder where each volume's
+    frames and truth are kept once simulated (about half the time of scoring
+    a model), under a key of every argument and the simulator's source, so a
+    changed simulator or protocol never reads a stale volume.
     """
     families = (family,) if family is not None else STRUCTURE_FAMILIES
+    name = f"{'thin-' if thin else ''}{family or variety}"
+    key = _case_key(
+        conditions, list(inputs_um), planes_um, variety, family, psf_model, optics, fov_px, thin
+    )
     cases = []
     for i in range(n_volumes):
         seed = EVALUATION_SEED + i
+        path = cache / f"{name}-{seed}-{key}.npz" if cache is not None else None
+        if path is not None and path.is_file():
+            with np.load(path) as kept:
+                frames, truth = kept["frames"], kept["truth"]
+            cases.append(_simulated_case(name, frames, inputs_um, truth, planes_um))
+            continue
         volume = make_simulated_volume(
             conditions,
             seed,
@@ -127,19 +142,51 @@ def simulated_cases(
             thin_fraction=1.0 if thin else 0.0,
         )
         rng = np.random.default_rng(seed)
-        frames = np.stack([volume.frame(float(z), rng) for z in inputs_um])
+        frames = np.stack([volume.frame(float(z), rng) for z in inputs_um]).astype(np.float32)
         truth = np.stack([volume.target(float(z)) for z in planes_um])
-        cases.append(
-            Case(
-                name=f"{'thin-' if thin else ''}{family or variety}",
-                frames=frames.astype(np.float32),
-                frames_z_um=[float(z) for z in inputs_um],
-                truth=truth,
-                planes_um=np.asarray(planes_um, np.float64),
-                clean=True,
-            )
-        )
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial.npz")
+            np.savez(partial, frames=frames, truth=truth)
+            partial.replace(path)  # a run killed mid-write leaves no half a volume
+        cases.append(_simulated_case(name, frames, inputs_um, truth, planes_um))
     return cases
+
+
+def _simulated_case(
+    name: str,
+    frames: NDArray[np.float32],
+    inputs_um: Sequence[float],
+    truth: NDArray[np.float32],
+    planes_um: NDArray[np.floating],
+) -> Case:
+    return Case(
+        name=name,
+        frames=frames,
+        frames_z_um=[float(z) for z in inputs_um],
+        truth=truth,
+        planes_um=np.asarray(planes_um, np.float64),
+        clean=True,
+    )
+
+
+def _case_key(*arguments: object) -> str:
+    """A short hash of a case's arguments and of the code that simulates it.
+
+    The sources are the simulator package and the training data and
+    conditions modules: a change to any of them is a new key.
+    """
+    import simulators
+
+    from ..training import conditions, data
+
+    sources = sorted(Path(simulators.__file__).parent.rglob("*.py"))
+    sources += [Path(str(conditions.__file__)), Path(str(data.__file__))]
+    plain = [a.tolist() if isinstance(a, np.ndarray) else a for a in arguments]
+    digest = hashlib.sha256(repr(plain).encode())
+    for source in sources:
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def stack_case(

@@ -208,3 +208,30 @@ def test_the_tables_standard_error_is_that_of_the_margin_over_interpolation() ->
     se = margin_se([score(21.0, 20.0), score(32.0, 30.0), score(23.0, 20.0)])
     assert se == pytest.approx(1 / np.sqrt(3))
     assert np.isnan(margin_se([score(21.0, 20.0)]))
+
+
+def test_a_cached_case_is_the_simulated_one_and_a_new_protocol_misses(tmp_path: Path) -> None:
+    from rmz_acq.evaluation.generalisation import simulated_cases
+    from rmz_acq.training.conditions import PRESET_CONDITIONS
+
+    conditions = PRESET_CONDITIONS["nuclei"].model_copy(update={"depth_um": 6.0})
+    planes = np.round(np.arange(0, 6.01, 1.0), 3)
+    kwargs = dict(variety="structures", family="puncta", n_volumes=2, fov_px=32, cache=tmp_path)
+    fresh = simulated_cases(conditions, [1.0, 4.0], planes, **kwargs)  # type: ignore[arg-type]
+    kept = sorted(tmp_path.glob("*.npz"))
+    assert len(kept) == 2 and not list(tmp_path.glob("*.partial.npz"))
+    again = simulated_cases(conditions, [1.0, 4.0], planes, **kwargs)  # type: ignore[arg-type]
+    for a, b in zip(fresh, again, strict=True):
+        np.testing.assert_array_equal(a.frames, b.frames)
+        np.testing.assert_array_equal(a.truth, b.truth)
+        assert (a.name, a.frames_z_um, a.clean) == (b.name, b.frames_z_um, b.clean)
+        np.testing.assert_array_equal(a.planes_um, b.planes_um)
+    # read back, not simulated again: a volume changed on disk comes back changed
+    with np.load(kept[0]) as data:
+        frames, truth = data["frames"], data["truth"]
+    np.savez(kept[0], frames=frames + 1.0, truth=truth)
+    third = simulated_cases(conditions, [1.0, 4.0], planes, **kwargs)  # type: ignore[arg-type]
+    assert any(np.allclose(c.frames, f.frames + 1.0) for c in third for f in fresh)
+    # other input planes are another protocol: new files, not the kept ones
+    simulated_cases(conditions, [2.0, 4.0], planes, **kwargs)  # type: ignore[arg-type]
+    assert len(list(tmp_path.glob("*.npz"))) == 4
