@@ -113,9 +113,9 @@ def simulated_cases(
     ``thin``: the structures held in a slab of 15-60 % of the depth, empty
     above and below (``--thin-fraction`` of training), so an input frame may
     see only out-of-focus haze.  ``cache``: a folder where each volume's
-    frames and truth are kept once simulated (about half the time of scoring
-    a model), under a key of every argument and the simulator's source, so a
-    changed simulator or protocol never reads a stale volume.
+    frames and truth are kept once simulated (a third of the time of scoring
+    a model on them), under a key of every argument and the simulator's
+    source, so a changed simulator or protocol never reads a stale volume.
     """
     families = (family,) if family is not None else STRUCTURE_FAMILIES
     name = f"{'thin-' if thin else ''}{family or variety}"
