@@ -241,6 +241,15 @@ def train(
             "batch keeps its size: half as many sequences, each twice.",
         ),
     ] = _DEFAULT.order_consistency,
+    loss_knee: Annotated[
+        float | None,
+        typer.Option(
+            "--loss-knee",
+            help="Take the loss on intensities recompressed as k * asinh(v / k) with this knee "
+            "instead of the network's own (3 for energy intensities): a wider knee weighs "
+            "errors on bright structure more, as PSNR on the linear scale does; 0 = linear.",
+        ),
+    ] = _DEFAULT.loss_knee,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of volumes, crops and weights.")
     ] = _DEFAULT.seed,
@@ -354,6 +363,7 @@ def train(
             stack_statistics_fraction=stack_statistics_fraction,
             saturated_fraction=saturated_fraction,
             order_consistency=order_consistency,
+            loss_knee=loss_knee,
             precision=cast(Literal["float32", "bfloat16"], compute_name(precision)),
             seed=seed,
             checkpoint_every=checkpoint_every,

@@ -20,7 +20,9 @@ __all__ = [
     "discriminator_loss",
     "generator_adversarial_loss",
     "ms_ssim",
+    "order_gap",
     "reconstruction_loss",
+    "rescale_knee",
 ]
 
 # Wang et al. 2003 scale weights (5 scales); fewer scales renormalise them.
@@ -118,6 +120,19 @@ def reconstruction_loss(
     data_range = float((target.amax() - target.amin()).clamp_min(1e-3))
     similarity = ms_ssim(prediction, target, data_range=data_range, scales=ms_ssim_scales)
     return loss + beta * (1 - similarity).mean()
+
+
+def rescale_knee(values: Tensor, knee: float, new_knee: float) -> Tensor:
+    """Values compressed as ``k * asinh(v / k)`` with ``knee``, recompressed with ``new_knee``.
+
+    ``knee = 0`` means linear values.  The energy intensities feed the
+    network with a knee of 3 (linear below, logarithmic above), so an error
+    on bright structure weighs far less in a loss on that scale than in a
+    PSNR on the camera's linear scale; a loss on a wider knee weighs it more
+    as the score does, while still taming a soma hundreds of times the mean.
+    """
+    linear = knee * torch.sinh(values / knee) if knee > 0 else values
+    return new_knee * torch.asinh(linear / new_knee) if new_knee > 0 else linear
 
 
 def order_gap(prediction: Tensor) -> Tensor:

@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "ENERGY_COMPRESSION",
     "INTENSITY_METHODS",
     "NORMALIZATIONS",
     "IntensityMethod",

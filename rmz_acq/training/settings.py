@@ -147,6 +147,13 @@ class TrainingSettings(BaseModel):
         "two predictions' mean absolute difference, times this weight, joins the loss "
         "(0 = off; the batch then holds half as many distinct sequences twice)",
     )
+    loss_knee: float | None = Field(
+        None,
+        ge=0,
+        description="training only: the loss is taken on intensities recompressed as "
+        "k * asinh(v / k) with this knee k instead of the network's own (3 for 'energy'); "
+        "0 = the linear scale PSNR is scored on, None = the network's scale",
+    )
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="compute dtype of the forward pass (bfloat16: autocast)"
     )

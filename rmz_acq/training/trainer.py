@@ -31,9 +31,10 @@ from ..model.losses import (
     generator_adversarial_loss,
     order_gap,
     reconstruction_loss,
+    rescale_knee,
 )
 from ..model.network import RecurrentMZ, grow_depth, grow_width
-from ..model.normalization import IntensityMethod, IntensityNormalization
+from ..model.normalization import ENERGY_COMPRESSION, IntensityMethod, IntensityNormalization
 from ..model.weights import save_weights
 from . import distributed
 from .conditions import ImagingConditions
@@ -468,6 +469,8 @@ def _train(
         order_pairs=pairs,
     )
     cases = _validation_set(validation_volumes, conditions.input_spacing_um, settings.intensity)
+    # the knee the network's intensities were compressed with (`--loss-knee` recompresses)
+    knee = ENERGY_COMPRESSION if settings.intensity == "energy" else 0.0
     log = (out / "log.jsonl").open("a") if ranks.main else None
     started = time.perf_counter()
     metrics: dict[str, float] = {}
@@ -495,9 +498,13 @@ def _train(
         ):
             prediction = net(frames, batch.dpm_um.to(device))
         prediction = prediction.float()  # the loss (MS-SSIM) in float32 either way
+        scored, scored_targets = prediction, targets
+        if settings.loss_knee is not None and settings.loss_knee != knee:
+            scored = rescale_knee(prediction, knee, settings.loss_knee)
+            scored_targets = rescale_knee(targets, knee, settings.loss_knee)
         loss = reconstruction_loss(
-            prediction,
-            targets,
+            scored,
+            scored_targets,
             beta=settings.ssim_weight,
             foreground_weight=settings.foreground_weight,
         )

@@ -243,6 +243,23 @@ def test_order_consistency_and_stack_statistics_train_and_log_the_gap(
     assert "order_gap" not in plain_log
 
 
+def test_loss_knee_changes_the_training_only_off_the_networks_own(tmp_path: Path) -> None:
+    conditions, plain = _tiny_training()  # energy intensities: the network's knee is 3
+    runs = {
+        name: train(
+            tmp_path / name, conditions, plain.model_copy(update={"loss_knee": k}), name="t"
+        )
+        for name, k in (("plain", None), ("own", 3.0), ("linear", 0.0))
+    }
+    weights = {name: run.weights for name, run in runs.items()}
+    assert all(weights.values())
+    state = {name: load_model(w).model.state_dict() for name, w in weights.items() if w}
+    for key in state["plain"]:
+        torch.testing.assert_close(state["own"][key], state["plain"][key], rtol=0, atol=0)
+    assert any(not torch.equal(state["linear"][k], state["plain"][k]) for k in state["plain"])
+    assert json.loads(load_model(weights["linear"]).metadata["training"])["loss_knee"] == 0.0
+
+
 def test_train_grows_smaller_weights_and_refuses_larger_ones(tmp_path: Path) -> None:
     conditions, settings = _tiny_training()
     shallow = train(tmp_path / "a", conditions, settings, name="t")

@@ -16,6 +16,7 @@ from rmz_acq.model.losses import (
     ms_ssim,
     order_gap,
     reconstruction_loss,
+    rescale_knee,
 )
 from rmz_acq.model.network import RecurrentMZ
 from rmz_acq.model.weights import load_model, save_weights
@@ -26,6 +27,25 @@ def test_berhu_is_l1_below_c_and_scaled_l2_above() -> None:
     prediction = torch.tensor([[[[0.05, -0.1, 0.3]]]])
     expected = torch.tensor([0.05, 0.1, (0.09 + 0.01) / 0.2]).mean()
     torch.testing.assert_close(berhu(prediction, target, c=0.1), expected)
+
+
+def test_rescale_knee_undoes_the_compression_and_weighs_bright_errors_as_psnr_does() -> None:
+    linear = torch.linspace(-2.0, 30.0, 33)
+    compressed = 3 * torch.asinh(linear / 3)
+    torch.testing.assert_close(rescale_knee(compressed, 3, 0), linear)
+    torch.testing.assert_close(rescale_knee(rescale_knee(compressed, 3, 10), 10, 3), compressed)
+    torch.testing.assert_close(rescale_knee(linear, 0, 3), compressed)
+
+    # the same 10 % error on a dim (1) and a bright (20) pixel, on each scale
+    def error_ratio(new_knee: float) -> float:
+        truth = torch.tensor([1.0, 20.0])
+        scale = (lambda v: v) if new_knee == 0 else (lambda v: new_knee * torch.asinh(v / new_knee))
+        errors = (scale(1.1 * truth) - scale(truth)).abs()
+        return float(errors[1] / errors[0])
+
+    # linear: 20 times the dim error; the network's knee of 3 hides most of it
+    assert error_ratio(0) == pytest.approx(20.0, rel=1e-4)
+    assert error_ratio(3) < 4 < error_ratio(10) < 20
 
 
 def test_ms_ssim_is_one_for_identical_images_and_falls_with_noise() -> None:
