@@ -17,15 +17,20 @@ there), the paper's per-volume normalisation and the truth's scale, the mean
 over the planes that are not at an input.
 
 No method without the truth can choose better weights of this form, so the
-oracle is a ceiling for linear methods (slightly flattering, since its few
-hundred weights a plane are fitted to the plane they score) and a yardstick
+oracle is a ceiling for linear methods (slightly flattering, since its
+hundred or so weights a plane are fitted to the plane they score) and a yardstick
 for a non-linear one: where Recurrent-MZ is far below it the frames hold
 information the network does not use; where it is near or above it the
 margin left must come from what the network knows of specimens (a prior),
 not from undoing the blur better.
 
-With ``--json`` (a ``generalisation.py --json`` run on the same volumes)
-Recurrent-MZ's margin is printed beside the oracle's, volume by volume paired.
+The same weights fitted on the row's *other* volumes (each volume's
+equations scaled to weigh the same) are a linear method calibrated on
+specimens of the same family and optics variety, never on the one scored:
+what a fixed filter, which a user could fit on full stacks of their own,
+would give. With ``--json`` (a ``generalisation.py --json`` run on the same
+volumes) Recurrent-MZ's margin is printed beside both, and its difference
+from that calibrated filter volume by volume, paired.
 """
 
 from __future__ import annotations
