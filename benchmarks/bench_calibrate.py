@@ -47,7 +47,7 @@ SEED = 9_100  # not a training or evaluation seed of the presets
 MIXTURE = ("filaments", "membranes")  # both left out of the nuclei preset's training
 
 
-def simulated_specimen(case: str) -> tuple[ZStack, np.ndarray]:
+def simulated_specimen(case: str, seed: int = SEED) -> tuple[ZStack, np.ndarray]:
     """One specimen of ``case`` (a structure family, or ``worm``) over the
     `nuclei` preset's range at its output step: the recorded stack, with
     camera noise, and the noise-free one."""
@@ -55,7 +55,7 @@ def simulated_specimen(case: str) -> tuple[ZStack, np.ndarray]:
     families = MIXTURE if case == "mixture" else (case,)
     volume = make_simulated_volume(
         conditions,
-        SEED,
+        seed,
         256,
         ("vectorial",),
         ("standard",) if case == "worm" else ("structures",),
@@ -63,7 +63,7 @@ def simulated_specimen(case: str) -> tuple[ZStack, np.ndarray]:
         structure_families=("nuclei",) if case == "worm" else families,  # type: ignore[arg-type]
         optics_varieties=("realistic",),
     )
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng(seed)
     z = np.round(np.arange(0.0, conditions.depth_um + 1e-6, conditions.output_step_um), 6)
     frames = np.stack([volume.frame(float(zi), rng) for zi in z]).astype(np.float32)
     clean = np.stack([volume.target(float(zi)) for zi in z]).astype(np.float32)

@@ -7,6 +7,13 @@ candidates at the model's input spacing, bisection order) against the full
 stack, beside linear interpolation of the same planes.  Weights that score
 worse than the model they started from are not written (unless forced).
 
+A linear filter calibrated on the same training parts (`rmz_acq.linear_blend`)
+is then blended with the network's output: the network's share is chosen by
+cross-fitting (the filter fitted on the left half of every training part and
+scored on the right halves, and the other way round), so neither the share
+nor the filter ever sees the held-out strips.  ``minutes=0`` calibrates the
+blend alone, in a minute or two, without fine-tuning.
+
 Fine-tuning changes how much the volume moves per frame, so the stop rule's
 threshold is chosen again for the weights written (`choose_stop_threshold`,
 on the training parts) and stored in them: scans and ``validate`` with the
@@ -16,6 +23,7 @@ policy, by default.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import time
@@ -26,14 +34,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from .acquisition.plan import SCAN_DEFAULTS_KEY, ScanPlan, scan_defaults
 from .acquisition.settings import ScanSettings
 from .acquisition.stop_rules import replayed_stop
 from .errors import DataWarning, RmzError
+from .evaluation.metrics import psnr
 from .evaluation.noise import noise_free_means
-from .evaluation.report import evaluate_arrays
+from .evaluation.report import evaluate_arrays, truth_normalisation
 from .io import ZStack
+from .linear_blend import LinearBlend, LinearFilter
 from .model.network import RecurrentMZ
 from .model.weights import LoadedModel, load_model, save_weights
 from .session import ReconstructionSession
@@ -42,13 +53,16 @@ from .training.data import StackVolume
 from .validation import check_stack, stack_noise_ceiling, stack_saturation_note, validate_stack
 
 __all__ = [
+    "BLEND_SHARES",
     "FINE_TUNE_LEARNING_RATE",
     "HELD_OUT_FRACTION",
     "STOP_TOLERANCE_DB",
+    "BlendChoice",
     "Calibration",
     "HeldOutScore",
     "StopChoice",
     "calibrate",
+    "choose_linear_blend",
     "choose_stop_threshold",
     "score_held_out",
     "split_stack",
@@ -59,6 +73,8 @@ FINE_TUNE_LEARNING_RATE = 2e-4  # a fifth of training from scratch: adapt, do no
 # A scan's stop is good enough when its volume scores within this of the volume
 # from every candidate (the criterion the presets' thresholds were chosen by).
 STOP_TOLERANCE_DB = 0.5
+# the network's shares of the linear blend tried (1: the network alone)
+BLEND_SHARES = (1.0, 0.75, 0.5, 0.25, 0.0)
 # thresholds tried, as shares of the starting model's (never above it)
 _THRESHOLD_LADDER = (1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.125)
 
@@ -125,6 +141,93 @@ class StopChoice:
                 "when you scan, trades fidelity for frames)"
             )
         return text
+
+
+@dataclass(frozen=True)
+class BlendChoice:
+    """The network's share of the linear blend, chosen by cross-fitting on the training parts.
+
+    ``psnr_db``: per share tried, the mean PSNR (dB, the stacks' scale) over
+    the training parts' halves, each scored with the filter fitted on the
+    other halves, at the planes that were not inputs of the sparse scan.
+    """
+
+    weight: float
+    psnr_db: dict[float, float]
+
+    def describe(self) -> str:
+        alone = self.psnr_db[1.0]
+        if self.weight == 1.0:
+            return (
+                "linear blend: none (on the training parts, cross-fitted, no share of the "
+                f"calibrated filter beat the network alone, {alone:.2f} dB)"
+            )
+        return (
+            f"linear blend: {self.weight:g} network + {1 - self.weight:g} a linear filter "
+            f"calibrated on your stacks; cross-fitted on the training parts "
+            f"{alone:.2f} -> {self.psnr_db[self.weight]:.2f} dB "
+            f"({self.psnr_db[self.weight] - alone:+.2f} dB)"
+        )
+
+
+def _scan_order(model: LoadedModel, planes: NDArray[np.float64]) -> list[int]:
+    """The planes of a stack a default sparse scan pushes, in its order, each once."""
+    plan = ScanPlan.for_model(
+        model,
+        output_planes_um=planes,
+        candidate_step_um=float(model.conditions.get("input_spacing_um", 0) or 0) or None,
+    )
+    return list(dict.fromkeys(int(np.argmin(np.abs(planes - z))) for z in plan.candidates_um))
+
+
+def choose_linear_blend(
+    model: LoadedModel, parts: list[StackVolume], *, device: str | None = None
+) -> BlendChoice:
+    """The share of ``model``'s network in a blend with a filter fitted on ``parts``.
+
+    Each part is reconstructed once by the network alone, from the planes
+    a default sparse scan takes.  Then, twice: the filter is fitted on the
+    left halves of every part and applied to the same frames, and each
+    share in `BLEND_SHARES` is scored on the right halves; and the other way
+    round.  Chosen: the share with the best mean (ties to the network).
+    """
+    network = dataclasses.replace(model, linear_blend=None)
+    scans = []
+    for part in parts:
+        order = _scan_order(model, part.z_um)
+        session = ReconstructionSession(network, part.z_um, device=device)
+        result = session.run([part.data[i] for i in order], [float(part.z_um[i]) for i in order])
+        scans.append((order, result.volume.copy()))
+    scores: dict[float, list[float]] = {share: [] for share in BLEND_SHARES}
+    for fold in (0, 1):
+        halves = [_halves(part.data.shape[2])[fold] for part in parts]
+        blend = LinearBlend.fit(
+            [(p.data[:, :, fit], p.z_um) for p, (fit, _) in zip(parts, halves, strict=True)]
+        )
+        for part, (_, scored), (order, volume) in zip(parts, halves, scans, strict=True):
+            linear = LinearFilter(blend, 0.5 * float(part.z_um[0] + part.z_um[-1]))
+            for i in order:
+                linear.add(part.data[i], float(part.z_um[i]))
+            between = linear.covers(part.z_um)
+            estimate = linear.planes(part.z_um)[between][:, :, scored]
+            network_part = volume[between][:, :, scored]
+            truth = part.data[between][:, :, scored]
+            norm = truth_normalisation(truth)
+            reference = norm.apply(truth)
+            for share in BLEND_SHARES:
+                mixed = norm.apply(share * network_part + (1 - share) * estimate)
+                scores[share].append(
+                    float(np.mean([psnr(a, b) for a, b in zip(mixed, reference, strict=True)]))
+                )
+    means = {share: float(np.mean(values)) for share, values in scores.items()}
+    best = max(BLEND_SHARES, key=lambda share: (round(means[share], 6), share))
+    return BlendChoice(best, means)
+
+
+def _halves(width: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """(fitted on, scored on) columns of the two folds: left for right, right for left."""
+    left, right = slice(0, width // 2), slice(width // 2, None)
+    return (left, right), (right, left)
 
 
 def choose_stop_threshold(
@@ -214,10 +317,12 @@ class Calibration:
     written: Path | None
     card: Path | None
     stop: StopChoice | None = None  # chosen only for weights that are written
+    blend: BlendChoice | None = None  # None: no linear blend was tried
+    unchanged: bool = False  # no fine-tuning and no blend chosen: nothing to write
 
     @property
     def improved(self) -> bool:
-        return self.after.recurrent_mz >= self.before.recurrent_mz
+        return not self.unchanged and self.after.recurrent_mz >= self.before.recurrent_mz
 
     def table(self) -> str:
         """Before and after, as printed by ``rmz-acq calibrate``."""
@@ -234,6 +339,8 @@ class Calibration:
                 f"the noise-free specimen (estimated) Recurrent-MZ went "
                 f"{before.recurrent_mz_noise_free:.2f} -> {after.recurrent_mz_noise_free:.2f} dB"
             )
+        if self.blend is not None:
+            rows.append(self.blend.describe())
         if self.stop is not None:
             rows.append(self.stop.describe())
         return "\n".join(rows)
@@ -264,18 +371,10 @@ def score_held_out(
     ours, linear, ceilings, clean = [], [], [], []
     for strip in strips:
         planes = strip.z_um
-        plan = ScanPlan.for_model(
-            model,
-            output_planes_um=planes,
-            candidate_step_um=float(model.conditions.get("input_spacing_um", 0) or 0) or None,
-        )
-        chosen = sorted({int(np.argmin(np.abs(planes - z))) for z in plan.candidates_um})
-        ordered = [int(np.argmin(np.abs(planes - z))) for z in plan.candidates_um]
+        ordered = _scan_order(model, planes)
+        chosen = sorted(ordered)
         session = ReconstructionSession(model, planes, device=device)
-        result = None
-        for i in dict.fromkeys(ordered):  # the scan's order, each plane once
-            result = session.push(strip.data[i], float(planes[i]))
-        assert result is not None
+        result = session.run([strip.data[i] for i in ordered], [float(planes[i]) for i in ordered])
         evaluation = evaluate_arrays(
             result.volume,
             planes,
@@ -344,20 +443,28 @@ def calibrate(
     force: bool = False,
     learning_rate: float = FINE_TUNE_LEARNING_RATE,
     stop_tolerance_db: float = STOP_TOLERANCE_DB,
+    linear_blend: bool = True,
     device: str | None = None,
     on_progress: Any = None,
 ) -> Calibration:
-    """Fine-tune ``model`` on the training parts of ``stacks`` for ``minutes``.
+    """Fine-tune ``model`` on the training parts of ``stacks`` for ``minutes``, then blend.
+
+    ``minutes=0`` skips fine-tuning; ``linear_blend=False`` skips the blend
+    (`choose_linear_blend`).
 
     Raises
     ------
     RmzError
         A stack unfit for calibration (no z, too few planes, too narrow), a
-        model that states no imaging conditions, a non-positive budget or a
-        negative stop tolerance.
+        model that states no imaging conditions, a negative budget, nothing
+        to do (no minutes and no blend) or a negative stop tolerance.
     """
-    if not minutes > 0:
-        raise RmzError(f"--minutes must be positive, got {minutes:g}")
+    if not minutes >= 0:
+        raise RmzError(f"--minutes must be 0 or more, got {minutes:g}")
+    if minutes == 0 and not linear_blend:
+        raise RmzError(
+            "nothing to calibrate: --minutes 0 and no linear blend; give --minutes to fine-tune"
+        )
     check_tolerance(stop_tolerance_db)
     if not stacks:
         raise RmzError("give at least one --stack")
@@ -378,9 +485,75 @@ def calibrate(
         raise RmzError(f"the training parts of the stacks are {side} px; at least 32 are needed")
     before = score_held_out(model, strips, device=device)
     settings = _settings_for(model, crop, learning_rate)
+    started = time.perf_counter()
+    steps = 0
+    tuned = model.model
+    extra = {"calibrated_from": json.dumps({"name": model.name, "sha256": model.sha256})}
+    if minutes > 0:
+        tuned, steps = _fine_tune(
+            model, conditions, settings, training, minutes, device, on_progress
+        )
+        extra["training"] = settings.model_dump_json()
+    elif model.metadata.get("training"):
+        extra["training"] = model.metadata["training"]
+    output = Path(output)
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = save_weights(
+            tuned,
+            Path(tmp) / "calibrated.safetensors",
+            name=f"{model.name}-calibrated",
+            conditions=model.conditions,
+            extra=extra,
+        )
+        loaded = load_model(candidate, device or "cpu")
+    choice = blend = None
+    if linear_blend:
+        choice = choose_linear_blend(loaded, training, device=device)
+        if choice.weight < 1.0:
+            blend = LinearBlend.fit([(t.data, t.z_um) for t in training], choice.weight)
+            loaded = dataclasses.replace(loaded, linear_blend=blend)
+    if minutes == 0 and blend is None:
+        after = before  # nothing changed: the same model
+        seconds = time.perf_counter() - started
+        return Calibration(before, after, 0, seconds, None, None, blend=choice, unchanged=True)
+    after = score_held_out(loaded, strips, device=device)
+    result = Calibration(
+        before, after, steps, time.perf_counter() - started, None, None, blend=choice
+    )
+    if not (result.improved or force):
+        return result
+    # the preset's spacing and policy, and a threshold chosen for these weights
+    pixel = next((s.pixel_size_um for _, s in stacks if s.pixel_size_um), None)
+    result.stop = choose_stop_threshold(
+        loaded, training, pixel_size_um=pixel, tolerance_db=stop_tolerance_db, device=device
+    )
+    inherited = scan_defaults(model)
+    chosen = inherited._replace(relative_epsilon=result.stop.relative_epsilon)
+    extra[SCAN_DEFAULTS_KEY] = json.dumps(chosen._asdict())
+    result.written = save_weights(
+        tuned,
+        output,
+        name=f"{model.name}-calibrated",
+        conditions=model.conditions,
+        extra=extra,
+        linear_blend=blend,
+    )
+    result.card = _write_card(result, model, stacks, minutes, output)
+    return result
+
+
+def _fine_tune(
+    model: LoadedModel,
+    conditions: ImagingConditions,
+    settings: Any,
+    training: list[StackVolume],
+    minutes: float,
+    device: str | None,
+    on_progress: Any,
+) -> tuple[RecurrentMZ, int]:
+    """The network after ``minutes`` of training on ``training``, and its steps."""
     from .training.trainer import train
 
-    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         summary = train(
             tmp,
@@ -398,41 +571,9 @@ def calibrate(
             on_progress=on_progress,
         )
         state = torch.load(Path(tmp) / "checkpoint.pt", map_location="cpu", weights_only=True)
-    config = model.model.config
-    tuned = RecurrentMZ.from_config(config)
+    tuned = RecurrentMZ.from_config(model.model.config)
     tuned.load_state_dict(state["model"])
-    seconds = time.perf_counter() - started
-    output = Path(output)
-    extra = {
-        "training": settings.model_dump_json(),
-        "calibrated_from": json.dumps({"name": model.name, "sha256": model.sha256}),
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        candidate = save_weights(
-            tuned,
-            Path(tmp) / "calibrated.safetensors",
-            name=f"{model.name}-calibrated",
-            conditions=model.conditions,
-            extra=extra,
-        )
-        loaded = load_model(candidate, device or "cpu")
-        after = score_held_out(loaded, strips, device=device)
-        result = Calibration(before, after, summary.steps, seconds, None, None)
-        if not (result.improved or force):
-            return result
-        # the preset's spacing and policy, and a threshold chosen for these weights
-        pixel = next((s.pixel_size_um for _, s in stacks if s.pixel_size_um), None)
-        result.stop = choose_stop_threshold(
-            loaded, training, pixel_size_um=pixel, tolerance_db=stop_tolerance_db, device=device
-        )
-        inherited = scan_defaults(model)
-        chosen = inherited._replace(relative_epsilon=result.stop.relative_epsilon)
-        extra[SCAN_DEFAULTS_KEY] = json.dumps(chosen._asdict())
-    result.written = save_weights(
-        tuned, output, name=f"{model.name}-calibrated", conditions=model.conditions, extra=extra
-    )
-    result.card = _write_card(result, model, stacks, minutes, output)
-    return result
+    return tuned, summary.steps
 
 
 def _write_card(
@@ -446,12 +587,20 @@ def _write_card(
     lines = [
         f"# {model.name}-calibrated",
         "",
-        f"Fine-tuned from `{model.name}` (SHA-256 `{model.sha256[:12]}`) with `rmz-acq "
-        f"calibrate` for {minutes:g} minutes ({result.steps} steps, {result.seconds:.0f} s) "
-        f"on {torch.device('cuda' if torch.cuda.is_available() else 'cpu')}.",
+        (
+            f"Fine-tuned from `{model.name}` (SHA-256 `{model.sha256[:12]}`) with `rmz-acq "
+            f"calibrate` for {minutes:g} minutes ({result.steps} steps, "
+            f"{result.seconds:.0f} s in all) on "
+            f"{torch.device('cuda' if torch.cuda.is_available() else 'cpu')}."
+            if minutes > 0
+            else f"The network of `{model.name}` (SHA-256 `{model.sha256[:12]}`), unchanged "
+            "(`rmz-acq calibrate --minutes 0`), with a linear blend calibrated on your stacks."
+        ),
         "",
-        "Training data: the left three quarters of each of these z-stacks; the right "
-        "quarter of each was held out and never trained on:",
+        *([result.blend.describe().capitalize() + ".", ""] if result.blend is not None else []),
+        "Training data (for the fine-tuning and the linear filter): the left three quarters "
+        "of each of these z-stacks; the right quarter of each was held out and never trained "
+        "on:",
         "",
         *[
             f"- `{source}`: {s.data.shape[0]} planes of {s.data.shape[1]} x {s.data.shape[2]} px"

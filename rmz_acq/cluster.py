@@ -186,6 +186,7 @@ def _plane_group_task(
         device=device,
         compute_dtype=compute_dtype(precision),
         plane_tolerance_um=tolerance_um,  # the whole grid's: a measured plane is the same plane
+        blend_centre_um=0.5 * (min(run.planes_um) + max(run.planes_um)),  # the whole grid's
         # every group the same statistics, as one reconstruction of the whole grid has
         normalization=stack_normalization(model, frames.frames)
         if frames.stack_statistics

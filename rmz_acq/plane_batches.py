@@ -80,6 +80,7 @@ def reconstruct_by_plane_batches(
             device=device,
             compute_dtype=compute_dtype,
             plane_tolerance_um=tolerance,
+            blend_centre_um=0.5 * float(planes.min() + planes.max()),
             normalization=normalization,
         )
         for m, (frame, z) in enumerate(zip(frames, z_um, strict=True)):

@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from .compute import resolve_device
 from .errors import RmzError
 from .fidelity import blend_measured, noise_variance_map
+from .linear_blend import LinearFilter
 from .model.network import RecurrentMZ, RecurrentState
 from .model.normalization import IntensityNormalization
 from .model.weights import LoadedModel
@@ -138,6 +139,14 @@ class ReconstructionSession:
         How near a frame must be to an output plane to measure it (default:
         `measured_plane_tolerance_um` of ``output_planes_um``); a session
         over part of a grid passes the whole grid's.
+    blend_centre_um
+        For weights that carry a linear blend (`rmz_acq.linear_blend`, written
+        by ``rmz-acq calibrate``): the z that the middle of the calibration
+        stacks stands for; default: the middle of ``output_planes_um``.  A
+        session over part of a grid passes the whole grid's middle.  The
+        blend adds a term to a push that grows with the frames pushed (their
+        spectra, weighed at every plane between them); the network's part
+        stays flat in M.
     """
 
     def __init__(
@@ -153,8 +162,10 @@ class ReconstructionSession:
         normalization: IntensityNormalization | None = None,
         keep_measured: bool = True,
         plane_tolerance_um: float | None = None,
+        blend_centre_um: float | None = None,
     ) -> None:
         network = model.model if isinstance(model, LoadedModel) else model
+        self.linear_blend = model.linear_blend if isinstance(model, LoadedModel) else None
         planes = np.asarray(output_planes_um, dtype=np.float64).ravel()
         if planes.size == 0:
             raise ValueError("the output grid has no planes; give at least one output z")
@@ -185,6 +196,11 @@ class ReconstructionSession:
             if plane_tolerance_um is not None
             else measured_plane_tolerance_um(planes)
         )
+        self._blend_centre_um = (
+            float(blend_centre_um)
+            if blend_centre_um is not None
+            else 0.5 * float(planes.min() + planes.max())
+        )
         self.reset()
 
     # state -------------------------------------------------------------------
@@ -198,6 +214,11 @@ class ReconstructionSession:
         self._padded_shape: tuple[int, int] = (0, 0)
         self._tiles: list[_Tile] = []
         self._batch = 1
+        self._filter = (
+            None
+            if self.linear_blend is None
+            else LinearFilter(self.linear_blend, self._blend_centre_um)
+        )
         self.frames_z_um: list[float] = []
         # output plane index -> (sum of the frames measured there, their count,
         # summed noise variance maps), for `keep_measured`
@@ -374,6 +395,8 @@ class ReconstructionSession:
 
         if self.keep_measured:
             self._remember_measured(values, float(measured_z_um))
+        if self._filter is not None:
+            self._filter.add(values, float(measured_z_um))
         first = self.n_frames == 0
         squared_changes = np.zeros(len(self.output_planes_um), np.float64)
         squared_norm = value_sum = 0.0
@@ -390,6 +413,7 @@ class ReconstructionSession:
                         new[j - p0] = blend_measured(
                             new[j - p0], total / count, variance / count**2
                         )
+                self._blend_linear(new, p0, p1)
                 old = self._volume[p0:p1]
                 if not first:
                     squared_changes[p0:p1] = np.sum(
@@ -417,6 +441,20 @@ class ReconstructionSession:
             centred_norm=centred_norm(squared_norm, value_sum, self._volume.size),
             voxels=self._volume.size,
         )
+
+    def _blend_linear(self, new: NDArray[np.float32], p0: int, p1: int) -> None:
+        """Mix the calibrated linear filter into planes ``p0:p1`` it covers (in place)."""
+        if self._filter is None or self.linear_blend is None:
+            return
+        planes = self.output_planes_um[p0:p1]
+        covered = self._filter.covers(planes) & np.array(
+            [j not in self._measured for j in range(p0, p1)], bool
+        )
+        if not covered.any():
+            return
+        share = self.linear_blend.weight
+        linear = self._filter.planes(planes)
+        new[covered] = share * new[covered] + (1 - share) * linear[covered]
 
     def _remember_measured(self, frame: NDArray[np.float64], z_um: float) -> None:
         j = int(np.argmin(np.abs(self.output_planes_um - z_um)))

@@ -127,6 +127,7 @@ class ScanJudge:
                 planes[chosen],
                 device=device,
                 compute_dtype=compute_dtype(settings.precision),
+                blend_centre_um=0.5 * float(planes.min() + planes.max()),
             )
             self.scale = float(np.sqrt(len(planes) / len(chosen)))
 

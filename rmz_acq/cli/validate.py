@@ -207,7 +207,18 @@ def calibrate(
         Path, typer.Option("--output", "-o", help="Weights to write (.safetensors).")
     ],
     model: Model,
-    minutes: Annotated[float, typer.Option("--minutes", help="Fine-tuning time budget.")] = 20.0,
+    minutes: Annotated[
+        float,
+        typer.Option("--minutes", help="Fine-tuning time budget; 0: the linear blend alone."),
+    ] = 20.0,
+    linear_blend: Annotated[
+        bool,
+        typer.Option(
+            "--linear-blend/--no-linear-blend",
+            help="Blend the network with a linear filter calibrated on the stacks, in the "
+            "share that cross-fitting on them chooses.",
+        ),
+    ] = True,
     force: Annotated[
         bool, typer.Option("--force", help="Write the weights even if they score worse.")
     ] = False,
@@ -238,8 +249,10 @@ def calibrate(
     try:
         if not output.name.endswith(".safetensors"):
             raise RmzError(f"-o {output} must end in .safetensors")
-        if not minutes > 0:
-            raise RmzError(f"--minutes must be positive, got {minutes:g}")
+        if not minutes >= 0:
+            raise RmzError(f"--minutes must be 0 or more, got {minutes:g}")
+        if minutes == 0 and not linear_blend:
+            raise RmzError("--minutes 0 with --no-linear-blend leaves nothing to calibrate")
         tolerance = STOP_TOLERANCE_DB if stop_tolerance is None else stop_tolerance
         check_tolerance(tolerance)
         check_output_file(output, inputs=stacks, overwrite=overwrite)
@@ -247,9 +260,11 @@ def calibrate(
         taken = [(str(path), read_zstack(path)) for path in stacks]
         for source, stack in taken:
             split_stack(stack, source)  # refuse an unfit stack before the work starts
+        work = [f"fine-tuning {loaded.name} for {minutes:g} min"] if minutes > 0 else []
+        work += ["fitting a linear blend"] if linear_blend else []
         typer.echo(
-            f"fine-tuning {loaded.name} on {len(taken)} stack(s) for {minutes:g} min; the right "
-            "quarter of each is held out",
+            f"{' then '.join(work)} on {len(taken)} stack(s); the right quarter of each is "
+            "held out",
             err=True,
         )
         if not learning_rate > 0:
@@ -262,12 +277,21 @@ def calibrate(
             force=force,
             learning_rate=learning_rate,
             stop_tolerance_db=tolerance,
+            linear_blend=linear_blend,
             device=device,
         )
     except (RmzError, ValueError) as exc:
         raise fail(exc) from None
     typer.echo(result.table())
     typer.echo(f"{result.steps} steps in {result.seconds:.0f} s")
+    if result.unchanged:
+        typer.echo(
+            "error: not written: with --minutes 0 only the linear blend could change the "
+            "model, and no share of it beat the network on your stacks; give --minutes to "
+            "fine-tune",
+            err=True,
+        )
+        raise typer.Exit(1)
     if result.written is None:
         typer.echo(
             "error: not written: the held-out score dropped "

@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import RmzError
+from ..linear_blend import TENSOR_KEY, LinearBlend
 from .network import NetworkConfig, RecurrentMZ
 from .zoo_package import is_zoo_package, read_zoo_package
 
@@ -46,6 +47,9 @@ class LoadedModel:
     path: Path
     conditions: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
+    # a linear filter calibrated on the user's stacks, blended with the
+    # network's output (`rmz_acq.linear_blend`); None for the presets
+    linear_blend: LinearBlend | None = None
 
     @property
     def trained_frames(self) -> int | None:
@@ -80,8 +84,9 @@ def save_weights(
     name: str,
     conditions: dict[str, Any] | None = None,
     extra: dict[str, str] | None = None,
+    linear_blend: LinearBlend | None = None,
 ) -> Path:
-    """Write ``model``'s weights and description as safetensors."""
+    """Write ``model``'s weights and description as safetensors (and a linear blend)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
@@ -92,6 +97,10 @@ def save_weights(
         **(extra or {}),
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if linear_blend is not None:
+        blend_metadata, blend_tensors = linear_blend.to_disk()
+        metadata.update(blend_metadata)
+        tensors.update(blend_tensors)
     tmp = path.with_name(path.name + ".partial")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
@@ -230,6 +239,8 @@ def load_model(name_or_path: str | Path, device: torch.device | str = "cpu") -> 
         config = NetworkConfig.from_dict(metadata)
     except (KeyError, ValueError) as exc:
         raise RmzError(f"{path} has an incomplete architecture description: {exc}") from exc
+    blend_tensor = tensors.pop(TENSOR_KEY, None)
+    blend = None if blend_tensor is None else LinearBlend.from_disk(metadata, blend_tensor)
     model = RecurrentMZ.from_config(config)
     try:
         model.load_state_dict(tensors, strict=True)
@@ -245,4 +256,5 @@ def load_model(name_or_path: str | Path, device: torch.device | str = "cpu") -> 
         path=path,
         conditions=conditions,
         metadata=metadata,
+        linear_blend=blend,
     )

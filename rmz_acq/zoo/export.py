@@ -11,8 +11,10 @@ before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ import torch
 from numpy.typing import NDArray
 
 from ..acquisition.plan import scan_defaults
-from ..errors import RmzError
+from ..errors import DataWarning, RmzError
 from ..model.weights import PRESETS, LoadedModel, load_model
 from .module import RecurrentMZVolume
 
@@ -201,6 +203,15 @@ def export_bioimageio(
             f"use e.g. 64"
         )
     loaded = load_model(model, "cpu")
+    if loaded.linear_blend is not None:
+        warnings.warn(
+            f"{loaded.path.name} carries a linear blend calibrated on your stacks; the zoo "
+            "package holds the network alone (its volumes are the network's, without the "
+            "blend): use the weights file with rmz_acq for the calibrated volumes",
+            DataWarning,
+            stacklevel=2,
+        )
+        loaded = dataclasses.replace(loaded, linear_blend=None)
     module = RecurrentMZVolume.wrapping(loaded.model).eval()
     tensors = _test_tensors(loaded, module, fov_px)
     inputs_um, _ = sample_planes(loaded.conditions)

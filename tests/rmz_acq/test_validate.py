@@ -14,7 +14,14 @@ from pymmcore_plus import CMMCorePlus
 
 from rmz_acq.acquisition import AdaptiveScan, ScanPlan, ScanSettings
 from rmz_acq.acquisition.stop_rules import evenly_spaced
-from rmz_acq.calibration import HeldOutScore, StopChoice, calibrate, split_stack
+from rmz_acq.calibration import (
+    BLEND_SHARES,
+    BlendChoice,
+    HeldOutScore,
+    StopChoice,
+    calibrate,
+    split_stack,
+)
 from rmz_acq.errors import DataWarning
 from rmz_acq.hardware import load_core
 from rmz_acq.io import ZStack, read_zstack, write_zstack
@@ -258,6 +265,44 @@ def test_calibrate_improves_the_held_out_region(
     assert training.shape == (96, 72) and strip.shape == (96, 24)
 
 
+def test_calibrate_without_minutes_fits_the_linear_blend_alone(
+    specimen: Path, trainable: Path, tmp_path: Path
+) -> None:
+    start = load_model(trainable)
+    out = tmp_path / "blend.safetensors"
+    result = calibrate([("specimen", read_zstack(specimen))], start, out, minutes=0)
+    assert result.steps == 0 and result.blend is not None
+    assert set(result.blend.psnr_db) == set(BLEND_SHARES)
+    # an untrained network: the filter calibrated on the specimen carries the volume,
+    # chosen on the training part and better on the strip it never saw
+    assert result.blend.weight < 1.0
+    assert result.blend.psnr_db[result.blend.weight] > result.blend.psnr_db[1.0]
+    assert result.after.recurrent_mz > result.before.recurrent_mz
+    assert result.written == out and "linear blend: " in result.table()
+    assert result.card is not None and "Linear blend: " in result.card.read_text()
+    tuned = load_model(out)
+    assert tuned.linear_blend is not None and tuned.linear_blend.weight == result.blend.weight
+    for key, value in start.model.state_dict().items():  # the network is the start's
+        torch.testing.assert_close(tuned.model.state_dict()[key], value)
+
+
+def test_calibrate_without_minutes_writes_nothing_when_the_blend_does_not_help(
+    capsys: pytest.CaptureFixture[str],
+    specimen: Path,
+    trainable: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    network_alone = BlendChoice(1.0, {share: 20.0 - share for share in BLEND_SHARES})
+    monkeypatch.setattr("rmz_acq.calibration.choose_linear_blend", lambda *a, **k: network_alone)
+    out = tmp_path / "same.safetensors"
+    code, stdout, err = cli(
+        capsys, "calibrate", "--stack", specimen, "-m", trainable, "-o", out, "--minutes", "0"
+    )
+    assert code == 1 and "no share of it beat the network" in err and not out.exists()
+    assert "linear blend: none" in stdout
+
+
 def _replay(changes: list[float | None], scores: list[float]) -> Validation:
     replay = object.__new__(Validation)  # only what the threshold choice reads
     replay.relative_changes, replay.recurrent_mz_psnr_at_m = changes, scores
@@ -390,7 +435,8 @@ def test_calibrate_refuses_worse_weights_unless_forced(
 
 
 BAD_CALIBRATE = [
-    (("--minutes", "0"), "--minutes must be positive"),
+    (("--minutes", "-1"), "--minutes must be 0 or more, got -1"),
+    (("--minutes", "0", "--no-linear-blend"), "leaves nothing to calibrate"),
     (("--stop-tolerance", "-1"), "--stop-tolerance must be 0 dB or more, got -1"),
     (("-o", "weights.pt"), "must end in .safetensors"),
     (("--narrow",), "calibration needs at least 48 px"),

@@ -1,0 +1,166 @@
+"""The linear filter calibrated on the user's stacks, and its blend with the network."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rmz_acq.errors import RmzError
+from rmz_acq.evaluation.baselines import linear_interpolation
+from rmz_acq.evaluation.metrics import psnr
+from rmz_acq.linear_blend import LinearBlend, LinearFilter, cross_spectra, rings_of
+from rmz_acq.model.network import RecurrentMZ
+from rmz_acq.model.weights import load_model, save_weights
+from rmz_acq.session import ReconstructionSession
+from rmz_acq.training.conditions import PRESET_CONDITIONS
+
+Z = np.round(np.arange(0.0, 4.01, 0.1), 6)  # 41 planes
+FRAMES = [5, 20, 35]  # 0.5, 2.0 and 3.5 um
+
+
+def defocus_stack(seed: int, z0: float = 1.6, offset: float = 10.0) -> np.ndarray:
+    """A thin textured specimen at ``z0`` seen through a Gaussian defocus blur."""
+    rng = np.random.default_rng(seed)
+    texture = np.fft.fft2(rng.random((48, 48)))
+    fy = np.fft.fftfreq(48)[:, None]
+    fx = np.fft.fftfreq(48)[None, :]
+    planes = []
+    for z in Z:
+        sigma = 0.6 + 2.5 * abs(z - z0)  # px
+        otf = np.exp(-2 * np.pi**2 * sigma**2 * (fx**2 + fy**2))
+        planes.append(np.fft.ifft2(texture * otf).real)
+    return offset + 20 * np.stack(planes)
+
+
+def filtered(blend: LinearBlend, stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    linear = LinearFilter(blend, 2.0)
+    for i in FRAMES:
+        linear.add(stack[i], float(Z[i]))
+    return linear.planes(Z), linear.covers(Z)
+
+
+def test_cross_spectra_are_the_frames_ring_sums() -> None:
+    rng = np.random.default_rng(0)
+    planes = rng.random((3, 12, 10))
+    spectra = cross_spectra(planes, 4)
+    f = np.fft.rfft2(planes)
+    ring = rings_of((12, 10), 4)
+    assert ring[0, 0] == -1 and set(np.unique(ring)) == {-1, 0, 1, 2, 3}
+    for r in range(4):
+        band = ring == r
+        expected = np.sum(np.conj(f[0][band]) * f[2][band])
+        assert spectra[r, 0, 2] == pytest.approx(expected)
+    # Hermitian in the planes: the normal equations are well posed
+    np.testing.assert_allclose(spectra, np.conj(np.swapaxes(spectra, 1, 2)))
+
+
+def test_a_filter_fitted_on_one_field_refocuses_another() -> None:
+    """Fitted on specimen A's stack, the filter beats linear interpolation on specimen B."""
+    blend = LinearBlend.fit([(defocus_stack(1), Z)], weight=0.0)
+    other = defocus_stack(2)
+    estimate, covered = filtered(blend, other)
+    assert covered.sum() == len(Z) - len(FRAMES) and not covered[FRAMES].any()
+    interpolated = linear_interpolation(other[FRAMES], Z[FRAMES], Z)
+
+    span = float(np.ptp(other))
+
+    def mean_psnr(volume: np.ndarray) -> float:
+        pairs = zip(volume[covered] / span, other[covered] / span, strict=True)
+        return float(np.mean([psnr(v, t) for v, t in pairs]))
+
+    ours, theirs = mean_psnr(estimate), mean_psnr(interpolated)
+    assert ours > theirs + 5.0
+    # the in-focus plane, between two frames, comes back sharper than either
+    focus = 16
+    assert psnr(estimate[focus], other[focus]) > psnr(interpolated[focus], other[focus]) + 5.0
+
+
+def test_the_filter_is_gain_and_offset_equivariant() -> None:
+    blend = LinearBlend.fit([(defocus_stack(1), Z)])
+    stack = defocus_stack(2)
+    base, covered = filtered(blend, stack)
+    scaled, _ = filtered(blend, 3.0 * stack + 50.0)
+    span = np.ptp(base[covered])
+    assert np.max(np.abs(scaled[covered] - (3.0 * base[covered] + 50.0))) < 1e-4 * 3 * span
+
+
+def test_frames_and_planes_outside_the_calibrated_range_are_left_to_the_network() -> None:
+    blend = LinearBlend.fit([(defocus_stack(1)[:21], Z[:21])])  # 0-2 um: offsets -1..+1
+    linear = LinearFilter(blend, 1.0)
+    linear.add(defocus_stack(2)[30], 3.0)  # offset +2: outside, not used
+    assert not linear.covers([0.5, 1.5]).any()  # no frame inside yet
+    linear.add(defocus_stack(2)[5], 0.5)
+    assert linear.covers([0.5, 1.5, 2.5]).tolist() == [False, True, False]
+
+
+def test_bad_calibration_stacks_are_refused() -> None:
+    stack = defocus_stack(1)
+    with pytest.raises(RmzError, match="3 or more planes"):
+        LinearBlend.fit([(stack[:2], Z[:2])])
+    uneven = np.concatenate([Z[:10], Z[12:]])
+    with pytest.raises(RmzError, match="evenly spaced"):
+        LinearBlend.fit([(np.delete(stack, [10, 11], axis=0), uneven)])
+    with pytest.raises(RmzError, match="different z steps"):
+        LinearBlend.fit([(stack, Z), (stack[::2], Z[::2])])
+    with pytest.raises(RmzError, match=r"must be in 0\.\.1"):
+        LinearBlend.fit([(stack, Z)], weight=1.5)
+
+
+def test_weights_carry_the_blend_and_every_session_applies_it(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    network = RecurrentMZ(base_channels=2, depth=2)
+    blend = LinearBlend.fit([(defocus_stack(1), Z)], weight=0.25)
+    path = save_weights(network, tmp_path / "w.safetensors", name="w", linear_blend=blend)
+    loaded = load_model(path)
+    assert loaded.linear_blend is not None and loaded.linear_blend.weight == 0.25
+    np.testing.assert_allclose(loaded.linear_blend.spectra, blend.spectra, rtol=1e-5)
+    stack = defocus_stack(2)
+    frames, z = [stack[i] for i in FRAMES], [float(Z[i]) for i in FRAMES]
+    alone = dataclasses.replace(loaded, linear_blend=None)
+    net = ReconstructionSession(alone, Z).run(frames, z).volume.copy()
+    session = ReconstructionSession(loaded, Z)
+    for frame, zi in zip(frames, z, strict=True):
+        blended = session.push(frame, zi).volume
+    estimate, covered = filtered(loaded.linear_blend, stack)
+    np.testing.assert_allclose(
+        blended[covered], 0.25 * net[covered] + 0.75 * estimate[covered], rtol=1e-4, atol=1e-3
+    )
+    np.testing.assert_array_equal(blended[FRAMES], net[FRAMES])  # measured planes: untouched
+    # a session over part of the grid, told the grid's middle, gives the same planes
+    part = ReconstructionSession(loaded, Z[10:30], blend_centre_um=2.0).run(frames, z).volume
+    np.testing.assert_allclose(part, blended[10:30], rtol=1e-4, atol=1e-3)
+    # the presets carry none
+    assert load_model("beads").linear_blend is None
+
+
+def test_a_zoo_package_of_blended_weights_holds_the_network_and_says_so(
+    tmp_path: Path,
+) -> None:
+    from rmz_acq.errors import DataWarning
+    from rmz_acq.zoo.export import export_bioimageio
+
+    torch.manual_seed(0)
+    network = RecurrentMZ(base_channels=2, depth=2)
+    conditions = PRESET_CONDITIONS["beads"].model_dump() | {"depth_um": 4.0}
+    blend = LinearBlend.fit([(defocus_stack(1), Z)], weight=0.5)
+    path = save_weights(
+        network, tmp_path / "w.safetensors", name="w", conditions=conditions, linear_blend=blend
+    )
+    with warnings.catch_warnings(record=True) as caught:  # the zoo's own warn too
+        warnings.simplefilter("always")
+        folder = export_bioimageio(path, tmp_path / "zoo")
+    said = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert len(said) == 1 and "holds the network alone" in said[0]
+    packaged = load_model(folder)
+    assert packaged.linear_blend is None
+    expected = np.load(folder / "test_volume.npy")[0]
+    frames = np.load(folder / "test_frames.npy")[0]
+    frame_z = np.load(folder / "test_frame_z_um.npy")[0]
+    planes = np.load(folder / "test_output_z_um.npy")[0]
+    volume = ReconstructionSession(packaged, planes).run(list(frames), list(frame_z)).volume
+    np.testing.assert_allclose(volume, expected, rtol=1e-4, atol=1e-4)
