@@ -1,12 +1,13 @@
 """The linear blend of `rmz-acq calibrate --minutes 0`, on specimens it never saw.
 
-    python benchmarks/bench_linear_blend.py [--model widefield]
+    python benchmarks/bench_linear_blend.py [--model widefield] [--stacks 1]
         [--cases nuclei,tissue,cells,membranes,filaments,puncta,worm,neuron]
 
 For every simulated case (a structure family of `bench_calibrate.py`'s
-specimens, or the worm): ``calibrate`` with ``minutes=0`` on one recorded
-stack (specimen A), which fits the filter on its training part and chooses
-the network's share by cross-fitting there; then a *second specimen* of the
+specimens, or the worm): ``calibrate`` with ``minutes=0`` on ``--stacks``
+recorded stacks of that family (specimens A), which fits the filter on their
+training parts and chooses the network's share by cross-fitting there (on
+one stack's halves, or stack against stack); then another specimen of the
 same family (B, another seed: another field of the same sample, never seen
 by the calibration) is scanned sparsely (the default scan's candidates, in
 its order) and reconstructed by the network alone and with the blend, both
@@ -75,12 +76,13 @@ def main() -> None:
     parser.add_argument(
         "--cases", default="nuclei,tissue,cells,membranes,filaments,puncta,worm,neuron"
     )
+    parser.add_argument("--stacks", type=int, default=1, help="calibration stacks a case")
     args = parser.parse_args()
     preset = load_model(args.model)
     print(
-        f"{args.model}: calibrate --minutes 0 on specimen A; PSNR (dB, mean over non-input "
-        "planes) on specimen B of the same family, sparse default scan; network alone / with "
-        "the blend / linear interpolation"
+        f"{args.model}: calibrate --minutes 0 on {args.stacks} specimen(s) A; PSNR (dB, mean "
+        "over non-input planes) on specimen B of the same family, sparse default scan; network "
+        "alone / with the blend / linear interpolation"
     )
     print(
         f"{'case':<10}{'share':>6}{'cross-fit':>10} | {'vs noise-free B: net':>21}{'blend':>7}"
@@ -89,10 +91,15 @@ def main() -> None:
     )
     for case in [c.strip() for c in args.cases.split(",") if c.strip()]:
         started = time.perf_counter()
-        stack = _stack(case)
+        stacks = [(case, _stack(case))]
+        if case != "neuron":  # seeds SEED, SEED + 2, ...: B is SEED + 1
+            stacks += [
+                (f"{case} {k}", simulated_specimen(case, SEED + 2 * k)[0])
+                for k in range(1, args.stacks)
+            ]
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "mine.safetensors"
-            result = calibrate([(case, stack)], preset, path, minutes=0, force=True)
+            result = calibrate(stacks, preset, path, minutes=0, force=True)
             tuned = load_model(path) if result.written else preset
         choice = result.blend
         assert choice is not None

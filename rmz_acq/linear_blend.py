@@ -213,10 +213,12 @@ class LinearBlend:
             raise RmzError(f"the weights' linear blend record is damaged: {exc}") from exc
 
     def describe(self) -> str:
+        """E.g. ``blend of 0.50 x the network and 0.50 x a linear ring filter ...``."""
         return (
-            f"linear blend: {self.weight:.2f} network + {1 - self.weight:.2f} a ring filter "
-            f"({self.spectra.shape[0]} rings) calibrated on {self.stacks} stack(s) over "
-            f"{self.offsets_um[0]:+.2f}..{self.offsets_um[-1]:+.2f} um of their middle"
+            f"blend of {self.weight:.2f} x the network and {1 - self.weight:.2f} x a linear "
+            f"ring filter ({self.spectra.shape[0]} rings) calibrated on {self.stacks} stack(s), "
+            f"over {self.offsets_um[0]:+.2f} to {self.offsets_um[-1]:+.2f} um of the scan's "
+            "middle"
         )
 
 

@@ -306,6 +306,11 @@ def validate_stack(
     ceiling, why_not = stack_noise_ceiling(truth, planes, evaluation, model)
     if why_not:
         notes.append(why_not)
+    if model.linear_blend is not None:
+        notes.append(
+            f"the volume is a {model.linear_blend.describe()}: judge it on a stack that took no "
+            "part in that calibration"
+        )
     return Validation(
         model_name=model.name,
         model_sha256=model.sha256,

@@ -406,6 +406,11 @@ class AdaptiveScan:
                 "name": self.model.name,
                 "sha256": self.model.sha256,
                 "path": str(self.model.path),
+                **(
+                    {"linear_blend": self.model.linear_blend.describe()}
+                    if self.model.linear_blend is not None
+                    else {}
+                ),
             },
             output_planes_um=list(self.plan.output_planes_um),
             candidates_um=list(self.plan.candidates_um),

@@ -164,3 +164,45 @@ def test_a_zoo_package_of_blended_weights_holds_the_network_and_says_so(
     planes = np.load(folder / "test_output_z_um.npy")[0]
     volume = ReconstructionSession(packaged, planes).run(list(frames), list(frame_z)).volume
     np.testing.assert_allclose(volume, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_validate_says_the_volume_is_blended(tmp_path: Path) -> None:
+    from rmz_acq.io import ZStack
+    from rmz_acq.validation import validate_stack
+
+    torch.manual_seed(0)
+    conditions = PRESET_CONDITIONS["beads"].model_dump() | {"depth_um": 4.0}
+    blend = LinearBlend.fit([(defocus_stack(1), Z)], weight=0.5)
+    path = save_weights(
+        RecurrentMZ(base_channels=2, depth=2),
+        tmp_path / "w.safetensors",
+        name="w",
+        conditions=conditions,
+        linear_blend=blend,
+    )
+    stack = ZStack(data=defocus_stack(2).astype(np.float32), z_um=Z, pixel_size_um=0.1)
+    result = validate_stack(stack, load_model(path))
+    assert any("blend of 0.50 x the network" in note for note in result.notes)
+
+
+def test_the_share_is_chosen_where_the_filter_was_not_fitted(tmp_path: Path) -> None:
+    from rmz_acq.calibration import choose_linear_blend
+    from rmz_acq.training.data import StackVolume
+
+    torch.manual_seed(0)
+    conditions = PRESET_CONDITIONS["beads"].model_dump() | {
+        "depth_um": 4.0,
+        "input_spacing_um": 1.0,
+    }
+    path = save_weights(
+        RecurrentMZ(base_channels=2, depth=2), tmp_path / "w.safetensors", name="w",
+        conditions=conditions,
+    )  # fmt: skip
+    model = load_model(path)
+    parts = [StackVolume(defocus_stack(seed).astype(np.float32), Z) for seed in (1, 2)]
+    across = choose_linear_blend(model, parts)  # each stack scored with the other's filter
+    assert across.across_stacks and "fitted on the other stacks" in across.describe()
+    # an untrained network against a filter that refocuses: the filter takes over
+    assert across.weight == 0.0 and across.psnr_db[0.0] > across.psnr_db[1.0] + 3.0
+    alone = choose_linear_blend(model, parts[:1])  # one stack: half against half
+    assert not alone.across_stacks and "optimistic" in alone.describe()
