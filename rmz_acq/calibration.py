@@ -7,12 +7,13 @@ candidates at the model's input spacing, bisection order) against the full
 stack, beside linear interpolation of the same planes.  Weights that score
 worse than the model they started from are not written (unless forced).
 
-A linear filter calibrated on the same training parts (`rmz_acq.linear_blend`)
-is then blended with the network's output: the network's share is chosen by
-cross-fitting (the filter fitted on the left half of every training part and
-scored on the right halves, and the other way round), so neither the share
-nor the filter ever sees the held-out strips.  ``minutes=0`` calibrates the
-blend alone, in a minute or two, without fine-tuning.
+With two or more stacks, a linear filter calibrated on the same training
+parts (`rmz_acq.linear_blend`) is then blended with the network's output:
+the network's share is chosen by cross-fitting stack against stack (the
+filter fitted on the other stacks' training parts, scored on each one's), so
+neither the share nor the filter ever sees the held-out strips, and the
+share is the one that carried to another field.  ``minutes=0`` calibrates
+the blend alone, in a few minutes, without fine-tuning.
 
 Fine-tuning changes how much the volume moves per frame, so the stop rule's
 threshold is chosen again for the weights written (`choose_stop_threshold`,
@@ -56,6 +57,7 @@ __all__ = [
     "BLEND_SHARES",
     "FINE_TUNE_LEARNING_RATE",
     "HELD_OUT_FRACTION",
+    "MIN_BLEND_STACKS",
     "STOP_TOLERANCE_DB",
     "BlendChoice",
     "Calibration",
@@ -75,6 +77,14 @@ FINE_TUNE_LEARNING_RATE = 2e-4  # a fifth of training from scratch: adapt, do no
 STOP_TOLERANCE_DB = 0.5
 # the network's shares of the linear blend tried (1: the network alone)
 BLEND_SHARES = (1.0, 0.75, 0.5, 0.25, 0.0)
+# A filter fitted on one field did not carry to another of the same family
+# (benchmarks/bench_linear_blend.py: -0.7 to +0.2 dB with one stack, +0.2 to
+# +0.3 with two), and one stack cannot check that it does.
+MIN_BLEND_STACKS = 2
+_ONE_STACK = (
+    "the linear blend needs two or more stacks of different fields of your specimen (one "
+    "field's filter need not carry to another, and one stack cannot check it)"
+)
 # thresholds tried, as shares of the starting model's (never above it)
 _THRESHOLD_LADDER = (1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.125)
 
@@ -154,17 +164,10 @@ class BlendChoice:
 
     weight: float
     psnr_db: dict[float, float]
-    across_stacks: bool = False  # scored on other stacks than the filter was fitted on
 
     def describe(self) -> str:
         alone = self.psnr_db[1.0]
-        how = (
-            "each stack's training part scored with the filter fitted on the other stacks"
-            if self.across_stacks
-            else "one stack: each half of its training part scored with the filter fitted on "
-            "the other half, the same field, so an optimistic estimate; give two or more "
-            "stacks of different fields to check it carries to another"
-        )
+        how = "each stack's training part scored with the filter fitted on the other stacks"
         if self.weight == 1.0:
             return (
                 "linear blend: none (no share of the calibrated filter beat the network alone, "
@@ -194,13 +197,18 @@ def choose_linear_blend(
 
     Each part is reconstructed once by the network alone, from the planes
     a default sparse scan takes, and each share in `BLEND_SHARES` is scored
-    where the filter was not fitted.  With two or more stacks, on each
-    stack's part in turn with the filter fitted on the others' (how well it
-    carries to another field); with one, on each half of its part with the
-    filter fitted on the other half (the same field: an optimistic
-    estimate, which the table says).  Chosen: the share with the best mean
+    on each part in turn with the filter fitted on the other parts: how
+    well it carries to another field.  Chosen: the share with the best mean
     (ties to the network).
+
+    Raises
+    ------
+    RmzError
+        Fewer than `MIN_BLEND_STACKS` parts, or parts whose z ranges do not
+        overlap.
     """
+    if len(parts) < MIN_BLEND_STACKS:
+        raise RmzError(_ONE_STACK)
     network = dataclasses.replace(model, linear_blend=None)
     scans = []
     for part in parts:
@@ -208,18 +216,12 @@ def choose_linear_blend(
         session = ReconstructionSession(network, part.z_um, device=device)
         result = session.run([part.data[i] for i in order], [float(part.z_um[i]) for i in order])
         scans.append((order, result.volume.copy()))
-    every = slice(None)
-    folds: list[tuple[LinearBlend, int, slice]] = []  # (filter, part scored, its columns)
-    if len(parts) > 1:
-        for i in range(len(parts)):
-            others = [(p.data, p.z_um) for j, p in enumerate(parts) if j != i]
-            folds.append((LinearBlend.fit(others), i, every))
-    else:
-        part = parts[0]
-        for fit, scored in _halves(part.data.shape[2]):
-            folds.append((LinearBlend.fit([(part.data[:, :, fit], part.z_um)]), 0, scored))
+    folds = []  # (the filter fitted on the other stacks, the stack it is scored on)
+    for i in range(len(parts)):
+        others = [(p.data, p.z_um) for j, p in enumerate(parts) if j != i]
+        folds.append((LinearBlend.fit(others), i))
     scores: dict[float, list[float]] = {share: [] for share in BLEND_SHARES}
-    for blend, i, columns in folds:
+    for blend, i in folds:
         part, (order, volume) = parts[i], scans[i]
         linear = LinearFilter(blend, 0.5 * float(part.z_um[0] + part.z_um[-1]))
         for k in order:
@@ -227,9 +229,8 @@ def choose_linear_blend(
         between = linear.covers(part.z_um)
         if not between.any():
             continue  # no plane of this part inside the others' range
-        estimate = linear.planes(part.z_um)[between][:, :, columns]
-        network_part = volume[between][:, :, columns]
-        truth = part.data[between][:, :, columns]
+        estimate = linear.planes(part.z_um)[between]
+        network_part, truth = volume[between], part.data[between]
         norm = truth_normalisation(truth)
         reference = norm.apply(truth)
         for share in BLEND_SHARES:
@@ -243,13 +244,7 @@ def choose_linear_blend(
         )
     means = {share: float(np.mean(values)) for share, values in scores.items()}
     best = max(BLEND_SHARES, key=lambda share: (round(means[share], 6), share))
-    return BlendChoice(best, means, across_stacks=len(parts) > 1)
-
-
-def _halves(width: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
-    """(fitted on, scored on) columns of the two folds: left for right, right for left."""
-    left, right = slice(0, width // 2), slice(width // 2, None)
-    return (left, right), (right, left)
+    return BlendChoice(best, means)
 
 
 def choose_stop_threshold(
@@ -341,6 +336,7 @@ class Calibration:
     stop: StopChoice | None = None  # chosen only for weights that are written
     blend: BlendChoice | None = None  # None: no linear blend was tried
     unchanged: bool = False  # no fine-tuning and no blend chosen: nothing to write
+    blend_skipped: str | None = None  # why no linear blend was tried
 
     @property
     def improved(self) -> bool:
@@ -363,6 +359,8 @@ class Calibration:
             )
         if self.blend is not None:
             rows.append(self.blend.describe())
+        if self.blend_skipped is not None:
+            rows.append(self.blend_skipped)
         if self.stop is not None:
             rows.append(self.stop.describe())
         return "\n".join(rows)
@@ -490,6 +488,12 @@ def calibrate(
     check_tolerance(stop_tolerance_db)
     if not stacks:
         raise RmzError("give at least one --stack")
+    if minutes == 0 and len(stacks) < MIN_BLEND_STACKS:
+        raise RmzError(f"{_ONE_STACK}: give another --stack, or --minutes to fine-tune")
+    blend_skipped = None
+    if linear_blend and len(stacks) < MIN_BLEND_STACKS:
+        blend_skipped = f"linear blend: not fitted: {_ONE_STACK}"
+        linear_blend = False
     try:
         conditions = ImagingConditions(**model.conditions)
     except (TypeError, ValueError):
@@ -542,6 +546,7 @@ def calibrate(
     result = Calibration(
         before, after, steps, time.perf_counter() - started, None, None, blend=choice
     )
+    result.blend_skipped = blend_skipped
     if not (result.improved or force):
         return result
     # the preset's spacing and policy, and a threshold chosen for these weights

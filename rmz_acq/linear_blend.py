@@ -21,9 +21,10 @@ frames, never at a measured plane.
 ``benchmarks/linear_oracle.py`` measured what this family of filters holds:
 fitted on other specimens of the same family it beats the network on packed
 nuclei, and half of each beats both.  `rmz_acq.calibration` fits the
-cross-spectra on the training parts of the user's stacks, chooses the share
-of the network by cross-fitting there, and stores both in the calibrated
-weights; `ReconstructionSession` applies them to every volume.
+cross-spectra on the training parts of the user's stacks (two or more
+fields: one field's filter need not carry to another), chooses the share of
+the network by cross-fitting stack against stack, and stores both in the
+calibrated weights; `ReconstructionSession` applies them to every volume.
 
 Positions: the calibration stack's planes are kept as offsets from the
 middle of its range, and a scan's frames and output planes as offsets from the

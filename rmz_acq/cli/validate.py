@@ -261,12 +261,13 @@ def calibrate(
         for source, stack in taken:
             split_stack(stack, source)  # refuse an unfit stack before the work starts
         work = [f"fine-tuning {loaded.name} for {minutes:g} min"] if minutes > 0 else []
-        work += ["fitting a linear blend"] if linear_blend else []
-        typer.echo(
-            f"{' then '.join(work)} on {len(taken)} stack(s); the right quarter of each is "
-            "held out",
-            err=True,
-        )
+        work += ["fitting a linear blend"] if linear_blend and len(taken) > 1 else []
+        if work:  # else calibrate says why there is nothing to do
+            typer.echo(
+                f"{' then '.join(work)} on {len(taken)} stack(s); the right quarter of each "
+                "is held out",
+                err=True,
+            )
         if not learning_rate > 0:
             raise RmzError(f"--learning-rate must be positive, got {learning_rate:g}")
         result = run_calibration(

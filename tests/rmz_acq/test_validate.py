@@ -260,28 +260,42 @@ def test_calibrate_improves_the_held_out_region(
     assert ScanSettings.for_model(tuned).relative_epsilon == result.stop.relative_epsilon
     assert "stop rule: relative change" in result.table()
     assert "Stop rule: relative change" in result.card.read_text()
+    # one stack: no linear blend, and the table says why
+    assert result.blend is None and tuned.linear_blend is None
+    assert "linear blend: not fitted: the linear blend needs two or more stacks" in result.table()
     # the strip is really held out: the split is by columns, right quarter
     training, strip = split_stack(read_zstack(specimen), "specimen")
     assert training.shape == (96, 72) and strip.shape == (96, 24)
 
 
+@pytest.fixture
+def other_field(specimen: Path, tmp_path: Path) -> Path:
+    """A second field of the same specimen: its planes transposed."""
+    stack = read_zstack(specimen)
+    data = np.ascontiguousarray(np.swapaxes(stack.data, 1, 2))
+    return write_zstack(tmp_path / "other.ome.tif", data, stack.z_um, stack.pixel_size_um)
+
+
 def test_calibrate_without_minutes_fits_the_linear_blend_alone(
-    specimen: Path, trainable: Path, tmp_path: Path
+    specimen: Path, other_field: Path, trainable: Path, tmp_path: Path
 ) -> None:
     start = load_model(trainable)
     out = tmp_path / "blend.safetensors"
-    result = calibrate([("specimen", read_zstack(specimen))], start, out, minutes=0)
+    stacks = [(str(p), read_zstack(p)) for p in (specimen, other_field)]
+    result = calibrate(stacks, start, out, minutes=0)
     assert result.steps == 0 and result.blend is not None
     assert set(result.blend.psnr_db) == set(BLEND_SHARES)
-    # an untrained network: the filter calibrated on the specimen carries the volume,
-    # chosen on the training part and better on the strip it never saw
+    # an untrained network: the filter calibrated on the other field carries the volume,
+    # chosen stack against stack and better on the strips it never saw
     assert result.blend.weight < 1.0
     assert result.blend.psnr_db[result.blend.weight] > result.blend.psnr_db[1.0]
     assert result.after.recurrent_mz > result.before.recurrent_mz
     assert result.written == out and "linear blend: " in result.table()
+    assert "fitted on the other stacks" in result.table()
     assert result.card is not None and "Linear blend: " in result.card.read_text()
     tuned = load_model(out)
     assert tuned.linear_blend is not None and tuned.linear_blend.weight == result.blend.weight
+    assert tuned.linear_blend.stacks == 2
     for key, value in start.model.state_dict().items():  # the network is the start's
         torch.testing.assert_close(tuned.model.state_dict()[key], value)
 
@@ -289,6 +303,7 @@ def test_calibrate_without_minutes_fits_the_linear_blend_alone(
 def test_calibrate_without_minutes_writes_nothing_when_the_blend_does_not_help(
     capsys: pytest.CaptureFixture[str],
     specimen: Path,
+    other_field: Path,
     trainable: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -297,8 +312,9 @@ def test_calibrate_without_minutes_writes_nothing_when_the_blend_does_not_help(
     monkeypatch.setattr("rmz_acq.calibration.choose_linear_blend", lambda *a, **k: network_alone)
     out = tmp_path / "same.safetensors"
     code, stdout, err = cli(
-        capsys, "calibrate", "--stack", specimen, "-m", trainable, "-o", out, "--minutes", "0"
-    )
+        capsys, "calibrate", "--stack", specimen, "--stack", other_field, "-m", trainable,
+        "-o", out, "--minutes", "0",
+    )  # fmt: skip
     assert code == 1 and "no share of it beat the network" in err and not out.exists()
     assert "linear blend: none" in stdout
 
@@ -437,6 +453,7 @@ def test_calibrate_refuses_worse_weights_unless_forced(
 BAD_CALIBRATE = [
     (("--minutes", "-1"), "--minutes must be 0 or more, got -1"),
     (("--minutes", "0", "--no-linear-blend"), "leaves nothing to calibrate"),
+    (("--minutes", "0"), "the linear blend needs two or more stacks of different fields"),
     (("--stop-tolerance", "-1"), "--stop-tolerance must be 0 dB or more, got -1"),
     (("-o", "weights.pt"), "must end in .safetensors"),
     (("--narrow",), "calibration needs at least 48 px"),
