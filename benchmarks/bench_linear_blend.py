@@ -16,9 +16,10 @@ PSNR over the planes that were not inputs (the stack's scale), beside linear
 interpolation of the same frames.
 
 ``neuron``: the real wide-field neuron of the ``flowdec`` wheel (``pip
-install --no-deps flowdec==1.1.0``) has no second field and no noise-free
-truth: it is calibrated on its training part and scored on its held-out
-strip, against the stack (what `calibrate` itself prints).
+install --no-deps flowdec==1.1.0``) has no second specimen and no
+noise-free truth: its top and bottom halves are calibrated on as two fields
+(their training parts) and it is scored on their held-out strips, against
+the stack (what `calibrate` itself prints).
 """
 
 from __future__ import annotations
@@ -91,11 +92,17 @@ def main() -> None:
     )
     for case in [c.strip() for c in args.cases.split(",") if c.strip()]:
         started = time.perf_counter()
-        stacks = [(case, _stack(case))]
-        if case != "neuron":  # seeds SEED, SEED + 2, ...: B is SEED + 1
-            stacks += [
+        if case == "neuron":  # one real stack: its top and bottom halves as two fields
+            whole = _stack(case)
+            rows = whole.data.shape[1] // 2
+            stacks = [
+                (f"neuron {half}", dataclasses.replace(whole, data=whole.data[:, part]))
+                for half, part in (("top", slice(0, rows)), ("bottom", slice(rows, None)))
+            ]
+        else:  # seeds SEED, SEED + 2, ...: B is SEED + 1
+            stacks = [
                 (f"{case} {k}", simulated_specimen(case, SEED + 2 * k)[0])
-                for k in range(1, args.stacks)
+                for k in range(args.stacks)
             ]
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "mine.safetensors"
