@@ -59,6 +59,14 @@ def average(
                 ) from None
         loaded = [load_model(m) for m in models]
         network = average_weights(loaded, shares)
+        blended = [m for m, w in zip(models, loaded, strict=True) if w.linear_blend is not None]
+        if blended:
+            typer.echo(
+                f"note: the linear blend of {', '.join(blended)} was fitted for that network "
+                "and is left out of the average; run `rmz-acq calibrate --minutes 0` on the "
+                "average to fit one for it",
+                err=True,
+            )
         sources = [
             {"model": m, "sha256": w.sha256, "fraction": f}
             for m, w, f in zip(models, loaded, shares, strict=True)

@@ -206,3 +206,20 @@ def test_the_share_is_chosen_where_the_filter_was_not_fitted(tmp_path: Path) -> 
     assert across.weight == 0.0 and across.psnr_db[0.0] > across.psnr_db[1.0] + 3.0
     with pytest.raises(RmzError, match="two or more stacks of different fields"):
         choose_linear_blend(model, parts[:1])  # one field cannot check it carries
+
+
+def test_averaging_blended_weights_leaves_the_blend_out_and_says_so(tmp_path: Path) -> None:
+    from tests.rmz_acq.test_cli_stack import rmz_acq
+
+    blend = LinearBlend.fit([(defocus_stack(1), Z)], weight=0.5)
+    paths = []
+    for seed, carried in ((0, blend), (1, None)):
+        torch.manual_seed(seed)
+        network = RecurrentMZ(base_channels=2, depth=2)
+        path = tmp_path / f"w{seed}.safetensors"
+        paths.append(save_weights(network, path, name="w", linear_blend=carried))
+    out = tmp_path / "mean.safetensors"
+    done = rmz_acq("average", *paths, "-o", out)
+    assert done.returncode == 0, done.stderr
+    assert f"the linear blend of {paths[0]} was fitted for that network" in done.stderr
+    assert load_model(out).linear_blend is None
