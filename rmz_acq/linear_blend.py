@@ -248,7 +248,7 @@ class LinearFilter:
     def __init__(self, blend: LinearBlend, centre_um: float) -> None:
         self.blend = blend
         self.centre_um = float(centre_um)
-        self._spectra: list[NDArray[np.complex128]] = []
+        self._spectra = np.zeros((0, 0), np.complex128)  # (frames, coefficients)
         self._means: list[float] = []
         self._z: list[float] = []
         self._index: list[int] = []
@@ -264,7 +264,8 @@ class LinearFilter:
         if self._shape is None:
             self._shape = (values.shape[0], values.shape[1])
             self._rings = rings_of(self._shape, self.blend.spectra.shape[0])
-        self._spectra.append(np.fft.rfft2(values))  # double: the gains can be large
+        spectrum = np.fft.rfft2(values).ravel()  # double: the gains can be large
+        self._spectra = np.concatenate([self._spectra.reshape(-1, spectrum.size), [spectrum]])
         self._means.append(float(values.mean()))
         self._z.append(float(z_um))
         self._index.append(index)
@@ -287,21 +288,21 @@ class LinearFilter:
         covered = self.covers(planes)
         if not covered.any():
             return out
-        frames = np.stack(self._spectra).reshape(len(self._spectra), -1)
-        ring = self._rings.ravel()
+        ring = np.maximum(self._rings.ravel(), 0)
         source = np.asarray(self._index)
         gram = self.blend.spectra[:, source][:, :, source]  # (rings, n, n)
         scale = np.trace(gram, axis1=1, axis2=2).real / len(source)
         gram = gram + (_RIDGE * scale + 1e-30)[:, None, None] * np.eye(len(source))
+        wanted = np.flatnonzero(covered)
+        # covered planes are inside the calibrated range: none is None
+        targets = np.array([self.blend.index(planes[k] - self.centre_um) for k in wanted], np.intp)
+        rhs = self.blend.spectra[:, source][:, :, targets]  # (rings, n, planes)
+        weights = np.linalg.solve(gram, rhs)  # every plane's at once
+        # the plane's mean (DC) is linear interpolation's: no offset of the calibration
         order = np.argsort(self._z)
-        for k in np.flatnonzero(covered):
-            target = self.blend.index(planes[k] - self.centre_um)
-            rhs = self.blend.spectra[:, source, target]  # (rings, n)
-            weights = np.linalg.solve(gram, rhs[..., None])[..., 0]  # (rings, n)
-            per_coefficient = weights[np.maximum(ring, 0)]  # (coefficients, n)
-            spectrum = np.einsum("nk,kn->k", frames, per_coefficient)
-            # the plane's mean (DC) is linear interpolation's: no offset of the calibration
-            mean = np.interp(planes[k], np.asarray(self._z)[order], np.asarray(self._means)[order])
-            spectrum[0] = mean * height * width
+        z, means = np.asarray(self._z)[order], np.asarray(self._means)[order]
+        for j, k in enumerate(wanted):
+            spectrum = np.einsum("nk,kn->k", self._spectra, weights[ring, :, j])
+            spectrum[0] = np.interp(planes[k], z, means) * height * width
             out[k] = np.fft.irfft2(spectrum.reshape(height, -1), s=(height, width))
         return out
