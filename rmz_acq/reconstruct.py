@@ -196,7 +196,9 @@ def reconstruct_frames(
         normalization=normalization,
     )
     batch = session.plane_batch_that_fits(
-        *frames.frames.shape[1:], extra_host_bytes=int(frames.frames.nbytes)
+        *frames.frames.shape[1:],
+        extra_host_bytes=int(frames.frames.nbytes),
+        frames=len(frames.frames),
     )
     if batch is not None:  # the whole grid's state does not fit: a batch of planes at a time
         from .plane_batches import reconstruct_by_plane_batches

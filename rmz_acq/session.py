@@ -256,12 +256,24 @@ class ReconstructionSession:
             * torch.empty(0, dtype=self.state_dtype).element_size()
         )
 
-    def check_memory(self, height: int, width: int, *, extra_host_bytes: int = 0) -> None:
+    def filter_nbytes_for(self, height: int, width: int, frames: int) -> int:
+        """Bytes a linear blend's filter keeps for ``frames`` frames (0 without a blend).
+
+        Each frame's half spectrum, complex128 (`LinearFilter`).
+        """
+        if self.linear_blend is None:
+            return 0
+        return frames * height * (width // 2 + 1) * 16
+
+    def check_memory(
+        self, height: int, width: int, *, extra_host_bytes: int = 0, frames: int = 0
+    ) -> None:
         """Refuse (`RmzError`) frames of ``height x width`` whose volume will not fit.
 
         The recurrent state lives on ``self.device``, the volume (float32)
         in host memory; ``extra_host_bytes`` is anything else the caller
-        will hold beside them.
+        will hold beside them; ``frames``, the most frames the session will
+        be pushed (their spectra, for weights with a linear blend).
         """
         from .safety import check_memory
 
@@ -270,8 +282,12 @@ class ReconstructionSession:
         host = {"volume": n * height * width * 4}
         if extra_host_bytes:
             host["kept volumes"] = extra_host_bytes
-        what = f"{n} output planes of {height} x {width} px"
         fix = "Use a larger step between output planes (--z-range) or a shorter range."
+        spectra = self.filter_nbytes_for(height, width, frames)
+        if spectra:
+            host["linear blend's frame spectra"] = spectra
+            fix += " Fewer frames, or weights without a linear blend, keep fewer spectra."
+        what = f"{n} output planes of {height} x {width} px"
         if self.device.type == "cpu":
             check_memory(state | host, what=what, fix=fix)
         else:
@@ -279,7 +295,7 @@ class ReconstructionSession:
             check_memory(host, what=what, fix=fix)
 
     def plane_batch_that_fits(
-        self, height: int, width: int, *, extra_host_bytes: int = 0
+        self, height: int, width: int, *, extra_host_bytes: int = 0, frames: int = 0
     ) -> int | None:
         """``None`` when the whole grid's state fits in memory (stream frame by frame);
         otherwise how many planes at a time do (`rmz_acq.plane_batches`).
@@ -293,12 +309,16 @@ class ReconstructionSession:
         from .safety import MEMORY_SHARE, available_memory_bytes
 
         try:
-            self.check_memory(height, width, extra_host_bytes=extra_host_bytes)
+            self.check_memory(height, width, extra_host_bytes=extra_host_bytes, frames=frames)
             return None
         except RmzError as refused:
             n = len(self.output_planes_um)
             per_plane = max(1, self.state_nbytes_for(height, width) // n)
-            host = n * height * width * 4 + extra_host_bytes
+            host = (
+                n * height * width * 4
+                + extra_host_bytes
+                + self.filter_nbytes_for(height, width, frames)
+            )
             free = available_memory_bytes(self.device)
             if free is None:
                 raise

@@ -243,7 +243,7 @@ def validate_stack(
     session = ReconstructionSession(
         model, planes, device=device, compute_dtype=compute_dtype(settings.precision)
     )
-    session.check_memory(*truth.shape[1:])
+    session.check_memory(*truth.shape[1:], frames=len(plan.candidates_um))
     judge = ScanJudge(model, plan, settings, device=device)
     changes: list[float | None] = []
     at_m: list[float] = []

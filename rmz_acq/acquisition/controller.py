@@ -317,12 +317,13 @@ class AdaptiveScan:
         volume = len(self.plan.output_planes_um) * height * width * 4
         history = volume * len(self.plan.candidates_um) if self.settings.save_history else 0
         kept = len(self.plan.candidates_um) * height * width * 4
+        frames = len(self.plan.candidates_um)
         self.plane_batch = self.session.plane_batch_that_fits(
-            height, width, extra_host_bytes=history + kept
+            height, width, extra_host_bytes=history + kept, frames=frames
         )
         if self.plane_batch is not None:
             if self.decision is None:  # the grid is small: no decision planes to scan on
-                self.session.check_memory(height, width, extra_host_bytes=history)
+                self.session.check_memory(height, width, extra_host_bytes=history, frames=frames)
             self.warnings.append(
                 f"the recurrent state of all {len(self.plan.output_planes_um)} output planes "
                 f"does not fit in memory: the volume is built {self.plane_batch} planes at a "

@@ -248,7 +248,10 @@ def _reconstruct(
 ) -> NDArray[np.float32]:
     planes = case.planes_um if planes is None else planes
     fixed = fixed_normalization(case.frames, model.model.config.intensity, normalization)
-    session = ReconstructionSession(model, planes, device=device, normalization=fixed)
+    middle = 0.5 * float(case.planes_um[0] + case.planes_um[-1])  # of the whole grid
+    session = ReconstructionSession(
+        model, planes, device=device, normalization=fixed, blend_centre_um=middle
+    )
     result = session.run([case.frames[i] for i in order], [case.frames_z_um[i] for i in order])
     return result.volume.copy()
 

@@ -231,7 +231,8 @@ class Experiment:
         session = ReconstructionSession(self.model, self.scan_plans[0].output_planes_um)
         one = len(session.output_planes_um) * height * width * 4
         one += session.state_nbytes_for(height, width)
-        session.check_memory(height, width, extra_host_bytes=one)
+        frames = len(self.scan_plans[0].candidates_um)
+        session.check_memory(height, width, extra_host_bytes=one, frames=frames)
 
     # control --------------------------------------------------------------------
 

@@ -223,3 +223,32 @@ def test_averaging_blended_weights_leaves_the_blend_out_and_says_so(tmp_path: Pa
     assert done.returncode == 0, done.stderr
     assert f"the linear blend of {paths[0]} was fitted for that network" in done.stderr
     assert load_model(out).linear_blend is None
+
+
+def test_the_memory_check_counts_the_frames_spectra_the_filter_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    blend = LinearBlend.fit([(defocus_stack(1), Z)], weight=0.5)
+    path = save_weights(
+        RecurrentMZ(base_channels=2, depth=2), tmp_path / "w.safetensors", name="w",
+        linear_blend=blend,
+    )  # fmt: skip
+    loaded = load_model(path)
+    session = ReconstructionSession(loaded, Z)
+    stack = defocus_stack(2)
+    for i in FRAMES:
+        session.push(stack[i], float(Z[i]))
+    assert session._filter is not None
+    kept = session.filter_nbytes_for(48, 48, len(FRAMES))
+    assert kept == session._filter._spectra.nbytes
+    alone = ReconstructionSession(dataclasses.replace(loaded, linear_blend=None), Z)
+    assert alone.filter_nbytes_for(48, 48, 1000) == 0
+    # room for the state and the volume, not for a thousand frames' spectra
+    need = session.state_nbytes_for(48, 48) + len(Z) * 48 * 48 * 4
+    free = int((need + kept) / 0.8)
+    monkeypatch.setattr("rmz_acq.safety.available_memory_bytes", lambda device="cpu": free)
+    session.check_memory(48, 48, frames=len(FRAMES))
+    alone.check_memory(48, 48, frames=1000)
+    with pytest.raises(RmzError, match="linear blend's frame spectra"):
+        session.check_memory(48, 48, frames=1000)
