@@ -13,7 +13,9 @@ the network's share is chosen by cross-fitting stack against stack (the
 filter fitted on the other stacks' training parts, scored on each one's), so
 neither the share nor the filter ever sees the held-out strips, and the
 share is the one that carried to another field.  ``minutes=0`` calibrates
-the blend alone, in a few minutes, without fine-tuning.
+the blend alone, in a few minutes, without fine-tuning.  Weights that carry
+a blend already (the `widefield` preset's, fitted on its training mixture)
+keep it unless one fitted on the stacks is chosen in its place.
 
 Fine-tuning changes how much the volume moves per frame, so the stop rule's
 threshold is chosen again for the weights written (`choose_stop_threshold`,
@@ -337,6 +339,7 @@ class Calibration:
     blend: BlendChoice | None = None  # None: no linear blend was tried
     unchanged: bool = False  # no fine-tuning and no blend chosen: nothing to write
     blend_skipped: str | None = None  # why no linear blend was tried
+    blend_kept: str | None = None  # the weights' own blend, kept (none of the stacks chosen)
 
     @property
     def improved(self) -> bool:
@@ -361,6 +364,8 @@ class Calibration:
             rows.append(self.blend.describe())
         if self.blend_skipped is not None:
             rows.append(self.blend_skipped)
+        if self.blend_kept is not None:
+            rows.append(f"linear blend: the weights' own kept, a {self.blend_kept}")
         if self.stop is not None:
             rows.append(self.stop.describe())
         return "\n".join(rows)
@@ -537,16 +542,20 @@ def calibrate(
         choice = choose_linear_blend(loaded, training, device=device)
         if choice.weight < 1.0:
             blend = LinearBlend.fit([(t.data, t.z_um) for t in training], choice.weight)
-            loaded = dataclasses.replace(loaded, linear_blend=blend)
     if minutes == 0 and blend is None:
         after = before  # nothing changed: the same model
         seconds = time.perf_counter() - started
         return Calibration(before, after, 0, seconds, None, None, blend=choice, unchanged=True)
+    # no blend of your stacks chosen: the weights' own, if they carry one, stays
+    blend = blend or model.linear_blend
+    loaded = dataclasses.replace(loaded, linear_blend=blend)
     after = score_held_out(loaded, strips, device=device)
     result = Calibration(
         before, after, steps, time.perf_counter() - started, None, None, blend=choice
     )
     result.blend_skipped = blend_skipped
+    if blend is not None and blend is model.linear_blend:
+        result.blend_kept = blend.describe()
     if not (result.improved or force):
         return result
     # the preset's spacing and policy, and a threshold chosen for these weights
@@ -625,6 +634,11 @@ def _write_card(
         ),
         "",
         *([result.blend.describe().capitalize() + ".", ""] if result.blend is not None else []),
+        *(
+            [f"Linear blend: the weights' own kept, a {result.blend_kept}.", ""]
+            if result.blend_kept is not None
+            else []
+        ),
         "Training data (for the fine-tuning and the linear filter): the left three quarters "
         "of each of these z-stacks; the right quarter of each was held out and never trained "
         "on:",

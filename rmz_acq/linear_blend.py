@@ -35,6 +35,7 @@ calibrated range get the network alone.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,13 +99,15 @@ class LinearBlend:
     ``spectra`` is ``(rings, P, P)``, each stack's scaled to the same total
     power and summed; ``offsets_um`` the ``P`` calibration planes, relative
     to the middle of the stack's range; ``weight`` the network's share (the filter's is
-    ``1 - weight``).
+    ``1 - weight``); ``source`` what the stacks were, in words (empty: a
+    user's calibration stacks).
     """
 
     spectra: NDArray[np.complex128]
     offsets_um: NDArray[np.float64]
     weight: float
     stacks: int = 1
+    source: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight <= 1.0:
@@ -166,7 +169,10 @@ class LinearBlend:
         return cls(spectra, grid[keep], float(weight), len(stacks))
 
     def with_weight(self, weight: float) -> LinearBlend:
-        return LinearBlend(self.spectra, self.offsets_um, float(weight), self.stacks)
+        return dataclasses.replace(self, weight=float(weight))
+
+    def with_source(self, source: str) -> LinearBlend:
+        return dataclasses.replace(self, source=source)
 
     @property
     def step_um(self) -> float:
@@ -186,6 +192,7 @@ class LinearBlend:
             "offsets_um": [float(o) for o in self.offsets_um],
             "rings": int(self.spectra.shape[0]),
             "stacks": self.stacks,
+            "source": self.source,
         }
         pairs = np.ascontiguousarray(
             np.stack([self.spectra.real, self.spectra.imag], axis=-1), np.float32
@@ -209,15 +216,17 @@ class LinearBlend:
                 np.asarray(record["offsets_um"], np.float64),
                 float(record["weight"]),
                 int(record.get("stacks", 1)),
+                str(record.get("source", "")),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise RmzError(f"the weights' linear blend record is damaged: {exc}") from exc
 
     def describe(self) -> str:
         """E.g. ``blend of 0.50 x the network and 0.50 x a linear ring filter ...``."""
+        source = self.source or f"{self.stacks} calibration stack(s)"
         return (
             f"blend of {self.weight:.2f} x the network and {1 - self.weight:.2f} x a linear "
-            f"ring filter ({self.spectra.shape[0]} rings) calibrated on {self.stacks} stack(s), "
+            f"ring filter ({self.spectra.shape[0]} rings) fitted on {source}, "
             f"over {self.offsets_um[0]:+.2f} to {self.offsets_um[-1]:+.2f} um of the scan's "
             "middle"
         )

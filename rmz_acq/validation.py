@@ -309,7 +309,7 @@ def validate_stack(
     if model.linear_blend is not None:
         notes.append(
             f"the volume is a {model.linear_blend.describe()}: judge it on a stack that took no "
-            "part in that calibration"
+            "part in fitting it"
         )
     return Validation(
         model_name=model.name,

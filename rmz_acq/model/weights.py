@@ -47,8 +47,8 @@ class LoadedModel:
     path: Path
     conditions: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, str] = field(default_factory=dict)
-    # a linear filter calibrated on the user's stacks, blended with the
-    # network's output (`rmz_acq.linear_blend`); None for the presets
+    # a linear filter fitted on z-stacks (the user's, or the preset's training
+    # mixture), blended with the network's output (`rmz_acq.linear_blend`)
     linear_blend: LinearBlend | None = None
 
     @property

@@ -205,9 +205,9 @@ def export_bioimageio(
     loaded = load_model(model, "cpu")
     if loaded.linear_blend is not None:
         warnings.warn(
-            f"{loaded.path.name} carries a linear blend calibrated on your stacks; the zoo "
-            "package holds the network alone (its volumes are the network's, without the "
-            "blend): use the weights file with rmz_acq for the calibrated volumes",
+            f"{loaded.path.name} carries a linear blend ({loaded.linear_blend.describe()}); "
+            "the zoo package holds the network alone (its volumes are the network's, without "
+            "the blend): use the weights with rmz_acq for the blended volumes",
             DataWarning,
             stacklevel=2,
         )

@@ -25,6 +25,7 @@ from rmz_acq.calibration import (
 from rmz_acq.errors import DataWarning
 from rmz_acq.hardware import load_core
 from rmz_acq.io import ZStack, read_zstack, write_zstack
+from rmz_acq.linear_blend import LinearBlend
 from rmz_acq.model.network import RecurrentMZ
 from rmz_acq.model.weights import load_model, save_weights
 from rmz_acq.training.conditions import PRESET_CONDITIONS
@@ -317,6 +318,28 @@ def test_calibrate_without_minutes_writes_nothing_when_the_blend_does_not_help(
     )  # fmt: skip
     assert code == 1 and "no share of it beat the network" in err and not out.exists()
     assert "linear blend: none" in stdout
+
+
+def test_calibrating_weights_that_carry_a_blend_keeps_it_when_none_is_chosen(
+    specimen: Path, trainable: Path, tmp_path: Path
+) -> None:
+    stack = read_zstack(specimen)
+    own = LinearBlend.fit([(stack.data, stack.z_um)], 0.75).with_source("a training mixture")
+    start = load_model(trainable)
+    carrying = save_weights(
+        start.model, tmp_path / "carrying.safetensors", name="start",
+        conditions=start.conditions, linear_blend=own,
+    )  # fmt: skip
+    out = tmp_path / "tuned.safetensors"
+    # one stack: none fitted on it, so the weights' own blend stays with the tuned network
+    result = calibrate([("specimen", stack)], load_model(carrying), out, minutes=0.02, force=True)
+    tuned = load_model(out)
+    assert tuned.linear_blend is not None and tuned.linear_blend.weight == 0.75
+    assert tuned.linear_blend.source == "a training mixture"
+    np.testing.assert_allclose(tuned.linear_blend.spectra, own.spectra, rtol=1e-5)
+    assert "the weights' own kept" in result.table()
+    assert "fitted on a training mixture" in result.table()
+    assert result.card is not None and "the weights' own kept" in result.card.read_text()
 
 
 def _replay(changes: list[float | None], scores: list[float]) -> Validation:
