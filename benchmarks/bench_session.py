@@ -11,6 +11,8 @@
     python benchmarks/bench_session.py throughput [--size 256] [--planes 16]
     python benchmarks/bench_session.py architectures [--size 256] [--planes 91]
     python benchmarks/bench_session.py host [--sizes 256,1024] [--planes 91]
+    python benchmarks/bench_session.py blend [--sizes 256,1024] [--planes 91] [--max-m 9]
+                                             [--model widefield]
 
 cost:   time of the M-th push of a streaming session against recomputing the
         volume from all M frames from scratch (a new session fed M frames),
@@ -35,6 +37,10 @@ architectures: one push into a session of ``--planes`` output planes for
         each one's cost as a multiple of the shipped one's, in one run.
 host:   the per-plane numpy work of one push without the network (the
         host's share of a push on a GPU).
+blend:  the M-th push of weights that carry a linear blend (`widefield`)
+        against the same network without it, over 0-18 um, frames spread
+        over 1-17 um, M = 1..max-m: the blend's share of a push as it grows
+        with the frames pushed.
 keepup: per-frame update time at 256 x 256 and 1024 x 1024 against the time
         the microscope needs per frame, and the paper's 101 x 256 x 256
         three-frame volume.
@@ -46,6 +52,7 @@ of the same architecture (timings and memory do not depend on the weights);
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import time
 
@@ -89,6 +96,28 @@ def cost(size: int, planes: int, max_m: int) -> None:
         ReconstructionSession(model, grid).run(frames[:m], list(z[:m]))
         scratch = time.perf_counter() - started
         print(f"{m:>3}{push:>9.2f}{scratch:>11.2f}{scratch / push:>14.2f}")
+
+
+def blend(sizes: list[int], planes: int, max_m: int, name: str) -> None:
+    loaded = load_model(name)
+    if loaded.linear_blend is None:
+        raise SystemExit(f"{name} carries no linear blend")
+    alone = dataclasses.replace(loaded, linear_blend=None)
+    grid = np.linspace(0, 18, planes)
+    z = np.linspace(1, 17, max_m)
+    print(f"{loaded.name} ({loaded.sha256[:8]}), {planes} output planes over 0-18 um")
+    print(f"{'size':>6}{'M':>3}{'network s':>11}{'with blend s':>14}{'ratio':>8}")
+    for size in sizes:
+        frames = _frames(max_m, size)
+        sessions = [ReconstructionSession(m, grid) for m in (alone, loaded)]
+        for m in range(1, max_m + 1):
+            seconds = []
+            for session in sessions:
+                started = time.perf_counter()
+                session.push(frames[m - 1], float(z[m - 1]))
+                seconds.append(time.perf_counter() - started)
+            print(f"{size:>6}{m:>3}{seconds[0]:>11.2f}{seconds[1]:>14.2f}"
+                  f"{seconds[1] / seconds[0]:>8.2f}", flush=True)  # fmt: skip
 
 
 def memory(size: int, planes: int, tile: int | None = None) -> None:
@@ -384,6 +413,7 @@ def main() -> None:
             "keepup",
             "architectures",
             "host",
+            "blend",
         ),
     )
     parser.add_argument("--budget-gib", type=float, default=4.0)
@@ -411,6 +441,10 @@ def main() -> None:
     elif args.what == "keepup":
         sizes = [int(v) for v in args.sizes.split(",")]
         keepup(args.planes or 91, args.frame_ms, args.device, sizes)
+    elif args.what == "blend":
+        sizes = [int(v) for v in args.sizes.split(",")]
+        model = "widefield" if args.model == "nuclei" else args.model
+        blend(sizes, args.planes or 91, args.max_m if args.max_m != 6 else 9, model)
     elif args.what == "host":
         host([int(v) for v in args.sizes.split(",")], args.planes or 91)
     elif args.what == "architectures":

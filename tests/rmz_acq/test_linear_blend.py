@@ -134,8 +134,11 @@ def test_weights_carry_the_blend_and_every_session_applies_it(tmp_path: Path) ->
     # a session over part of the grid, told the grid's middle, gives the same planes
     part = ReconstructionSession(loaded, Z[10:30], blend_centre_um=2.0).run(frames, z).volume
     np.testing.assert_allclose(part, blended[10:30], rtol=1e-4, atol=1e-3)
-    # the presets carry none
+    # of the presets only widefield carries one, fitted on its training mixture
     assert load_model("beads").linear_blend is None
+    assert load_model("nuclei").linear_blend is None
+    shipped = load_model("widefield").linear_blend
+    assert shipped is not None and shipped.weight == 0.75 and "training mixture" in shipped.source
 
 
 def test_a_zoo_package_of_blended_weights_holds_the_network_and_says_so(

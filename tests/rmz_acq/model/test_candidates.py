@@ -56,3 +56,7 @@ def test_the_widefield_preset_is_the_kept_mean_of_its_two_sources() -> None:
         _listed()[f][1] for f in ("nuclei_btw2.safetensors", "nuclei_cells.safetensors")
     ]
     assert [s["fraction"] for s in sources] == [0.5, 0.5]
+    # and since 2026-12-05 the linear blend of its card, over the whole 18 um range
+    assert preset.linear_blend is not None and mean.linear_blend is None
+    assert preset.linear_blend.weight == 0.75 and preset.linear_blend.stacks == 16
+    assert preset.linear_blend.offsets_um[0] == -9.0 and preset.linear_blend.offsets_um[-1] == 9.0
