@@ -419,7 +419,7 @@ def main() -> None:
     parser.add_argument("--budget-gib", type=float, default=4.0)
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--planes", type=int, default=None)
-    parser.add_argument("--max-m", type=int, default=6)
+    parser.add_argument("--max-m", type=int, default=None, help="default 6 (blend: 9)")
     parser.add_argument("--tile", type=int, default=None)
     parser.add_argument("--frame-ms", type=float, default=60.0)
     parser.add_argument("--device", default="cpu", help="keepup: cpu, cuda or cuda:N")
@@ -427,24 +427,31 @@ def main() -> None:
         "--sizes", default="256,1024", help="keepup, host: frame sizes in px, comma-separated"
     )
     parser.add_argument(
-        "--model", default="nuclei", help="batched: a preset or a weights file (default nuclei)"
+        "--model",
+        default=None,
+        help="batched, blend: a preset or a weights file (default nuclei; blend: widefield)",
     )
     args = parser.parse_args()
     if args.what == "cost":
-        cost(args.size or 256, args.planes or 16, args.max_m)
+        cost(args.size or 256, args.planes or 16, args.max_m or 6)
     elif args.what == "memory":
         memory(args.size or 1024, args.planes or 101, args.tile)
     elif args.what == "memory-table":
         memory_table()
     elif args.what == "batched":
-        batched(args.size or 2048, args.planes or 101, args.budget_gib, args.max_m, args.model)
+        batched(
+            args.size or 2048,
+            args.planes or 101,
+            args.budget_gib,
+            args.max_m or 6,
+            args.model or "nuclei",
+        )
     elif args.what == "keepup":
         sizes = [int(v) for v in args.sizes.split(",")]
         keepup(args.planes or 91, args.frame_ms, args.device, sizes)
     elif args.what == "blend":
         sizes = [int(v) for v in args.sizes.split(",")]
-        model = "widefield" if args.model == "nuclei" else args.model
-        blend(sizes, args.planes or 91, args.max_m if args.max_m != 6 else 9, model)
+        blend(sizes, args.planes or 91, args.max_m or 9, args.model or "widefield")
     elif args.what == "host":
         host([int(v) for v in args.sizes.split(",")], args.planes or 91)
     elif args.what == "architectures":
