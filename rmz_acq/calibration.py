@@ -14,7 +14,7 @@ filter fitted on the other stacks' training parts, scored on each one's), so
 neither the share nor the filter ever sees the held-out strips, and the
 share is the one that carried to another field.  ``minutes=0`` calibrates
 the blend alone, in a few minutes, without fine-tuning.  Weights that carry
-a blend already (the `widefield` preset's, fitted on its training mixture)
+a blend already (the `widefield` and `nuclei` presets', fitted on their training mixture)
 keep it unless one fitted on the stacks is chosen in its place.
 
 Fine-tuning changes how much the volume moves per frame, so the stop rule's

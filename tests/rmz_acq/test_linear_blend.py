@@ -134,11 +134,16 @@ def test_weights_carry_the_blend_and_every_session_applies_it(tmp_path: Path) ->
     # a session over part of the grid, told the grid's middle, gives the same planes
     part = ReconstructionSession(loaded, Z[10:30], blend_centre_um=2.0).run(frames, z).volume
     np.testing.assert_allclose(part, blended[10:30], rtol=1e-4, atol=1e-3)
-    # of the presets only widefield carries one, fitted on its training mixture
+    # widefield and nuclei carry one, fitted on their (shared) training mixture; beads none
     assert load_model("beads").linear_blend is None
-    assert load_model("nuclei").linear_blend is None
-    shipped = load_model("widefield").linear_blend
-    assert shipped is not None and shipped.weight == 0.75 and "training mixture" in shipped.source
+    spectra = []
+    for name in ("widefield", "nuclei"):
+        shipped = load_model(name).linear_blend
+        assert shipped is not None and shipped.weight == 0.75, name
+        assert f"{name} preset's training mixture" in shipped.source
+        spectra.append(shipped.spectra)
+    # the two presets share optics and training families, so the same 16 stacks fitted both
+    np.testing.assert_array_equal(*spectra)
 
 
 def test_a_zoo_package_of_blended_weights_holds_the_network_and_says_so(
