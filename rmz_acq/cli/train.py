@@ -250,6 +250,14 @@ def train(
             "errors on bright structure more, as PSNR on the linear scale does; 0 = linear.",
         ),
     ] = _DEFAULT.loss_knee,
+    lowpass_weight: Annotated[
+        float,
+        typer.Option(
+            "--lowpass-weight",
+            help="Add this weight times the mean squared error of 8 px block averages to the "
+            "loss (0 = off): weighs the slowly varying out-of-focus light as a PSNR does.",
+        ),
+    ] = _DEFAULT.lowpass_weight,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of volumes, crops and weights.")
     ] = _DEFAULT.seed,
@@ -364,6 +372,7 @@ def train(
             saturated_fraction=saturated_fraction,
             order_consistency=order_consistency,
             loss_knee=loss_knee,
+            lowpass_weight=lowpass_weight,
             precision=cast(Literal["float32", "bfloat16"], compute_name(precision)),
             seed=seed,
             checkpoint_every=checkpoint_every,

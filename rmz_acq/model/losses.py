@@ -19,6 +19,7 @@ __all__ = [
     "berhu",
     "discriminator_loss",
     "generator_adversarial_loss",
+    "lowpass_error",
     "ms_ssim",
     "order_gap",
     "reconstruction_loss",
@@ -120,6 +121,22 @@ def reconstruction_loss(
     data_range = float((target.amax() - target.amin()).clamp_min(1e-3))
     similarity = ms_ssim(prediction, target, data_range=data_range, scales=ms_ssim_scales)
     return loss + beta * (1 - similarity).mean()
+
+
+LOWPASS_PX = 8  # `lowpass_error`'s block: at 0.1 um pixels, what varies over 0.8 um and more
+
+
+def lowpass_error(prediction: Tensor, target: Tensor, block_px: int = LOWPASS_PX) -> Tensor:
+    """Mean squared difference of the two images averaged over ``block_px`` blocks.
+
+    Most of a wide-field volume's squared error between the frames lies in
+    its slowly varying part, the out-of-focus light (periods of 1.6-25 um
+    at 0.1 um pixels), where BerHu's linear part and MS-SSIM's local
+    windows weigh it less than a PSNR does; this term weighs it as a PSNR
+    does. Images smaller than a block are averaged whole.
+    """
+    block = max(1, min(block_px, prediction.shape[-2], prediction.shape[-1]))
+    return F.avg_pool2d(prediction - target, block).pow(2).mean()
 
 
 def rescale_knee(values: Tensor, knee: float, new_knee: float) -> Tensor:

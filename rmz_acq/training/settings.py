@@ -154,6 +154,13 @@ class TrainingSettings(BaseModel):
         "k * asinh(v / k) with this knee k instead of the network's own (3 for 'energy'); "
         "0 = the linear scale PSNR is scored on, None = the network's scale",
     )
+    lowpass_weight: float = Field(
+        0.0,
+        ge=0,
+        description="training only: this weight times the mean squared difference of "
+        "prediction and target averaged over 8 px blocks (`losses.lowpass_error`) joins "
+        "the loss (0 = off)",
+    )
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="compute dtype of the forward pass (bfloat16: autocast)"
     )

@@ -29,6 +29,7 @@ from ..model.losses import (
     Discriminator,
     discriminator_loss,
     generator_adversarial_loss,
+    lowpass_error,
     order_gap,
     reconstruction_loss,
     rescale_knee,
@@ -509,6 +510,10 @@ def _train(
             foreground_weight=settings.foreground_weight,
         )
         metrics = {}
+        if settings.lowpass_weight > 0:
+            lowpass = lowpass_error(scored, scored_targets)
+            metrics["lowpass"] = float(lowpass.detach())
+            loss = loss + settings.lowpass_weight * lowpass
         if pairs:
             gap = order_gap(prediction)
             metrics["order_gap"] = float(gap.detach())

@@ -260,6 +260,27 @@ def test_loss_knee_changes_the_training_only_off_the_networks_own(tmp_path: Path
     assert json.loads(load_model(weights["linear"]).metadata["training"])["loss_knee"] == 0.0
 
 
+def test_lowpass_weight_joins_the_loss_and_is_logged(tmp_path: Path) -> None:
+    conditions, plain = _tiny_training()
+    runs = {
+        name: train(
+            tmp_path / name, conditions, plain.model_copy(update={"lowpass_weight": w}), name="t"
+        )
+        for name, w in (("plain", 0.0), ("lowpass", 10.0))
+    }
+    assert runs["plain"].weights and runs["lowpass"].weights
+    a = load_model(runs["plain"].weights).model.state_dict()
+    b = load_model(runs["lowpass"].weights).model.state_dict()
+    assert any(not torch.equal(a[key], b[key]) for key in a)
+    log = [
+        json.loads(line) for line in (tmp_path / "lowpass" / "log.jsonl").read_text().splitlines()
+    ]
+    assert all(record["lowpass"] >= 0 for record in log)
+    assert "lowpass" not in (tmp_path / "plain" / "log.jsonl").read_text()
+    stored = json.loads(load_model(runs["lowpass"].weights).metadata["training"])
+    assert stored["lowpass_weight"] == 10.0
+
+
 def test_train_grows_smaller_weights_and_refuses_larger_ones(tmp_path: Path) -> None:
     conditions, settings = _tiny_training()
     shallow = train(tmp_path / "a", conditions, settings, name="t")

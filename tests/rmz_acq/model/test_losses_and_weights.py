@@ -13,6 +13,7 @@ from rmz_acq.model.losses import (
     berhu,
     discriminator_loss,
     generator_adversarial_loss,
+    lowpass_error,
     ms_ssim,
     order_gap,
     reconstruction_loss,
@@ -171,6 +172,25 @@ def test_corrupt_foreign_and_mismatched_weights_are_refused(tmp_path: Path) -> N
     with pytest.raises(RmzError, match="unknown model"):
         load_model("no-such-preset")
     assert json.loads(metadata["conditions"]) == {}
+
+
+def test_lowpass_error_counts_slow_differences_and_not_fine_ones() -> None:
+    target = torch.rand(2, 1, 32, 32)
+    assert float(lowpass_error(target, target)) == 0.0
+    # a fine checkerboard averages out in every 8 px block; BerHu counts it in full
+    y, x = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    checker = 0.2 * (((y + x) % 2) * 2 - 1).to(target.dtype)
+    assert float(lowpass_error(target + checker, target)) == pytest.approx(0.0, abs=1e-12)
+    assert float(berhu(target + checker, target)) == pytest.approx(0.25, rel=1e-5)  # c = 0.1
+    # an offset (out-of-focus light the prediction lacks) counts as its square
+    assert float(lowpass_error(target + 0.2, target)) == pytest.approx(0.04, rel=1e-5)
+    # a smooth ramp counts nearly as its pixel-wise mean square
+    ramp = (x.to(target.dtype) / 31) * 0.3
+    whole = float((ramp**2).mean())
+    assert 0.9 * whole < float(lowpass_error(target + ramp, target)) <= whole
+    # smaller than a block: the image's mean
+    small = torch.zeros(1, 1, 4, 4)
+    assert float(lowpass_error(small + 0.5, small)) == pytest.approx(0.25)
 
 
 def test_order_gap_compares_each_pair_only() -> None:
