@@ -258,6 +258,16 @@ def train(
             "loss (0 = off): weighs the slowly varying out-of-focus light as a PSNR does.",
         ),
     ] = _DEFAULT.lowpass_weight,
+    through_blend: Annotated[
+        float | None,
+        typer.Option(
+            "--through-blend",
+            help="Take the loss on this share of the network's plane plus the rest of the "
+            "linear filter that the --init weights carry (their linear blend), between and "
+            "around the frames: the network learns what the filter misses. Ship it with the "
+            "same blend.",
+        ),
+    ] = _DEFAULT.through_blend,
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of volumes, crops and weights.")
     ] = _DEFAULT.seed,
@@ -373,6 +383,7 @@ def train(
             order_consistency=order_consistency,
             loss_knee=loss_knee,
             lowpass_weight=lowpass_weight,
+            through_blend=through_blend,
             precision=cast(Literal["float32", "bfloat16"], compute_name(precision)),
             seed=seed,
             checkpoint_every=checkpoint_every,

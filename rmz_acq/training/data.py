@@ -42,6 +42,7 @@ from ..acquisition.plan import PlaneOrder, order_planes
 from ..acquisition.policies import static_order
 from ..errors import RmzError
 from ..io import read_zstack
+from ..linear_blend import LinearBlend, LinearFilter
 from ..model.normalization import IntensityMethod, IntensityNormalization
 from .conditions import ImagingConditions
 from .settings import LONG_FROM, OpticsVariety, SampleVariety
@@ -431,6 +432,11 @@ class Batch:
     dpm_um: torch.Tensor
     targets: torch.Tensor
     pairs: bool = False  # entries 2k and 2k + 1: the same frames and target, two orders
+    # With a linear blend (`TrainingSampler.blend`): each entry's filter estimate of its
+    # target (N, 1, c, c) and the network's share of the blend there (N,), 1 where the
+    # filter does not cover the target
+    prior: torch.Tensor | None = None
+    share: torch.Tensor | None = None
 
 
 # The share of a clipped sequence's input pixels at the ceiling: drawn log-uniformly
@@ -485,7 +491,10 @@ class TrainingSampler:
     reach (`saturation_ceiling`), as an overexposed camera records them; with
     ``order_pairs`` every target is followed by the
     same frames in another order (`Batch.pairs`), for a loss that asks both
-    orders for the same plane.
+    orders for the same plane.  With ``blend``, every entry also carries the
+    blend's filter estimate of its target from the same normalised frames and
+    the network's share there (``blend_share`` where the filter covers the
+    target, 1 elsewhere), for a loss taken on the blend (`Batch.prior`).
     """
 
     volumes: list[SimulatedVolume] | list[StackVolume]
@@ -506,6 +515,8 @@ class TrainingSampler:
     stack_statistics_fraction: float = 0.0
     saturated_fraction: float = 0.0
     order_pairs: bool = False
+    blend: LinearBlend | None = None
+    blend_share: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_inputs < 1:
@@ -646,6 +657,8 @@ class TrainingSampler:
         m = int(rng.choice(np.arange(1, self.max_inputs + 1), p=self.m_weights))
         c = self.crop_px
         frames, dpms, targets = [], [], []
+        priors: list[NDArray[np.float32]] = []
+        shares: list[float] = []
         for _ in range(self.items):
             volume = self.volumes[int(rng.integers(len(self.volumes)))]
             z_in = self.input_planes(rng, m, volume.z_range_um)
@@ -668,6 +681,12 @@ class TrainingSampler:
             x0 = int(rng.integers(0, width - c + 1))
             crop = (slice(y0, y0 + c), slice(x0, x0 + c))
             inputs = np.stack([norm.apply(f[crop]) for f in raw])
+            linear = None
+            if self.blend is not None:
+                lo, hi = volume.z_range_um
+                linear = LinearFilter(self.blend, 0.5 * (lo + hi))
+                for frame, z in zip(inputs, z_in, strict=True):
+                    linear.add(frame, z)
             for _ in range(self.targets_per_item):
                 if rng.random() < self.input_plane_fraction:
                     # Where an input was taken: the output there must keep
@@ -689,17 +708,35 @@ class TrainingSampler:
                 frames.append(inputs)
                 dpms.append(dpm)
                 targets.append(target)
+                if linear is not None:
+                    prior, covered = _filter_estimate(linear, z_out, target.shape)
+                    priors.append(prior)
+                    shares.append(self.blend_share if covered else 1.0)
                 if self.order_pairs:
                     order = other_order(m, rng)
                     frames.append(inputs[order])
                     dpms.append([dpm[i] for i in order])
                     targets.append(target)
+                    if linear is not None:  # the filter does not depend on the order
+                        priors.append(priors[-1])
+                        shares.append(shares[-1])
         return Batch(
             frames=torch.from_numpy(np.stack(frames)),
             dpm_um=torch.tensor(dpms, dtype=torch.float32),
             targets=torch.from_numpy(np.stack(targets)),
             pairs=self.order_pairs,
+            prior=torch.from_numpy(np.stack(priors)) if priors else None,
+            share=torch.tensor(shares, dtype=torch.float32) if shares else None,
         )
+
+
+def _filter_estimate(
+    linear: LinearFilter, z_um: float, shape: tuple[int, ...]
+) -> tuple[NDArray[np.float32], bool]:
+    """The filter's estimate of the plane at ``z_um``, or zeros where it does not cover it."""
+    if not linear.covers([z_um])[0]:
+        return np.zeros(shape, np.float32), False
+    return linear.planes([z_um])[0][None].astype(np.float32), True
 
 
 def between_z(z_in: Sequence[float], rng: np.random.Generator) -> float:

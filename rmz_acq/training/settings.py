@@ -161,6 +161,15 @@ class TrainingSettings(BaseModel):
         "prediction and target averaged over 8 px blocks (`losses.lowpass_error`) joins "
         "the loss (0 = off)",
     )
+    through_blend: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="training only: where the initial weights' linear blend covers a target "
+        "(between and around the frames, not at one), the loss is taken on this share of "
+        "the prediction plus the rest of the blend's filter estimate from the same frames, "
+        "so the network learns what the filter misses (None = the prediction alone)",
+    )
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="compute dtype of the forward pass (bfloat16: autocast)"
     )

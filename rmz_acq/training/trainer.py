@@ -25,6 +25,7 @@ import torch
 from ..compute import resolve_device
 from ..errors import RmzError
 from ..evaluation.metrics import psnr
+from ..linear_blend import LinearBlend
 from ..model.losses import (
     Discriminator,
     discriminator_loss,
@@ -394,11 +395,25 @@ def _train(
         intensity=settings.intensity,
     ).to(device)
     earlier: list[dict[str, Any]] = []  # the stages the initial weights went through
+    blend: LinearBlend | None = None  # the initial weights', trained through (--through-blend)
+    if settings.through_blend is not None and init_from is None:
+        raise RmzError(
+            "--through-blend needs --init weights that carry a linear blend (e.g. --init "
+            "nuclei): the network is trained to complement that blend's filter"
+        )
     if init_from is not None:
         from ..model.weights import load_model, training_stages
 
         loaded = load_model(init_from)
         initial, earlier = loaded.model, training_stages(loaded.metadata)
+        if settings.through_blend is not None:
+            if loaded.linear_blend is None:
+                raise RmzError(
+                    f"--through-blend {settings.through_blend:g}: {init_from} carries no linear "
+                    "blend; give weights that do (the nuclei and widefield presets, or "
+                    "`rmz-acq calibrate` output), or leave --through-blend out"
+                )
+            blend = loaded.linear_blend.with_weight(settings.through_blend)
         # The intensity method is the data's, not the architecture's: weights
         # trained on one may be fine-tuned on the other.
         have, want = replace(initial.config, intensity=settings.intensity), model.config
@@ -468,6 +483,8 @@ def _train(
         stack_statistics_fraction=settings.stack_statistics_fraction,
         saturated_fraction=settings.saturated_fraction,
         order_pairs=pairs,
+        blend=blend,
+        blend_share=1.0 if blend is None else blend.weight,
     )
     cases = _validation_set(validation_volumes, conditions.input_spacing_um, settings.intensity)
     # the knee the network's intensities were compressed with (`--loss-knee` recompresses)
@@ -499,6 +516,10 @@ def _train(
         ):
             prediction = net(frames, batch.dpm_um.to(device))
         prediction = prediction.float()  # the loss (MS-SSIM) in float32 either way
+        if batch.prior is not None and batch.share is not None:
+            # what the blend will make of it: the filter's part carries no gradient
+            share = batch.share.to(device)[:, None, None, None]
+            prediction = share * prediction + (1 - share) * batch.prior.to(device)
         scored, scored_targets = prediction, targets
         if settings.loss_knee is not None and settings.loss_knee != knee:
             scored = rescale_knee(prediction, knee, settings.loss_knee)
@@ -579,6 +600,7 @@ def _train(
         conditions=conditions.model_dump(),
         extra={"training": settings.model_dump_json()}
         | ({"earlier_training": json.dumps(earlier)} if earlier else {}),
+        linear_blend=blend,  # trained to complement it: shipped with it
     )
     distributed.barrier(ranks)
     return TrainingSummary(weights, done, time.perf_counter() - started, metrics)

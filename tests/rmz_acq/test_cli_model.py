@@ -499,3 +499,49 @@ def test_every_command_that_runs_the_network_explains_device_and_precision() -> 
         assert "cuda" in (options["device"].help or ""), name
         assert "bfloat16" in (options["precision"].help or ""), name
     assert "cuda" in (({p.name: p for p in commands["calibrate"].params})["device"].help or "")
+
+
+def test_through_blend_trains_against_the_initial_weights_filter(tmp_path: Path) -> None:
+    from rmz_acq.linear_blend import LinearBlend
+
+    conditions, settings = _tiny_training()
+    start = train(tmp_path / "start", conditions, settings, name="t")
+    assert start.weights is not None
+    loaded = load_model(start.weights)
+    with pytest.raises(RmzError, match="carries no linear blend"):
+        train(
+            tmp_path / "none", conditions,
+            settings.model_copy(update={"through_blend": 0.75}), name="t",
+            init_from=start.weights,
+        )  # fmt: skip
+    with pytest.raises(RmzError, match="needs --init"):
+        train(
+            tmp_path / "no_init", conditions,
+            settings.model_copy(update={"through_blend": 0.75}), name="t",
+        )  # fmt: skip
+    z, stack = trainer_module._settings_volume(conditions, settings, 0).planes()
+    blend = LinearBlend.fit([(stack, z)], weight=0.5)
+    blended = save_weights(
+        loaded.model, tmp_path / "blended.safetensors", name="t", linear_blend=blend
+    )
+    shares = {"plain": None, "through": 0.75}
+    runs = {
+        name: train(
+            tmp_path / name,
+            conditions,
+            settings.model_copy(update={"through_blend": share}),
+            name="t",
+            init_from=blended,
+        )
+        for name, share in shares.items()
+    }
+    assert runs["plain"].weights and runs["through"].weights
+    a = load_model(runs["plain"].weights)
+    b = load_model(runs["through"].weights)
+    # the same batches, another loss: other weights
+    assert any(not torch.equal(a.model.state_dict()[k], v) for k, v in b.model.state_dict().items())
+    # shipped with the filter it was trained to complement, at the share it was trained for
+    assert a.linear_blend is None
+    assert b.linear_blend is not None and b.linear_blend.weight == 0.75
+    np.testing.assert_array_equal(b.linear_blend.spectra, blend.spectra.astype(np.complex64))
+    assert json.loads(b.metadata["training"])["through_blend"] == 0.75

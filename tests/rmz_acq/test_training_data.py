@@ -544,3 +544,54 @@ def test_training_settings_reach_the_simulated_volumes_thin_specimen() -> None:
     # at the bottom only far out-of-focus light is left: a much flatter frame
     assert thin.target(0.0).std() < 0.5 * whole.target(0.0).std()
     assert thin.camera == whole.camera
+
+
+class _RecordingStack(StackVolume):
+    """A stack that remembers the z of every target drawn from it."""
+
+    asked: list[float]
+
+    def target(self, z_um: float) -> np.ndarray:
+        self.asked.append(z_um)
+        return super().target(z_um)
+
+
+def test_blend_sampler_carries_the_filter_estimate_and_keeps_the_batches() -> None:
+    """Every covered target comes with the filter's estimate from the same frames."""
+    from rmz_acq.linear_blend import LinearBlend, LinearFilter
+
+    rng = np.random.default_rng(4)
+    data = 100 + 20 * rng.random((21, 64, 64)).astype(np.float32)
+    volume = _RecordingStack(data, np.arange(21) * 0.5)
+    blend = LinearBlend.fit([(data, volume.z_um)])
+    plain = TrainingSampler([volume], 3.0, crop_px=32, items=3, max_inputs=3, between_fraction=1)
+    blended = TrainingSampler(
+        [volume], 3.0, crop_px=32, items=3, max_inputs=3, between_fraction=1,
+        input_plane_fraction=0.3, blend=blend, blend_share=0.75,
+    )  # fmt: skip
+    plain.input_plane_fraction = 0.3
+    covered = at_frames = 0
+    for step in range(6):
+        volume.asked = []
+        a = plain.sample(np.random.default_rng(step))
+        volume.asked = []
+        b = blended.sample(np.random.default_rng(step))
+        # the filter draws nothing at random: the same frames and targets as without it
+        assert a.prior is None and a.share is None
+        torch.testing.assert_close(a.frames, b.frames, rtol=0, atol=0)
+        torch.testing.assert_close(a.targets, b.targets, rtol=0, atol=0)
+        assert b.prior is not None and b.share is not None
+        for i, (z_out, share) in enumerate(zip(volume.asked, b.share.tolist(), strict=True)):
+            z_in = [z_out - float(d) for d in b.dpm_um[i]]
+            linear = LinearFilter(blend, 5.0)  # the middle of the volume's 0-10 um
+            for frame, z in zip(b.frames[i].numpy(), z_in, strict=True):
+                linear.add(frame, z)
+            if not linear.covers([z_out])[0]:  # at a frame: the network alone
+                assert share == 1.0 and float(b.prior[i].abs().max()) == 0.0
+                at_frames += 1
+                continue
+            assert share == 0.75
+            expected = linear.planes([z_out])[0]
+            np.testing.assert_allclose(b.prior[i, 0].numpy(), expected, rtol=1e-4, atol=1e-4)
+            covered += 1
+    assert covered > 0 and at_frames > 0
