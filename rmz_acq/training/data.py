@@ -493,8 +493,8 @@ class TrainingSampler:
     same frames in another order (`Batch.pairs`), for a loss that asks both
     orders for the same plane.  With ``blend``, every entry also carries the
     blend's filter estimate of its target from the same normalised frames and
-    the network's share there (``blend_share`` where the filter covers the
-    target, 1 elsewhere), for a loss taken on the blend (`Batch.prior`).
+    the network's share there (the blend's weight where the filter covers
+    the target, 1 elsewhere), for a loss taken on the blend (`Batch.prior`).
     """
 
     volumes: list[SimulatedVolume] | list[StackVolume]
@@ -516,7 +516,6 @@ class TrainingSampler:
     saturated_fraction: float = 0.0
     order_pairs: bool = False
     blend: LinearBlend | None = None
-    blend_share: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_inputs < 1:
@@ -711,7 +710,7 @@ class TrainingSampler:
                 if linear is not None:
                     prior, covered = _filter_estimate(linear, z_out, target.shape)
                     priors.append(prior)
-                    shares.append(self.blend_share if covered else 1.0)
+                    shares.append(linear.blend.weight if covered else 1.0)
                 if self.order_pairs:
                     order = other_order(m, rng)
                     frames.append(inputs[order])

@@ -484,7 +484,6 @@ def _train(
         saturated_fraction=settings.saturated_fraction,
         order_pairs=pairs,
         blend=blend,
-        blend_share=1.0 if blend is None else blend.weight,
     )
     cases = _validation_set(validation_volumes, conditions.input_spacing_um, settings.intensity)
     # the knee the network's intensities were compressed with (`--loss-knee` recompresses)

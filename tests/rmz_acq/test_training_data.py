@@ -563,11 +563,11 @@ def test_blend_sampler_carries_the_filter_estimate_and_keeps_the_batches() -> No
     rng = np.random.default_rng(4)
     data = 100 + 20 * rng.random((21, 64, 64)).astype(np.float32)
     volume = _RecordingStack(data, np.arange(21) * 0.5)
-    blend = LinearBlend.fit([(data, volume.z_um)])
+    blend = LinearBlend.fit([(data, volume.z_um)], weight=0.75)
     plain = TrainingSampler([volume], 3.0, crop_px=32, items=3, max_inputs=3, between_fraction=1)
     blended = TrainingSampler(
         [volume], 3.0, crop_px=32, items=3, max_inputs=3, between_fraction=1,
-        input_plane_fraction=0.3, blend=blend, blend_share=0.75,
+        input_plane_fraction=0.3, blend=blend,
     )  # fmt: skip
     plain.input_plane_fraction = 0.3
     covered = at_frames = 0
