@@ -5,7 +5,8 @@
 
 For a run stopped before its end (the lease's outer timeout killed it): the
 checkpoint holds the network and the run's settings, the ``--init`` weights
-the stages before it.
+the stages before it (and, for a run trained ``--through-blend S``, the
+linear blend the weights are written with, at share ``S``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ def main() -> None:
     earlier = training_stages(init.metadata)
     if earlier:
         extra["earlier_training"] = json.dumps(earlier)
-    path = save_weights(model, args.output, name=args.name, conditions=init.conditions, extra=extra)
+    # a run trained through the init's blend (--through-blend S) ships with it at share S
+    share, blend = settings.get("through_blend"), init.linear_blend
+    blend = None if share is None or blend is None else blend.with_weight(share)
+    path = save_weights(
+        model, args.output, name=args.name, conditions=init.conditions, extra=extra,
+        linear_blend=blend,
+    )  # fmt: skip
     print(f"wrote {path} (step {state['step']})")
 
 

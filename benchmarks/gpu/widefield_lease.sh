@@ -4,6 +4,12 @@
 # time so that its weights are written when the time is up.
 #   SITE: where the carried wheels are installed (device: /tmp/site)
 #   DEVICE, MINUTES, VOLUMES, FOV, WORKERS, SIZES, PLANES: scale (small for a trial on a CPU)
+#   PRESET, INIT: the preset trained and the weights it starts from (widefield, its
+#     shipped weights); A_ARGS, B_ARGS: what the two runs add (default: the runs below).
+#     The `nuclei` stage trained through its blend, the next candidate of issue 16:
+#       PRESET=nuclei A_ARGS="--sample-variety standard,standard,wide,structures,structures
+#         --families nuclei,cells,puncta,tissue --through-blend 0.5 --seed 151"
+#       B_ARGS="<the same with --through-blend 0.75 --seed 153>"
 # Run once on an H200 (2026-12-04) as it stands: simulating the 28 volumes of
 # each run took about 3.7 min, not the 1.5 planned, so KILL_S ended both runs
 # 275 s into their 300 and the weights were taken from the step-2500
@@ -21,22 +27,26 @@ date -u +"keepup start %T" >> "$OUT/lease.txt"
 timeout 90 $PY benchmarks/bench_session.py keepup --device "$DEVICE" --sizes "$SIZES" \
     --planes "$PLANES" >> "$OUT/lease.txt" 2>&1
 date -u +"training start %T" >> "$OUT/lease.txt"
-COMMON=(--preset widefield --init rmz_acq/presets/widefield.safetensors --crop-px "${CROP:-128}"
+PRESET=${PRESET:-widefield}; INIT=${INIT:-rmz_acq/presets/$PRESET.safetensors}
+# a: the usual mix with a quarter own worm, frame order trained away at weight 1
+A_ARGS=${A_ARGS:---sample-variety standard,structures,structures,structures
+    --families nuclei,cells,cells,puncta,tissue --order-consistency 1 --seed 151}
+# b: structure families alone, cells three times as often, a lighter order term
+B_ARGS=${B_ARGS:---sample-variety structures --families nuclei,cells,cells,cells,puncta,tissue
+    --order-consistency 0.3 --seed 153}
+COMMON=(--preset "$PRESET" --init "$INIT" --crop-px "${CROP:-128}"
     --max-inputs 9 --scan-order-fraction 0.3 --volumes "$VOLUMES" --fov-px "$FOV"
     --optics ideal,realistic --psf-models scalar,vectorial --intensity energy
     --input-plane-fraction 0.15 --between-fraction 0.6 --intensity-jitter 7
     --stack-statistics-fraction 0.5 --thin-fraction 0.3 --batch 16 --targets 4 --lr 1.5e-4
     --steps 100000 --checkpoint-every 500 --time-limit-min "$MINUTES" --anneal-by-time
     --device "$DEVICE" --workers "$WORKERS")
-# a: the usual mix with a quarter own worm, frame order trained away at weight 1
-timeout "$KILL_S" $PY -m rmz_acq train -o /tmp/wf_a "${COMMON[@]}" \
-    --sample-variety standard,structures,structures,structures \
-    --families nuclei,cells,cells,puncta,tissue --order-consistency 1 --seed 151 \
+# shellcheck disable=SC2086  # A_ARGS and B_ARGS split into their options
+timeout "$KILL_S" $PY -m rmz_acq train -o /tmp/wf_a "${COMMON[@]}" $A_ARGS \
     > "$OUT/a_console.txt" 2>&1 &
-# b: structure families alone, cells three times as often, a lighter order term
-timeout "$KILL_S" $PY -m rmz_acq train -o /tmp/wf_b "${COMMON[@]}" \
-    --sample-variety structures --families nuclei,cells,cells,cells,puncta,tissue \
-    --order-consistency 0.3 --seed 153 > "$OUT/b_console.txt" 2>&1 &
+# shellcheck disable=SC2086
+timeout "$KILL_S" $PY -m rmz_acq train -o /tmp/wf_b "${COMMON[@]}" $B_ARGS \
+    > "$OUT/b_console.txt" 2>&1 &
 wait
 date -u +"training end %T" >> "$OUT/lease.txt"
 for run in a b; do

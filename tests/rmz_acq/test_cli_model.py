@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -545,3 +547,23 @@ def test_through_blend_trains_against_the_initial_weights_filter(tmp_path: Path)
     assert b.linear_blend is not None and b.linear_blend.weight == 0.75
     np.testing.assert_array_equal(b.linear_blend.spectra, blend.spectra.astype(np.complex64))
     assert json.loads(b.metadata["training"])["through_blend"] == 0.75
+    # batches made by worker processes (a GPU lease's --workers) carry the same filter estimate
+    helped = train(
+        tmp_path / "workers", conditions, settings.model_copy(update={"through_blend": 0.75}),
+        name="t", init_from=blended, workers=2,
+    )  # fmt: skip
+    assert helped.weights is not None
+    for key, value in load_model(helped.weights).model.state_dict().items():
+        torch.testing.assert_close(value, b.model.state_dict()[key], rtol=0, atol=0)
+    # a run killed before its end (a GPU lease) is rescued from its checkpoint with the blend
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu" / "checkpoint_weights.py"
+    rescued = tmp_path / "rescued.safetensors"
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "through" / "checkpoint.pt"),
+         "--init", str(blended), "--name", "t", "-o", str(rescued)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    c = load_model(rescued)
+    assert c.linear_blend is not None and c.linear_blend.weight == 0.75
+    np.testing.assert_array_equal(c.linear_blend.spectra, b.linear_blend.spectra)
+    assert all(torch.equal(c.model.state_dict()[k], v) for k, v in b.model.state_dict().items())
