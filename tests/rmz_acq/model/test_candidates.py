@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,3 +61,13 @@ def test_the_widefield_preset_is_the_kept_mean_of_its_two_sources() -> None:
     assert preset.linear_blend is not None and mean.linear_blend is None
     assert preset.linear_blend.weight == 0.75 and preset.linear_blend.stacks == 16
     assert preset.linear_blend.offsets_um[0] == -9.0 and preset.linear_blend.offsets_um[-1] == 9.0
+
+
+def test_the_through_blend_candidate_carries_the_shipped_filter_at_its_training_share() -> None:
+    """Trained to complement the `nuclei` filter at 0.5 (rescued from a checkpoint): only so."""
+    shipped = load_model("nuclei")
+    candidate = load_model(CANDIDATES / "nuclei_tb50.safetensors")
+    assert shipped.linear_blend is not None and candidate.linear_blend is not None
+    assert json.loads(candidate.metadata["training"])["through_blend"] == 0.5
+    assert candidate.linear_blend.weight == 0.5
+    np.testing.assert_array_equal(candidate.linear_blend.spectra, shipped.linear_blend.spectra)
