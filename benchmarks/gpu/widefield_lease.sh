@@ -6,10 +6,12 @@
 #   DEVICE, MINUTES, VOLUMES, FOV, WORKERS, SIZES, PLANES: scale (small for a trial on a CPU)
 #   PRESET, INIT: the preset trained and the weights it starts from (widefield, its
 #     shipped weights); A_ARGS, B_ARGS: what the two runs add (default: the runs below).
-#     The `nuclei` stage trained through its blend, the next candidate of issue 16:
-#       PRESET=nuclei A_ARGS="--sample-variety standard,standard,wide,structures,structures
-#         --families nuclei,cells,puncta,tissue --through-blend 0.5 --seed 151"
-#       B_ARGS="<the same with --through-blend 0.75 --seed 153>"
+#     The `nuclei` stages trained through the blend, next for issue 16 (from the kept CPU
+#     stage; VOLUMES=20 keeps the simulation well inside KILL_S):
+#       PRESET=nuclei INIT=benchmarks/candidates/nuclei_tb50.safetensors VOLUMES=20
+#       A_ARGS="--sample-variety standard,standard,wide,structures,structures
+#         --families nuclei,cells,puncta,tissue --through-blend 0.5 --seed 171"
+#       B_ARGS="<the same with --through-blend 0.75 --seed 173>"
 # Run once on an H200 (2026-12-04) as it stands: simulating the 28 volumes of
 # each run took about 3.7 min, not the 1.5 planned, so KILL_S ended both runs
 # 275 s into their 300 and the weights were taken from the step-2500
