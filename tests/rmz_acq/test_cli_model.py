@@ -503,6 +503,7 @@ def test_every_command_that_runs_the_network_explains_device_and_precision() -> 
     assert "cuda" in (({p.name: p for p in commands["calibrate"].params})["device"].help or "")
 
 
+@pytest.mark.filterwarnings("ignore:.*multi-threaded.*fork:DeprecationWarning")  # its workers
 def test_through_blend_trains_against_the_initial_weights_filter(tmp_path: Path) -> None:
     from rmz_acq.linear_blend import LinearBlend
 
