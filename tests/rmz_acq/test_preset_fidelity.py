@@ -41,7 +41,8 @@ def test_nuclei_volume_hardly_depends_on_the_frame_order() -> None:
 
     The goal is 0.3 dB; this field misses it by a little (the network alone,
     before the preset carried its linear blend: 0.46 dB).  The first preset
-    spread 0.66-1.5 dB on most held-out structures (README, Models).
+    spread 0.66-1.5 dB on most held-out structures (the README's
+    Models table at commit d100542).
     """
     volume = make_simulated_volume(PRESET_CONDITIONS["nuclei"], EVALUATION_SEED, 128)
     rng = np.random.default_rng(EVALUATION_SEED)
