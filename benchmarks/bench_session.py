@@ -99,25 +99,30 @@ def cost(size: int, planes: int, max_m: int) -> None:
 
 
 def blend(sizes: list[int], planes: int, max_m: int, name: str) -> None:
+    """Seconds per push: the network alone, with the blend, and (for weights that carry a
+    bank) with the mean filter instead of the bank weighed per push."""
     loaded = load_model(name)
     if loaded.linear_blend is None:
         raise SystemExit(f"{name} carries no linear blend")
-    alone = dataclasses.replace(loaded, linear_blend=None)
+    models = {"network s": dataclasses.replace(loaded, linear_blend=None), "with blend s": loaded}
+    if loaded.linear_blend.bank is not None:
+        mean = loaded.linear_blend.with_bank(None)
+        models = {**models, "mean only s": dataclasses.replace(loaded, linear_blend=mean)}
     grid = np.linspace(0, 18, planes)
     z = np.linspace(1, 17, max_m)
     print(f"{loaded.name} ({loaded.sha256[:8]}), {planes} output planes over 0-18 um")
-    print(f"{'size':>6}{'M':>3}{'network s':>11}{'with blend s':>14}{'ratio':>8}")
+    print(f"{'size':>6}{'M':>3}" + "".join(f"{k:>14}" for k in models) + f"{'ratio':>8}")
     for size in sizes:
         frames = _frames(max_m, size)
-        sessions = [ReconstructionSession(m, grid) for m in (alone, loaded)]
+        sessions = [ReconstructionSession(m, grid) for m in models.values()]
         for m in range(1, max_m + 1):
             seconds = []
             for session in sessions:
                 started = time.perf_counter()
                 session.push(frames[m - 1], float(z[m - 1]))
                 seconds.append(time.perf_counter() - started)
-            print(f"{size:>6}{m:>3}{seconds[0]:>11.2f}{seconds[1]:>14.2f}"
-                  f"{seconds[1] / seconds[0]:>8.2f}", flush=True)  # fmt: skip
+            print(f"{size:>6}{m:>3}" + "".join(f"{t:>14.2f}" for t in seconds)
+                  + f"{seconds[1] / seconds[0]:>8.2f}", flush=True)  # fmt: skip
 
 
 def memory(size: int, planes: int, tile: int | None = None) -> None:

@@ -1,7 +1,7 @@
 """A linear blend fitted on the preset's own training distribution, shipped with the weights.
 
     python benchmarks/preset_blend.py [--preset widefield] [--fit 16] [--choose 8]
-                                      [--cache runs/pb] [-o CANDIDATE.safetensors]
+                                      [--bank 16] [--cache runs/pb] [-o CANDIDATE.safetensors]
 
 `rmz-acq calibrate` fits a linear ring filter (`rmz_acq.linear_blend`) on a
 user's own stacks. This script asks whether one fitted on the simulator's
@@ -13,7 +13,10 @@ seeds from `FIT_SEED`) give the cross-spectra; ``--choose`` other training
 specimens (seeds from `CHOOSE_SEED`) scanned at the protocol's three frames
 (sorted by z, scaled as a z-stack, as `generalisation.py` does) choose the
 network's share: per-volume PSNR over the non-input planes against the
-noise-free truth, each share in `BLEND_SHARES`. The held-out rows of
+noise-free truth, each share in `BLEND_SHARES`. With ``--bank N`` the fit
+stacks and ``N`` more (seeds from `BANK_SEED`) are also kept apart as a
+bank (`rmz_acq.linear_blend.SpectraBank`), weighed per scan by its frames,
+and the share is chosen with it. The held-out rows of
 `generalisation.py` (seeds from 20000) are never touched here; score the
 written candidate there (``--weights``) and pair it with the preset's run
 (`compare_scores.py`).
@@ -33,7 +36,7 @@ from rmz_acq.calibration import BLEND_SHARES
 from rmz_acq.evaluation.baselines import linear_interpolation
 from rmz_acq.evaluation.metrics import psnr
 from rmz_acq.evaluation.report import truth_normalisation
-from rmz_acq.linear_blend import LinearBlend, LinearFilter
+from rmz_acq.linear_blend import LinearBlend, LinearFilter, SpectraBank
 from rmz_acq.model.normalization import IntensityNormalization, fixed_normalization
 from rmz_acq.model.weights import load_model, save_weights
 from rmz_acq.session import ReconstructionSession
@@ -42,14 +45,19 @@ from rmz_acq.training.data import make_simulated_volume
 
 FIT_SEED = 70000
 CHOOSE_SEED = 71000
+BANK_SEED = 72000
 FAMILIES = ("nuclei", "cells", "puncta", "tissue")  # widefield's training families beside the worm
 
 
 def specimen(
     preset: str, seed: int, planes: np.ndarray, cache: Path
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A training-mixture specimen: the recorded (noisy) stack and the noise-free one."""
-    path = cache / f"{preset}-{seed}.npz"
+    """A training-mixture specimen: the recorded (noisy) stack and the noise-free one.
+
+    Kept in ``cache`` under the conditions' sample name: presets of the
+    same conditions draw the same specimens.
+    """
+    path = cache / f"{PRESET_CONDITIONS[preset].sample}-{seed}.npz"
     if path.is_file():
         with np.load(path) as kept:
             return kept["stack"], kept["clean"]
@@ -87,6 +95,7 @@ def main() -> None:
     parser.add_argument("--preset", default="widefield")
     parser.add_argument("--fit", type=int, default=16)
     parser.add_argument("--choose", type=int, default=8)
+    parser.add_argument("--bank", type=int, default=0, help="stacks beside --fit in a bank")
     parser.add_argument("--cache", type=Path, default=Path("runs/pb"))
     parser.add_argument("-o", "--output", type=Path, default=None)
     args = parser.parse_args()
@@ -102,6 +111,13 @@ def main() -> None:
             f"fit specimen {i + 1}/{args.fit} ({time.perf_counter() - started:.0f} s)", flush=True
         )
     blend = LinearBlend.fit(stacks)
+    if args.bank:
+        members = list(stacks)
+        for i in range(args.bank):
+            stack, _ = specimen(args.preset, BANK_SEED + i, planes, args.cache)
+            members.append((stack, planes))
+            print(f"bank specimen {i + 1}/{args.bank} ({time.perf_counter() - started:.0f} s)")
+        blend = blend.with_bank(SpectraBank.fit(members))
     centre = 0.5 * (planes[0] + planes[-1])
     frame_index = [int(np.argmin(np.abs(planes - z))) for z in inputs]
     keep = np.ones(len(planes), bool)
@@ -143,7 +159,9 @@ def main() -> None:
         )
     base = np.array(linear_rows)
     print(
-        f"\n{args.preset}: filter fitted on {args.fit} training-mixture stacks; "
+        f"\n{args.preset}: filter fitted on {args.fit} training-mixture stacks"
+        + (f" (and a bank of {args.fit + args.bank})" if args.bank else "")
+        + "; "
         f"{args.choose} others scanned at {inputs} um; margin over linear interpolation, dB, "
         "mean ± SE (per volume | truth's scale)"
     )

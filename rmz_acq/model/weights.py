@@ -20,9 +20,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import RmzError
-from ..linear_blend import TENSOR_KEY, LinearBlend
+from ..linear_blend import BLEND_KEY, TENSOR_KEY, LinearBlend
 from .network import NetworkConfig, RecurrentMZ
 from .zoo_package import is_zoo_package, read_zoo_package
+
+BLEND_PREFIX = BLEND_KEY + "."  # the linear blend's tensors, beside the network's
 
 __all__ = [
     "PRESETS",
@@ -239,8 +241,8 @@ def load_model(name_or_path: str | Path, device: torch.device | str = "cpu") -> 
         config = NetworkConfig.from_dict(metadata)
     except (KeyError, ValueError) as exc:
         raise RmzError(f"{path} has an incomplete architecture description: {exc}") from exc
-    blend_tensor = tensors.pop(TENSOR_KEY, None)
-    blend = None if blend_tensor is None else LinearBlend.from_disk(metadata, blend_tensor)
+    blend_tensors = {k: tensors.pop(k) for k in list(tensors) if k.startswith(BLEND_PREFIX)}
+    blend = LinearBlend.from_disk(metadata, blend_tensors) if TENSOR_KEY in blend_tensors else None
     model = RecurrentMZ.from_config(config)
     try:
         model.load_state_dict(tensors, strict=True)

@@ -13,7 +13,7 @@ import torch
 from rmz_acq.errors import RmzError
 from rmz_acq.evaluation.baselines import linear_interpolation
 from rmz_acq.evaluation.metrics import psnr
-from rmz_acq.linear_blend import LinearBlend, LinearFilter, cross_spectra, rings_of
+from rmz_acq.linear_blend import LinearBlend, LinearFilter, SpectraBank, cross_spectra, rings_of
 from rmz_acq.model.network import RecurrentMZ
 from rmz_acq.model.weights import load_model, save_weights
 from rmz_acq.session import ReconstructionSession
@@ -111,6 +111,91 @@ def test_bad_calibration_stacks_are_refused() -> None:
         LinearBlend.fit([(stack, Z)], weight=1.5)
 
 
+def two_families(noise: float = 1.0) -> tuple[list[tuple[np.ndarray, np.ndarray]], object]:
+    """Two stacks of a specimen in focus at 1.6 um and two at 3.0 um, with camera noise."""
+    rng = np.random.default_rng(0)
+
+    def noisy(stack: np.ndarray) -> np.ndarray:
+        return stack + noise * rng.standard_normal(stack.shape)
+
+    stacks = [(noisy(defocus_stack(s, 1.6)), Z) for s in (1, 3)]
+    stacks += [(noisy(defocus_stack(s, 3.0)), Z) for s in (4, 5)]
+    return stacks, noisy
+
+
+def mean_psnr(blend: LinearBlend, seen: np.ndarray, truth: np.ndarray) -> float:
+    estimate, covered = filtered(blend, seen)
+    span = float(np.ptp(truth))
+    pairs = zip(estimate[covered] / span, truth[covered] / span, strict=True)
+    return float(np.mean([psnr(v, t) for v, t in pairs]))
+
+
+def test_the_bank_weighs_the_stacks_that_look_like_the_scan() -> None:
+    """Frames of a specimen in focus at 3 um pick the 3 um stacks; the filter gains by it."""
+    stacks, noisy = two_families()
+    bank = SpectraBank.fit(stacks)
+    assert bank.members == 4 and bank.factors.shape[1:] == (16, len(Z), 8)
+    ring = rings_of((48, 48), 16).ravel()
+    counts = np.bincount(ring[ring >= 0], minlength=16).astype(np.float64)
+    mean = LinearBlend.fit(stacks, weight=0.0)
+    banked = mean.with_bank(bank)
+    for seed, z0, ours in ((2, 1.6, slice(0, 2)), (6, 3.0, slice(2, 4))):
+        truth = defocus_stack(seed, z0)
+        seen = noisy(truth)
+        alpha, _ = bank.weigh(cross_spectra(seen[FRAMES], 16), Z[FRAMES] - 2.0, counts)
+        assert alpha[ours].sum() > 0.8 * alpha.sum(), (z0, alpha)
+        assert mean_psnr(banked, seen, truth) > mean_psnr(mean, seen, truth) + 0.3, z0
+
+
+def test_the_banked_filter_is_gain_and_offset_equivariant() -> None:
+    stacks, noisy = two_families()
+    blend = LinearBlend.fit(stacks).with_bank(SpectraBank.fit(stacks))
+    stack = noisy(defocus_stack(2))
+    base, covered = filtered(blend, stack)
+    scaled, _ = filtered(blend, 3.0 * stack + 50.0)
+    span = np.ptp(base[covered])
+    assert np.max(np.abs(scaled[covered] - (3.0 * base[covered] + 50.0))) < 1e-4 * 3 * span
+
+
+def test_rounding_error_alone_does_not_steer_the_bank() -> None:
+    """Noise-free frames: rings holding nothing but rounding error must not pick the members."""
+    stacks = [(defocus_stack(s, 1.6), Z) for s in (1, 3)] + [(defocus_stack(4, 3.0), Z)]
+    blend = LinearBlend.fit(stacks, weight=0.0)
+    truth = defocus_stack(6, 3.0)
+    banked = mean_psnr(blend.with_bank(SpectraBank.fit(stacks)), truth, truth)
+    assert banked > mean_psnr(blend, truth, truth) - 1.0 and banked > 30.0
+
+
+def test_bad_banks_are_refused() -> None:
+    stacks, _ = two_families()
+    with pytest.raises(RmzError, match="1 to 40 components"):
+        SpectraBank.fit(stacks, components=41)
+    with pytest.raises(RmzError, match="share one z grid"):
+        SpectraBank.fit([stacks[0], (stacks[1][0][:-1], Z[:-1])])
+    with pytest.raises(RmzError, match="at least one stack"):
+        SpectraBank.fit([])
+    short = LinearBlend.fit([(stacks[0][0][:21], Z[:21])])
+    with pytest.raises(RmzError, match="does not match the blend"):
+        short.with_bank(SpectraBank.fit(stacks))
+
+
+def test_weights_carry_the_bank_at_half_precision(tmp_path: Path) -> None:
+    stacks, noisy = two_families()
+    blend = LinearBlend.fit(stacks, weight=0.75).with_bank(SpectraBank.fit(stacks))
+    network = RecurrentMZ(base_channels=2, depth=2)
+    path = save_weights(network, tmp_path / "w.safetensors", name="w", linear_blend=blend)
+    loaded = load_model(path).linear_blend
+    assert loaded is not None and loaded.bank is not None and blend.bank is not None
+    assert "a bank of 4 weighed by the scan's frames" in loaded.describe()
+    scale = np.abs(blend.bank.factors).max()
+    assert np.abs(loaded.bank.factors - blend.bank.factors).max() < 2e-3 * scale
+    seen = noisy(defocus_stack(2))
+    before, covered = filtered(blend, seen)
+    after, _ = filtered(loaded, seen)
+    span = float(np.ptp(before[covered]))
+    assert np.abs(after[covered] - before[covered]).max() < 0.01 * span
+
+
 def test_weights_carry_the_blend_and_every_session_applies_it(tmp_path: Path) -> None:
     torch.manual_seed(0)
     network = RecurrentMZ(base_channels=2, depth=2)
@@ -141,6 +226,7 @@ def test_weights_carry_the_blend_and_every_session_applies_it(tmp_path: Path) ->
         shipped = load_model(name).linear_blend
         assert shipped is not None and shipped.weight == 0.75, name
         assert f"{name} preset's training mixture" in shipped.source
+        assert shipped.bank is not None and shipped.bank.members == 32, name
         spectra.append(shipped.spectra)
     # the two presets share optics and training families, so the same 16 stacks fitted both
     np.testing.assert_array_equal(*spectra)

@@ -40,7 +40,8 @@ def test_nuclei_volume_hardly_depends_on_the_frame_order() -> None:
     """Every order of the three protocol frames within 0.6 dB (measured: 0.32 dB).
 
     The goal is 0.3 dB; this field misses it by a little (the network alone,
-    before the preset carried its linear blend: 0.46 dB).  The first preset
+    before the preset carried its linear blend: 0.46 dB; with the blend's
+    bank of training stacks, 2026-12-06: 0.32 dB again).  The first preset
     spread 0.66-1.5 dB on most held-out structures (the README's
     Models table at commit d100542).
     """
@@ -108,7 +109,9 @@ def test_widefield_is_closer_than_nuclei_on_dense_structures(
     family: str, dense_volumes: list[dict[str, Any]]
 ) -> None:
     """Measured over the non-input planes, seeds +10 and +11, both presets with
-    their linear blends: cells -0.01 and +0.14 dB, tissue +0.02 and +0.22 (the
+    their linear blends: cells -0.01 and +0.14 dB, tissue +0.02 and +0.22
+    (with the blends' bank, 2026-12-06: cells -0.01 and +0.15, tissue +0.03
+    and +0.22; the
     networks alone: cells -0.00 and +0.19, tissue +0.11 and +0.36; `widefield`
     blended against `nuclei` alone: cells +0.30 and +0.29, tissue +0.14 and +0.78)."""
     planes = sorted([*SCORED_UM, *PROTOCOL_INPUTS_UM["nuclei"]])
