@@ -101,8 +101,14 @@ def cross_spectra(planes: NDArray[np.floating], n_rings: int = RINGS) -> NDArray
     """
     data = np.asarray(planes, np.float64)
     spectra = np.fft.rfft2(data).reshape(data.shape[0], -1)
-    ring = rings_of(data.shape[1:], n_rings).ravel()
-    out = np.zeros((n_rings, data.shape[0], data.shape[0]), np.complex128)
+    return _ring_sums(spectra, rings_of(data.shape[1:], n_rings).ravel(), n_rings)
+
+
+def _ring_sums(
+    spectra: NDArray[np.complex128], ring: NDArray[np.intp], n_rings: int
+) -> NDArray[np.complex128]:
+    """`cross_spectra` of ``(P, coefficients)`` half spectra whose ring indices are ``ring``."""
+    out = np.zeros((n_rings, spectra.shape[0], spectra.shape[0]), np.complex128)
     for r in range(n_rings):
         band = spectra[:, ring == r]
         out[r] = np.conj(band) @ band.T
@@ -599,10 +605,7 @@ class LinearFilter:
         if self._weighed is None:
             flat = self._rings.ravel()
             n_rings = self.blend.spectra.shape[0]
-            observed = np.zeros((n_rings, len(frames), len(frames)), np.complex128)
-            for r in range(n_rings):
-                band = self._spectra[:, flat == r]
-                observed[r] = np.conj(band) @ band.T
+            observed = _ring_sums(self._spectra, flat, n_rings)
             counts = np.bincount(flat[flat >= 0], minlength=n_rings).astype(np.float64)
             self._weighed = bank.weigh(observed, frames, counts)
         alpha, noise = self._weighed
