@@ -1,7 +1,8 @@
 """A linear blend fitted on the preset's own training distribution, shipped with the weights.
 
-    python benchmarks/preset_blend.py [--preset widefield] [--fit 16] [--choose 8]
-                                      [--bank 16] [--cache runs/pb] [-o CANDIDATE.safetensors]
+    python benchmarks/preset_blend.py [--preset widefield] [--weights FILE] [--fit 16]
+                                      [--choose 8] [--bank 16] [--cache runs/pb]
+                                      [-o CANDIDATE.safetensors]
 
 `rmz-acq calibrate` fits a linear ring filter (`rmz_acq.linear_blend`) on a
 user's own stacks. This script asks whether one fitted on the simulator's
@@ -16,7 +17,8 @@ network's share: per-volume PSNR over the non-input planes against the
 noise-free truth, each share in `BLEND_SHARES`. With ``--bank N`` the fit
 stacks and ``N`` more (seeds from `BANK_SEED`) are also kept apart as a
 bank (`rmz_acq.linear_blend.SpectraBank`), weighed per scan by its frames,
-and the share is chosen with it. The held-out rows of
+and the share is chosen with it. ``--weights`` puts another network of the
+preset's conditions (a candidate) in place of the preset's. The held-out rows of
 `generalisation.py` (seeds from 20000) are never touched here; score the
 written candidate there (``--weights``) and pair it with the preset's run
 (`compare_scores.py`).
@@ -93,6 +95,7 @@ def _truth_psnr(estimate: np.ndarray, truth: np.ndarray, keep: np.ndarray) -> fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="widefield")
+    parser.add_argument("--weights", default=None, help="weights file (default: the preset)")
     parser.add_argument("--fit", type=int, default=16)
     parser.add_argument("--choose", type=int, default=8)
     parser.add_argument("--bank", type=int, default=0, help="stacks beside --fit in a bank")
@@ -102,7 +105,7 @@ def main() -> None:
     started = time.perf_counter()
     inputs, planes = PROTOCOL[args.preset]
     # the network alone: a preset that carries a blend already is fitted afresh
-    model = dataclasses.replace(load_model(args.preset, "cpu"), linear_blend=None)
+    model = dataclasses.replace(load_model(args.weights or args.preset, "cpu"), linear_blend=None)
     stacks = []
     for i in range(args.fit):
         stack, _ = specimen(args.preset, FIT_SEED + i, planes, args.cache)

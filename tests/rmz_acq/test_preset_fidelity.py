@@ -37,13 +37,13 @@ def test_the_volume_at_an_input_plane_is_no_worse_than_the_frame(preset: str, se
 
 
 def test_nuclei_volume_hardly_depends_on_the_frame_order() -> None:
-    """Every order of the three protocol frames within 0.6 dB (measured: 0.32 dB).
+    """Every order of the three protocol frames within 0.45 dB (measured: 0.27 dB).
 
-    The goal is 0.3 dB; this field misses it by a little (the network alone,
-    before the preset carried its linear blend: 0.46 dB; with the blend's
-    bank of training stacks, 2026-12-06: 0.32 dB again).  The first preset
-    spread 0.66-1.5 dB on most held-out structures (the README's
-    Models table at commit d100542).
+    The goal is 0.3 dB.  Stage 13 missed it here by a little (the network
+    alone: 0.46 dB; with its linear blend and the blend's bank: 0.32 dB);
+    stage 14, trained through the blend and blended at half, is within it.
+    The first preset spread 0.66-1.5 dB on most held-out structures (the
+    README's Models table at commit d100542).
     """
     volume = make_simulated_volume(PRESET_CONDITIONS["nuclei"], EVALUATION_SEED, 128)
     rng = np.random.default_rng(EVALUATION_SEED)
@@ -57,10 +57,10 @@ def test_nuclei_volume_hardly_depends_on_the_frame_order() -> None:
         session = ReconstructionSession(model, planes, device="cpu")
         result = session.run([frames[i] for i in order], [inputs[i] for i in order])
         scores.append(np.mean([psnr(a, b) for a, b in zip(result.volume, truth, strict=True)]))
-    assert np.ptp(scores) <= 0.6, scores
+    assert np.ptp(scores) <= 0.45, scores
 
 
-# What `widefield` is for: held-out fields of cells and of tissue (128 px), each
+# Where `widefield` was made for: held-out fields of cells and of tissue (128 px), each
 # reconstructed by both presets sharing its optics from the protocol frames.
 DENSE = [(family, EVALUATION_SEED + k) for family in ("cells", "tissue") for k in (10, 11)]
 SCORED_UM = [0.6, 2.0, 4.6, 6.0, 7.4, 10.6, 12.0, 13.4, 16.0, 17.4]
@@ -105,15 +105,20 @@ def test_widefield_at_an_input_plane_is_no_worse_than_the_frame(
 
 
 @pytest.mark.parametrize("family", ["cells", "tissue"])
-def test_widefield_is_closer_than_nuclei_on_dense_structures(
+def test_neither_gfp_preset_dominates_on_dense_structures(
     family: str, dense_volumes: list[dict[str, Any]]
 ) -> None:
-    """Measured over the non-input planes, seeds +10 and +11, both presets with
-    their linear blends: cells -0.01 and +0.14 dB, tissue +0.02 and +0.22
-    (with the blends' bank, 2026-12-06: cells -0.01 and +0.15, tissue +0.03
-    and +0.22; the
-    networks alone: cells -0.00 and +0.19, tissue +0.11 and +0.36; `widefield`
-    blended against `nuclei` alone: cells +0.30 and +0.29, tissue +0.14 and +0.78)."""
+    """What the README's "Which preset" says of cells and tissue: validate both.
+
+    Measured over the non-input planes, seeds +10 and +11, `widefield` minus
+    `nuclei` stage 14: cells -0.31 and +0.42 dB, tissue -0.42 and +0.04.
+    Until stage 14 `widefield` was ahead on all four (stage 13 with the
+    blend's bank: cells -0.01 and +0.15, tissue +0.03 and +0.22); on the
+    eight held-out volumes a row of the README's table it is ahead on the
+    truth's scale by 0.20 ± 0.12 (cells) and 0.39 ± 0.23 dB (tissue), level
+    per volume on cells.  Should one preset come out ahead on every field,
+    or either fall behind by half a decibel, that advice is out of date.
+    """
     planes = sorted([*SCORED_UM, *PROTOCOL_INPUTS_UM["nuclei"]])
     gains = []
     for case in (c for c in dense_volumes if c["family"] == family):
@@ -122,5 +127,5 @@ def test_widefield_is_closer_than_nuclei_on_dense_structures(
             for name, built in case["built"].items()
         }
         gains.append(score["widefield"] - score["nuclei"])
-    assert min(gains) > -0.05, gains
-    assert np.mean(gains) > 0.05, gains
+    assert max(abs(g) for g in gains) < 0.5, gains
+    assert min(gains) < 0 < max(gains), gains

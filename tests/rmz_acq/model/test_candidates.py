@@ -71,3 +71,20 @@ def test_the_through_blend_candidate_carries_the_shipped_filter_at_its_training_
     assert json.loads(candidate.metadata["training"])["through_blend"] == 0.5
     assert candidate.linear_blend.weight == 0.5
     np.testing.assert_array_equal(candidate.linear_blend.spectra, shipped.linear_blend.spectra)
+
+
+def test_the_shipped_nuclei_network_is_the_through_blend_candidate_at_its_share() -> None:
+    """`nuclei` stage 14 (its card): the candidate's network bit for bit, with the bank.
+
+    Its blend is used at the share it was trained through, and its training
+    record keeps stage 13's under ``earlier_training``.
+    """
+    shipped = load_model("nuclei")
+    candidate = load_model(CANDIDATES / "nuclei_tb50.safetensors")
+    mine, theirs = shipped.model.state_dict(), candidate.model.state_dict()
+    assert mine.keys() == theirs.keys()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    training = json.loads(shipped.metadata["training"])
+    assert shipped.linear_blend is not None and shipped.linear_blend.bank is not None
+    assert shipped.linear_blend.weight == training["through_blend"] == 0.5
+    assert len(json.loads(shipped.metadata["earlier_training"])) == 1
