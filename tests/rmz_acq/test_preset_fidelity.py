@@ -60,7 +60,7 @@ def test_nuclei_volume_hardly_depends_on_the_frame_order() -> None:
     assert np.ptp(scores) <= 0.45, scores
 
 
-# Where `widefield` was made for: held-out fields of cells and of tissue (128 px), each
+# The structures `widefield` was made for: held-out fields of cells and of tissue (128 px), each
 # reconstructed by both presets sharing its optics from the protocol frames.
 DENSE = [(family, EVALUATION_SEED + k) for family in ("cells", "tissue") for k in (10, 11)]
 SCORED_UM = [0.6, 2.0, 4.6, 6.0, 7.4, 10.6, 12.0, 13.4, 16.0, 17.4]
@@ -112,7 +112,7 @@ def test_neither_gfp_preset_dominates_on_dense_structures(
 
     Measured over the non-input planes, seeds +10 and +11, `widefield` minus
     `nuclei` stage 14: cells -0.31 and +0.42 dB, tissue -0.42 and +0.04.
-    Until stage 14 `widefield` was ahead on all four (stage 13 with the
+    Until stage 14 `widefield` was ahead or level on all four (stage 13 with the
     blend's bank: cells -0.01 and +0.15, tissue +0.03 and +0.22); on the
     eight held-out volumes a row of the README's table it is ahead on the
     truth's scale by 0.20 ± 0.12 (cells) and 0.39 ± 0.23 dB (tissue), level
